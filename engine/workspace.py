@@ -1,0 +1,72 @@
+"""Open Pulumi stacks of this project through the Automation API, isolated from the user.
+
+The program runs inline (``program.main`` in this process), so the CLI needs no separate
+Python language host: the Automation API serves the program to the engine over gRPC.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pulumi import automation as auto
+
+from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
+
+PROJECT_NAME = "gemnar"
+# The local stack's config secrets are encrypted with this passphrase. It protects nothing
+# real (every local secret is generated per machine) and is documented in the README; prod
+# stacks must set PULUMI_CONFIG_PASSPHRASE themselves.
+LOCAL_PASSPHRASE = "gemnar-local-stack"
+
+
+def pulumi_env(paths: ToolPaths | None = None, passphrase: str | None = None) -> dict[str, str]:
+    """Environment for every Pulumi invocation: project-owned home and backend, no phoning home."""
+    paths = paths or tool_paths()
+    env = {
+        "PULUMI_HOME": str(paths.pulumi_home),
+        "PULUMI_BACKEND_URL": paths.backend_url,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "false",
+        "PULUMI_CONFIG_PASSPHRASE": passphrase
+        or os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
+    }
+    return env
+
+
+def pulumi_command(paths: ToolPaths | None = None) -> auto.PulumiCommand:
+    """The project's CLI, refusing a missing binary or one of another version."""
+    paths = paths or tool_paths()
+    if not paths.cli.exists():
+        raise RuntimeError(
+            f"Pulumi CLI not found at {paths.cli}; run `bash tools/bootstrap.sh` first"
+        )
+    return auto.PulumiCommand(root=str(paths.cli_dir))
+
+
+def open_stack(
+    stack_name: str,
+    program: Callable[[], None] | None = None,
+    work_dir: Path = PROJECT_ROOT,
+    extra_env: Mapping[str, str] | None = None,
+    paths: ToolPaths | None = None,
+) -> auto.Stack:
+    """Create or select ``stack_name`` of the project in ``work_dir`` with an inline program."""
+    paths = paths or tool_paths()
+    paths.backend_dir.mkdir(parents=True, exist_ok=True)
+    paths.pulumi_home.mkdir(parents=True, exist_ok=True)
+    if program is None:
+        from program import main as program  # the project's wiring, imported lazily
+
+    env = pulumi_env(paths) | dict(extra_env or {})
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        env_vars=env,
+        pulumi_home=str(paths.pulumi_home),
+        pulumi_command=pulumi_command(paths),
+    )
+    return auto.create_or_select_stack(
+        stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=opts
+    )

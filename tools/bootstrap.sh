@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Idempotent bootstrap shared by both README commands.
+#
+# Installs what the local stack and the tests need and makes the Pulumi engine available:
+#   1. Debian packages (PostgreSQL, PgBouncer, Redis, Nginx, node exporter, OpenSSH, ...);
+#   2. the project virtualenv (.venv) from requirements.txt;
+#   3. the Pulumi CLI, built from Go modules and cached outside the repo by version;
+#   4. the `command` resource provider plugin, registered in the project's own Pulumi home.
+# A second run only checks stamps and finishes in seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${GEMNAR_TOOLS_CACHE:-$HOME/.cache/gemnar/tools}"
+STATE="${GEMNAR_STATE_DIR:-$ROOT/.state}"
+PULUMI_VERSION="$(sed -n 's/^PULUMI_CLI_VERSION = "\(.*\)"/\1/p' "$ROOT/engine/toolchain.py")"
+COMMAND_VERSION="$(sed -n 's/^COMMAND_PROVIDER_VERSION = "\(.*\)"/\1/p' "$ROOT/engine/toolchain.py")"
+CLI_DIR="$CACHE/pulumi-cli-v$PULUMI_VERSION"
+export PULUMI_HOME="$STATE/pulumi-home"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+
+APT_PACKAGES=(
+  postgresql pgbouncer redis-server nginx prometheus-node-exporter
+  openssh-server openssh-client cloud-init shellcheck wrk nftables openssl
+  ssl-cert systemd procps iproute2 curl ca-certificates
+)
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+
+install_debian_packages() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  if ((${#missing[@]} == 0)); then
+    echo "Debian packages: all ${#APT_PACKAGES[@]} present"
+    return
+  fi
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get"
+  step "Installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  # policy-rc.d keeps the packaged daemons from starting system-wide: the local stack and the
+  # tests run their own instances on loopback addresses and must not collide with these.
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    created_policy=1
+  fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  ((created_policy)) && $sudo rm -f "$policy"
+}
+
+create_virtualenv() {
+  local python="${GEMNAR_PYTHON:-python3}"
+  command -v "$python" >/dev/null || die "no $python: install Python 3.11 or newer"
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$python is $("$python" --version 2>&1); Python 3.11 or newer is required"
+  [[ -x $ROOT/.venv/bin/python ]] || { step "Creating .venv"; "$python" -m venv "$ROOT/.venv"; }
+  local want have
+  want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+  have="$(cat "$ROOT/.venv/.requirements.sha256" 2>/dev/null || true)"
+  if [[ $want == "$have" ]]; then
+    echo "Python packages: up to date with requirements.txt"
+    return
+  fi
+  step "Installing Python packages from requirements.txt"
+  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+  echo "$want" >"$ROOT/.venv/.requirements.sha256"
+}
+
+pulumi_version_of() { "$1" version 2>/dev/null | tr -d '[:space:]' || true; }
+
+provide_pulumi_cli() {
+  if [[ -x $CLI_DIR/pulumi && $(pulumi_version_of "$CLI_DIR/pulumi") == "v$PULUMI_VERSION" ]]; then
+    echo "Pulumi CLI: v$PULUMI_VERSION cached at $CLI_DIR"
+    return
+  fi
+  mkdir -p "$CLI_DIR"
+  local on_path
+  on_path="$(command -v pulumi || true)"
+  if [[ -n $on_path ]]; then
+    local found
+    found="$(pulumi_version_of "$on_path")"
+    if [[ $found == "v$PULUMI_VERSION" ]]; then
+      echo "Pulumi CLI: using installed $on_path ($found)"
+      ln -sf "$on_path" "$CLI_DIR/pulumi"
+      return
+    fi
+    echo "Pulumi CLI: ignoring $on_path (${found:-unknown version}); this project pins v$PULUMI_VERSION"
+  fi
+  command -v go >/dev/null || die "no Pulumi CLI v$PULUMI_VERSION and no Go toolchain to build it.
+  Either install Pulumi v$PULUMI_VERSION (https://www.pulumi.com/docs/install/) so that
+  'pulumi version' prints v$PULUMI_VERSION, or install Go 1.26+ and run this again."
+  local build="$CACHE/build/pulumi-cli-v$PULUMI_VERSION"
+  step "Building the Pulumi CLI v$PULUMI_VERSION from Go modules (first run only; ~10 min on 2 cores)"
+  mkdir -p "$build"
+  cp "$ROOT/tools/go/pulumi-cli/go.mod" "$ROOT/tools/go/pulumi-cli/go.sum" \
+    "$ROOT/tools/go/pulumi-cli/tools.go" "$build/"
+  # The version variable must be injected: without it `pulumi version` prints nothing and the
+  # Automation API treats the CLI as too old.
+  (cd "$build" && go build -trimpath \
+    -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
+    -o "$CLI_DIR/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+  mv "$CLI_DIR/pulumi.tmp" "$CLI_DIR/pulumi"
+  echo "Pulumi CLI: built $("$CLI_DIR/pulumi" version)"
+}
+
+register_command_provider() {
+  mkdir -p "$STATE/plugins" "$PULUMI_HOME"
+  local launcher="$STATE/plugins/pulumi-resource-command"
+  sed -e "s|@PYTHON@|$ROOT/.venv/bin/python|g" -e "s|@ROOT@|$ROOT|g" \
+    "$ROOT/tools/pulumi-resource-command.in" >"$launcher.new"
+  chmod +x "$launcher.new"
+  local installed="$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"
+  if [[ -f $installed ]] && cmp -s "$launcher.new" "$installed"; then
+    rm -f "$launcher.new"
+    echo "command provider: v$COMMAND_VERSION registered"
+    return
+  fi
+  mv "$launcher.new" "$launcher"
+  step "Registering the command provider stand-in as resource plugin command v$COMMAND_VERSION"
+  "$CLI_DIR/pulumi" plugin rm resource command "$COMMAND_VERSION" --yes >/dev/null 2>&1 || true
+  "$CLI_DIR/pulumi" plugin install resource command "$COMMAND_VERSION" --file "$launcher"
+}
+
+main() {
+  step "Bootstrap (cache: $CACHE, state: $STATE)"
+  install_debian_packages
+  create_virtualenv
+  provide_pulumi_cli
+  register_command_provider
+  echo "bootstrap: ready"
+}
+
+main "$@"
