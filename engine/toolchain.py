@@ -33,7 +33,8 @@ class ToolPaths:
 
     @property
     def cli(self) -> Path:
-        return self.cli_dir / "pulumi"
+        # PulumiCommand(root=...) looks for <root>/bin/pulumi.
+        return self.cli_dir / "bin" / "pulumi"
 
     @property
     def pulumi_home(self) -> Path:

@@ -15,6 +15,7 @@ STATE="${GEMNAR_STATE_DIR:-$ROOT/.state}"
 PULUMI_VERSION="$(sed -n 's/^PULUMI_CLI_VERSION = "\(.*\)"/\1/p' "$ROOT/engine/toolchain.py")"
 COMMAND_VERSION="$(sed -n 's/^COMMAND_PROVIDER_VERSION = "\(.*\)"/\1/p' "$ROOT/engine/toolchain.py")"
 CLI_DIR="$CACHE/pulumi-cli-v$PULUMI_VERSION"
+CLI="$CLI_DIR/bin/pulumi"
 export PULUMI_HOME="$STATE/pulumi-home"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
@@ -76,11 +77,11 @@ create_virtualenv() {
 pulumi_version_of() { "$1" version 2>/dev/null | tr -d '[:space:]' || true; }
 
 provide_pulumi_cli() {
-  if [[ -x $CLI_DIR/pulumi && $(pulumi_version_of "$CLI_DIR/pulumi") == "v$PULUMI_VERSION" ]]; then
+  if [[ -x $CLI && $(pulumi_version_of "$CLI") == "v$PULUMI_VERSION" ]]; then
     echo "Pulumi CLI: v$PULUMI_VERSION cached at $CLI_DIR"
     return
   fi
-  mkdir -p "$CLI_DIR"
+  mkdir -p "$CLI_DIR/bin"
   local on_path
   on_path="$(command -v pulumi || true)"
   if [[ -n $on_path ]]; then
@@ -88,7 +89,7 @@ provide_pulumi_cli() {
     found="$(pulumi_version_of "$on_path")"
     if [[ $found == "v$PULUMI_VERSION" ]]; then
       echo "Pulumi CLI: using installed $on_path ($found)"
-      ln -sf "$on_path" "$CLI_DIR/pulumi"
+      ln -sf "$on_path" "$CLI"
       return
     fi
     echo "Pulumi CLI: ignoring $on_path (${found:-unknown version}); this project pins v$PULUMI_VERSION"
@@ -105,9 +106,9 @@ provide_pulumi_cli() {
   # Automation API treats the CLI as too old.
   (cd "$build" && go build -trimpath \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
-    -o "$CLI_DIR/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-  mv "$CLI_DIR/pulumi.tmp" "$CLI_DIR/pulumi"
-  echo "Pulumi CLI: built $("$CLI_DIR/pulumi" version)"
+    -o "$CLI.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+  mv "$CLI.tmp" "$CLI"
+  echo "Pulumi CLI: built $("$CLI" version)"
 }
 
 register_command_provider() {
@@ -124,8 +125,8 @@ register_command_provider() {
   fi
   mv "$launcher.new" "$launcher"
   step "Registering the command provider stand-in as resource plugin command v$COMMAND_VERSION"
-  "$CLI_DIR/pulumi" plugin rm resource command "$COMMAND_VERSION" --yes >/dev/null 2>&1 || true
-  "$CLI_DIR/pulumi" plugin install resource command "$COMMAND_VERSION" --file "$launcher"
+  "$CLI" plugin rm resource command "$COMMAND_VERSION" --yes >/dev/null 2>&1 || true
+  "$CLI" plugin install resource command "$COMMAND_VERSION" --file "$launcher"
 }
 
 main() {
