@@ -1,0 +1,72 @@
+"""A node's own OpenSSH server on its loopback address.
+
+In prod the membership, readiness and drain commands reach nodes over SSH (workers through
+the controller as jump host). A local node runs a real sshd on its 127.x address so those
+commands take the same path. The server accepts only the local stack's key and puts the
+node's own ``bin`` directory first on PATH, where prod has ``/usr/local/sbin``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from localnode.supervise import running, start_detached, stop_pidfile, wait_for
+
+SSHD = "/usr/sbin/sshd"
+
+
+def render_sshd_config(
+    address: str, port: int, node_dir: Path, authorized_keys: Path, path_dirs: list[Path]
+) -> str:
+    path = ":".join([*(str(d) for d in path_dirs), "/usr/local/sbin", "/usr/sbin", "/usr/bin",
+                     "/sbin", "/bin"])
+    return "\n".join(
+        [
+            f"ListenAddress {address}:{port}",
+            f"HostKey {node_dir / 'ssh' / 'host_ed25519'}",
+            f"PidFile {node_dir / 'run' / 'sshd.pid'}",
+            f"AuthorizedKeysFile {authorized_keys}",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            # PAM and strict modes assume a system install; this server lives in a state dir.
+            "UsePAM no",
+            "StrictModes no",
+            # Workers are reached through the controller, as in prod.
+            "AllowTcpForwarding yes",
+            "PermitUserEnvironment no",
+            f"SetEnv PATH={path}",
+            "LogLevel ERROR",
+            "",
+        ]
+    )
+
+
+def start_sshd(
+    address: str, port: int, node_dir: Path, authorized_keys: Path, path_dirs: list[Path]
+) -> None:
+    ssh_dir = node_dir / "ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    (node_dir / "run").mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+    host_key = ssh_dir / "host_ed25519"
+    if not host_key.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True
+        )
+    config = ssh_dir / "sshd_config"
+    config.write_text(render_sshd_config(address, port, node_dir, authorized_keys, path_dirs))
+    subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
+    pidfile = node_dir / "run" / "sshd.pid"
+    if running(pidfile):
+        return
+    # -D keeps sshd in the foreground of its own session so we own its pid; -e logs to stderr.
+    start_detached([SSHD, "-D", "-e", "-f", str(config)], node_dir / "run" / "sshd.supervised",
+                   node_dir / "log" / "sshd.log")
+    wait_for(lambda: running(pidfile), 10, f"sshd on {address}:{port}")
+
+
+def stop_sshd(node_dir: Path) -> None:
+    stop_pidfile(node_dir / "run" / "sshd.supervised")
+    stop_pidfile(node_dir / "run" / "sshd.pid")
