@@ -1,0 +1,5 @@
+"""Pulumi entry point of the gemnar project."""
+
+from program import main
+
+main()

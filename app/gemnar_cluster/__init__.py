@@ -1,0 +1,1 @@
+"""Cluster plumbing for stateless Django workers: env-driven settings, cache, proxy trust."""

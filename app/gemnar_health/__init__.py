@@ -1,0 +1,1 @@
+"""Reusable Django app serving a cheap, uncached ``/health/`` for load-balancer probes."""

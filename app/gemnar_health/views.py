@@ -1,0 +1,32 @@
+"""The ``/health/`` response: 200 when every check passes, 503 naming what failed."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers
+
+from gemnar_health.checks import health_settings, run_checks_shared, summarise
+
+
+async def health_response(request: HttpRequest) -> HttpResponse:
+    """Run the checks and build the JSON response; shared by the view and the middleware."""
+    if request.method not in ("GET", "HEAD"):
+        response: HttpResponse = HttpResponse(status=405)
+        response["Allow"] = "GET, HEAD"
+        return response
+    results = await run_checks_shared(health_settings())
+    extra = {}
+    worker = getattr(settings, "GEMNAR_WORKER_NAME", None)
+    if worker:
+        extra["worker"] = worker
+    body = summarise(results, extra)
+    response = JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+    # Every probe must see the live state, never a proxy's or browser's copy.
+    add_never_cache_headers(response)
+    return response
+
+
+async def health(request: HttpRequest) -> HttpResponse:
+    """URLconf entry for projects that route ``/health/`` themselves."""
+    return await health_response(request)

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Start the app under Uvicorn: one process per CPU unless configured, proxy headers trusted
+# only from the controller, and a bounded graceful shutdown so drains end.
+set -euo pipefail
+
+processes='@{processes}'
+if [ "$processes" = auto ]; then
+    processes="$(nproc)"
+fi
+
+exec '@{venv_dir}/bin/uvicorn' '@{asgi_app}' \
+    --app-dir '@{app_dir}' \
+    --host '@{host}' --port '@{port}' \
+    --workers "$processes" \
+    --proxy-headers --forwarded-allow-ips '@{controller_address}' \
+    --timeout-graceful-shutdown '@{graceful_shutdown_s}' \
+    --no-server-header

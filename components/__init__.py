@@ -1,0 +1,1 @@
+"""Pulumi components of the gemnar stack: one ComponentResource per module."""

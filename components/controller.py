@@ -1,0 +1,139 @@
+"""The controller: Debian 12 instance in the VPC, reserved IPv4, PostgreSQL volume, backups, DNS.
+
+Everything stateful here is ``protect``-ed: a change that would replace the controller, its
+address or its data fails loudly instead of happening silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ediri_vultr as vultr
+import pulumi
+
+CONTROLLER_HOSTNAME = "controller"
+
+
+@dataclass(frozen=True)
+class ControllerArgs:
+    region: pulumi.Input[str]
+    plan: pulumi.Input[str]
+    os_id: pulumi.Input[int]
+    vpc_id: pulumi.Input[str]
+    firewall_group_id: pulumi.Input[str]
+    ssh_key_ids: pulumi.Input[list[str]]
+    user_data: pulumi.Input[str]
+    volume_gb: pulumi.Input[int]
+    volume_type: pulumi.Input[str] = "high_perf"
+    backups: bool = True
+    backup_schedule: str = "daily"
+    backup_hour_utc: int = 3
+    ddos_protection: bool = False
+    domain: str | None = None
+    manage_dns: bool = False
+
+
+class Controller(pulumi.ComponentResource):
+    """The controller node and the resources bound to it."""
+
+    instance_id: pulumi.Output[str]
+    public_address: pulumi.Output[str]
+    private_address: pulumi.Output[str]
+    data_device: pulumi.Output[str]
+    instance: vultr.Instance
+    reserved_ip: vultr.ReservedIp
+    volume: vultr.BlockStorage
+
+    def __init__(
+        self, name: str, args: ControllerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:Controller", name, None, opts)
+        schedule = None
+        if args.backups:
+            schedule = vultr.InstanceBackupsScheduleArgs(
+                type=args.backup_schedule,
+                hour=args.backup_hour_utc,
+                dow=1 if args.backup_schedule == "weekly" else None,
+                dom=1 if args.backup_schedule == "monthly" else None,
+            )
+        self.instance = vultr.Instance(
+            f"{name}-instance",
+            region=args.region,
+            plan=args.plan,
+            os_id=args.os_id,
+            hostname=CONTROLLER_HOSTNAME,
+            label=f"gemnar-{CONTROLLER_HOSTNAME}",
+            tags=["gemnar", "gemnar-controller"],
+            # The VPC must be attached at create: cloud-init configures the private interface
+            # from metadata on first boot only.
+            vpc_ids=[args.vpc_id],
+            firewall_group_id=args.firewall_group_id,
+            ssh_key_ids=args.ssh_key_ids,
+            user_data=args.user_data,
+            backups="enabled" if args.backups else "disabled",
+            backups_schedule=schedule,
+            # An unset ddos_protection shows up as a diff that forces replacement (2.27.1).
+            ddos_protection=args.ddos_protection,
+            enable_ipv6=False,
+            activation_email=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=True,
+                # user_data and ssh_key_ids force replacement; on the controller they only
+                # matter at first boot, later changes are applied over SSH instead.
+                ignore_changes=["userData", "sshKeyIds"],
+                # The reserved IP cannot be held by two instances: a create-before-delete
+                # replace would retry "already attached" until it times out.
+                delete_before_replace=True,
+            ),
+        )
+        # Attached through the reserved-IP resource (an in-place update), never through
+        # Instance.reserved_ip_id, which forces replacement of the instance.
+        self.reserved_ip = vultr.ReservedIp(
+            f"{name}-ip",
+            region=args.region,
+            ip_type="v4",
+            label="gemnar-controller",
+            instance_id=self.instance.id,
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        self.volume = vultr.BlockStorage(
+            f"{name}-pgdata",
+            region=args.region,
+            size_gb=args.volume_gb,
+            block_type=args.volume_type,
+            label="gemnar-pgdata",
+            attached_to_instance=self.instance.id,
+            # Without live=True attaching restarts the instance.
+            live=True,
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        if args.domain and args.manage_dns:
+            zone = vultr.DnsDomain(
+                f"{name}-dns",
+                domain=args.domain,
+                dns_sec="disabled",
+                opts=pulumi.ResourceOptions(parent=self, protect=True),
+            )
+            for record, label in (("", "apex"), ("www", "www")):
+                vultr.DnsRecord(
+                    f"{name}-dns-{label}",
+                    domain=zone.domain,
+                    name=record,
+                    type="A",
+                    data=self.reserved_ip.subnet,
+                    ttl=300,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+        self.instance_id = self.instance.id
+        self.public_address = self.reserved_ip.subnet
+        self.private_address = self.instance.internal_ip
+        self.data_device = self.volume.mount_id.apply(lambda m: f"/dev/disk/by-id/virtio-{m}")
+        self.register_outputs(
+            {
+                "instanceId": self.instance_id,
+                "publicAddress": self.public_address,
+                "privateAddress": self.private_address,
+                "dataDevice": self.data_device,
+            }
+        )

@@ -1,0 +1,121 @@
+"""Host secrets: derived from the stack's secret seed, delivered over SSH into root-only files.
+
+Why derive: no extra provider plugin (``random``) is available, and a deterministic derivation
+keeps previews stable. Every value is HMAC-SHA256(seed, purpose), hex encoded, so each purpose
+gets an independent secret and rotating the seed rotates all of them.
+
+Why SSH and not user data: any process on a Vultr instance can read its user data from the
+metadata service, so secrets never go there. The command writes the node's secrets file (mode
+0600, root; workers: ``WorkerPaths.app_secrets_env_file``, controller: ``controller.env`` in
+``ControllerPaths.secrets_dir``) from stdin, then runs ``/usr/local/sbin/gemnar-apply-secrets``
+if cloud-init has installed it. Contract for the provisioning side: services that need a secret
+read that file (systemd ``EnvironmentFile=``) and tolerate it appearing after boot; the hook
+applies new values (role passwords, Redis ``requirepass``, starting the app) idempotently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.nodes import as_root
+
+APPLY_HOOK = "/usr/local/sbin/gemnar-apply-secrets"
+
+# Environment name -> derivation purpose. Renaming a purpose rotates that secret.
+CONTROLLER_SECRETS = {
+    "GEMNAR_DB_PASSWORD": "postgres-app-password",
+    "GEMNAR_PGBOUNCER_ADMIN_PASSWORD": "pgbouncer-admin-password",
+    "GEMNAR_REDIS_PASSWORD": "redis-password",
+    "GEMNAR_SECRET_KEY": "django-secret-key",
+}
+# What a worker's secrets file is rendered from (provisioning.app_env names the variables).
+WORKER_SECRETS = {
+    "db_password": "postgres-app-password",
+    "redis_password": "redis-password",
+    "secret_key": "django-secret-key",
+}
+
+
+def derive_secret(seed: str, purpose: str) -> str:
+    """A 64-hex-character secret for ``purpose``, deterministic in ``seed`` (pure)."""
+    return hmac.new(seed.encode(), f"gemnar/{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
+def derive_secrets(
+    seed: pulumi.Output[str], names: Mapping[str, str]
+) -> dict[str, pulumi.Output[str]]:
+    """Secret Outputs for each environment name; the seed Output must already be secret."""
+
+    def one(purpose: str) -> pulumi.Output[str]:
+        return seed.apply(lambda s: derive_secret(s, purpose))
+
+    return {env: one(purpose) for env, purpose in names.items()}
+
+
+def render_env_file(values: Mapping[str, str]) -> str:
+    """``KEY='value'`` lines; values are hex or plain paths, quoting guards the rest."""
+    lines = []
+    for key, value in sorted(values.items()):
+        if "'" in value or "\n" in value:
+            raise ValueError(f"{key}: value cannot be written to an env file")
+        lines.append(f"{key}='{value}'")
+    return "\n".join(lines) + "\n"
+
+
+def write_script(path: str, hook: str = APPLY_HOOK) -> str:
+    directory = path.rsplit("/", 1)[0]
+    return (
+        "set -eu; umask 077; "
+        f"install -d -m 0700 -o root -g root {directory}; "
+        f"cat > {path}.new; chmod 0600 {path}.new; mv -f {path}.new {path}; "
+        f"if [ -x {hook} ]; then {hook}; fi"
+    )
+
+
+@dataclass(frozen=True)
+class HostSecretsArgs:
+    connection: remote.ConnectionArgs
+    node_identity: pulumi.Input[str]
+    path: str
+    # The whole file; it is made secret here whatever the caller passed.
+    content: pulumi.Input[str]
+    ssh_user: str = "root"
+
+
+def env_file_content(
+    secrets: Mapping[str, pulumi.Input[str]], settings: Mapping[str, pulumi.Input[str]]
+) -> pulumi.Output[str]:
+    """An env file of ``settings`` (non-secret) and ``secrets``, as one Output."""
+    merged = {**settings, **secrets}
+    keys = list(merged)
+    return pulumi.Output.all(*[merged[k] for k in keys]).apply(
+        lambda values: render_env_file(dict(zip(keys, values, strict=True)))
+    )
+
+
+class HostSecrets(pulumi.ComponentResource):
+    """Writes a node's secrets (and a few non-secret host settings) to a root-only file."""
+
+    path: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: HostSecretsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:HostSecrets", name, None, opts)
+        remote.Command(
+            f"{name}-write",
+            connection=args.connection,
+            create=as_root(write_script(args.path), args.ssh_user),
+            stdin=pulumi.Output.secret(args.content),
+            # A replaced machine is a new host that needs the file again.
+            triggers=[args.node_identity],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.path = pulumi.Output.from_input(args.path)
+        self.register_outputs({"path": self.path})

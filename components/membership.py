@@ -1,0 +1,64 @@
+"""Load-balancer membership: the controller's Nginx upstream list, as one remote command.
+
+Contract with the controller (script installed by cloud-init):
+``/usr/local/sbin/gemnar-lb-apply`` reads stdin = a JSON list of ``"ip:port"`` strings (the
+workers' private app addresses, in worker index order), renders the Nginx upstream, checks the
+configuration and reloads Nginx; it exits non-zero, leaving the running configuration alone, if
+the check fails. An empty list is valid (no workers). It must be idempotent.
+
+The member list is the command's stdin, so the command updates exactly when the list changes;
+the only trigger is the controller itself (a new controller needs the list written once).
+There is no delete command: removing this resource must not empty a live load balancer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.nodes import as_root
+
+LB_APPLY = "/usr/local/sbin/gemnar-lb-apply"
+
+
+def member_list(addresses: Sequence[str], port: int) -> str:
+    """The stdin document (pure)."""
+    return json.dumps([f"{address}:{port}" for address in addresses])
+
+
+@dataclass(frozen=True)
+class MembershipArgs:
+    connection: remote.ConnectionArgs
+    controller_identity: pulumi.Input[str]
+    member_addresses: pulumi.Input[Sequence[pulumi.Input[str]]]
+    app_port: int
+    ssh_user: str = "root"
+
+
+class Membership(pulumi.ComponentResource):
+    """Keeps the controller's upstream list equal to the ready workers."""
+
+    members: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: MembershipArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:Membership", name, None, opts)
+        self.members = pulumi.Output.from_input(args.member_addresses).apply(
+            lambda addresses: member_list([str(a) for a in addresses], args.app_port)
+        )
+        command = as_root(LB_APPLY, args.ssh_user)
+        remote.Command(
+            f"{name}-sync",
+            connection=args.connection,
+            create=command,
+            update=command,
+            stdin=self.members,
+            triggers=[args.controller_identity],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"members": self.members})

@@ -1,0 +1,88 @@
+"""The seam between "how a node comes to exist" and everything that acts on nodes.
+
+A platform (``vultr`` today, ``local`` later) turns the stack config into ``Nodes``: one
+controller and N workers, each a ``NodeHandle``. Membership, readiness and host secrets consume
+only handles, so they take the same path on every platform: SSH to the controller, and to each
+worker through the controller as jump host.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+from pulumi_command import remote
+
+Role = Literal["controller", "worker"]
+
+
+@dataclass(frozen=True)
+class NodeHandle:
+    """A node as the rest of the program sees it."""
+
+    name: str
+    role: Role
+    private_address: pulumi.Output[str]
+    connection: remote.ConnectionArgs
+    # The resource whose replacement means "a new machine": commands re-run when it changes.
+    identity: pulumi.Output[str]
+    public_address: pulumi.Output[str] | None = None
+    # Resources the node's commands must wait for (instance, IP attachment, volume, ...).
+    ready_after: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    # Non-secret facts only known after the node exists, written beside its secrets
+    # (e.g. the controller's PostgreSQL data device).
+    host_settings: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """What a platform produces: the controller, the workers in index order, the site URL."""
+
+    controller: NodeHandle
+    workers: tuple[NodeHandle, ...]
+    site_url: pulumi.Output[str]
+    extras: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SshIdentity:
+    """How Pulumi logs in to nodes: user plus a private key, or the SSH agent when key is None."""
+
+    user: str
+    private_key: pulumi.Output[str] | None = None
+
+
+def controller_connection(host: pulumi.Input[str], ssh: SshIdentity) -> remote.ConnectionArgs:
+    """SSH straight to the controller."""
+    return remote.ConnectionArgs(
+        host=host, user=ssh.user, private_key=ssh.private_key, dial_error_limit=60
+    )
+
+
+def worker_connection(
+    private_address: pulumi.Input[str], controller_host: pulumi.Input[str], ssh: SshIdentity
+) -> remote.ConnectionArgs:
+    """SSH to a worker's private address with the controller as jump host.
+
+    Workers have no public SSH (their firewall group opens nothing by default and their
+    nftables accept SSH only from the controller), so the controller is the only way in.
+    """
+    return remote.ConnectionArgs(
+        host=private_address,
+        user=ssh.user,
+        private_key=ssh.private_key,
+        dial_error_limit=60,
+        proxy=remote.ProxyConnectionArgs(
+            host=controller_host, user=ssh.user, private_key=ssh.private_key, dial_error_limit=60
+        ),
+    )
+
+
+def as_root(script: str, user: str) -> str:
+    """Run ``script`` as root: directly when logged in as root, else through ``sudo -n``."""
+    if user == "root":
+        return script
+    return f"sudo -n sh -c {shlex.quote(script)}"

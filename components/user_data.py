@@ -1,0 +1,113 @@
+"""Cloud-init user data for Vultr nodes: StackConfig (+ known addresses) -> provisioning settings.
+
+Rendering itself is ``provisioning``'s job (pure: settings in, ``#cloud-config`` text out);
+this module only maps stack config onto its settings. What user data may depend on:
+
+- never a secret (the metadata service serves user data to any local process);
+- never the node's own private address: Vultr assigns it, and an instance input cannot depend
+  on the instance's own output. Nodes discover it at boot from the metadata service; we pass
+  ``BOOT_DISCOVERED`` (0.0.0.0) where the settings want an address;
+- never the worker count: a worker's user data depends on its own name (worker-<index>) and
+  pool-wide settings only, so scaling never changes a surviving worker's user data;
+- the controller's private address for workers (an Output, so worker user data is one too);
+- never anything created after the controller (its data volume's device arrives over SSH in
+  ``/etc/gemnar/secrets.env`` as ``GEMNAR_DATA_DEVICE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+
+import provisioning
+from provisioning.app_env import render_worker_secrets_env
+from provisioning.settings import (
+    ControllerPaths,
+    ControllerSettings,
+    WorkerPaths,
+    WorkerPorts,
+    WorkerSettings,
+)
+from stack_config import StackConfig, plan_size
+
+# Placeholder address: "read my private address from the metadata service at boot".
+BOOT_DISCOVERED = "0.0.0.0"
+
+
+def controller_settings(cfg: StackConfig) -> ControllerSettings:
+    vcpus, memory_mb = plan_size(cfg.controller_plan)
+    return ControllerSettings(
+        private_address=BOOT_DISCOVERED,
+        vpc_subnet=cfg.vpc_subnet,
+        memory_mb=memory_mb,
+        vcpus=vcpus,
+        max_workers=cfg.scaling.max_workers,
+        domain=cfg.domain,
+        tls_email=cfg.tls_email,
+        ssh_admin_cidrs=cfg.admin_cidrs,
+        backup_hour_utc=cfg.backups.hour_utc,
+        backup_retention_days=cfg.backups.retention_days,
+        scaler_interval_s=cfg.scaling.interval_s,
+    )
+
+
+def worker_settings(
+    cfg: StackConfig, controller_address: str, name: str = "worker-0"
+) -> WorkerSettings:
+    vcpus, memory_mb = plan_size(cfg.worker_plan)
+    return WorkerSettings(
+        private_address=BOOT_DISCOVERED,
+        controller_address=controller_address,
+        vpc_subnet=cfg.vpc_subnet,
+        memory_mb=memory_mb,
+        vcpus=vcpus,
+        app_source=cfg.app_source,
+        app_version=cfg.app_version,
+        name=name,
+        ports=WorkerPorts(app=cfg.app_port),
+        domain=cfg.domain,
+    )
+
+
+def controller_user_data(cfg: StackConfig) -> str:
+    """The controller's ``#cloud-config`` (plain text; the provider base64-encodes it)."""
+    return provisioning.controller_user_data(controller_settings(cfg))
+
+
+def worker_user_data(
+    cfg: StackConfig, controller_address: pulumi.Input[str], name: str
+) -> pulumi.Output[str]:
+    """The ``#cloud-config`` of the worker called ``name``."""
+
+    def render(address: str) -> str:
+        if not address:
+            raise ValueError(
+                "the controller has no private address yet (Vultr reported an empty "
+                "internal_ip); run `pulumi refresh` and retry"
+            )
+        return provisioning.worker_user_data(worker_settings(cfg, address, name))
+
+    return pulumi.Output.from_input(controller_address).apply(render)
+
+
+def controller_secrets_path() -> str:
+    return f"{ControllerPaths().secrets_dir}/controller.env"
+
+
+def worker_secrets_path() -> str:
+    return WorkerPaths().app_secrets_env_file
+
+
+def worker_secrets_file(
+    cfg: StackConfig,
+    controller_address: pulumi.Input[str],
+    secrets: Mapping[str, pulumi.Output[str]],
+) -> pulumi.Output[str]:
+    """A worker's secrets env file, rendered by provisioning (secret Output; goes over SSH)."""
+    keys = list(secrets)
+    return pulumi.Output.all(controller_address, *[secrets[k] for k in keys]).apply(
+        lambda values: render_worker_secrets_env(
+            worker_settings(cfg, values[0]), **dict(zip(keys, values[1:], strict=True))
+        )
+    )

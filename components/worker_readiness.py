@@ -1,0 +1,56 @@
+"""Per-worker readiness on create and drain before delete, run on the worker via the controller.
+
+Contracts with the worker (scripts installed by cloud-init):
+
+- ``/usr/local/sbin/gemnar-worker-ready <ip>``: waits for cloud-init to finish and for
+  ``http://<ip>:<app port>/health/`` to answer healthy, up to a bound; exits non-zero on
+  timeout, which fails the create, so an unhealthy worker never joins the load balancer.
+- ``/usr/local/sbin/gemnar-worker-drain <ip>``: runs after the membership command has taken the
+  worker out of Nginx (deletions run after updates, and membership depends on readiness);
+  waits for in-flight requests and WebSockets to finish, up to a bound, then stops the app.
+  Exits zero even if the app is already gone, so a broken worker can still be deleted.
+
+``<ip>`` is the worker's private address as Vultr reports it, the one Nginx uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.nodes import as_root
+
+READY = "/usr/local/sbin/gemnar-worker-ready"
+DRAIN = "/usr/local/sbin/gemnar-worker-drain"
+
+
+@dataclass(frozen=True)
+class WorkerReadinessArgs:
+    connection: remote.ConnectionArgs
+    node_identity: pulumi.Input[str]
+    private_address: pulumi.Input[str]
+    ssh_user: str = "root"
+
+
+class WorkerReadiness(pulumi.ComponentResource):
+    """Create waits until the worker is healthy; delete drains it first."""
+
+    address: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: WorkerReadinessArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:WorkerReadiness", name, None, opts)
+        self.address = pulumi.Output.from_input(args.private_address)
+        remote.Command(
+            f"{name}-gate",
+            connection=args.connection,
+            create=self.address.apply(lambda ip: as_root(f"{READY} {ip}", args.ssh_user)),
+            delete=self.address.apply(lambda ip: as_root(f"{DRAIN} {ip}", args.ssh_user)),
+            # A replaced instance is a new machine: wait for it (and drain the old one) again.
+            triggers=[args.node_identity],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"address": self.address})

@@ -1,0 +1,127 @@
+"""The gemnar Pulumi program: typed config -> nodes (per platform) -> commands -> exports.
+
+``main`` is what ``__main__.py`` and the Automation API run. ``build`` holds the wiring and
+returns the exports, so unit tests can run it against a config of their own.
+
+The one platform seam is ``PROVISIONERS``: a function from config to ``Nodes``. Everything
+after it (host secrets, readiness and drain, load-balancer membership) takes only node handles
+and reaches nodes over SSH, workers through the controller, on every platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pulumi
+
+from components.host_secrets import (
+    CONTROLLER_SECRETS,
+    WORKER_SECRETS,
+    HostSecrets,
+    HostSecretsArgs,
+    derive_secrets,
+    env_file_content,
+)
+from components.membership import Membership, MembershipArgs
+from components.nodes import Nodes, SshIdentity
+from components.user_data import controller_secrets_path, worker_secrets_file, worker_secrets_path
+from components.vultr_nodes import provision_vultr
+from components.worker_readiness import WorkerReadiness, WorkerReadinessArgs
+from stack_config import StackConfig, load_stack_config
+
+Provisioner = Callable[[StackConfig, SshIdentity], Nodes]
+
+
+def _local_not_built(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
+    raise NotImplementedError(
+        "gemnar:platform=local: local nodes are not wired in yet; add a provisioner returning "
+        "Nodes (see components/nodes.py) to PROVISIONERS in program.py"
+    )
+
+
+PROVISIONERS: dict[str, Provisioner] = {"vultr": provision_vultr, "local": _local_not_built}
+
+
+def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
+    """Declare every resource for ``cfg`` and return the stack outputs."""
+    private_key = cfg.ssh_private_key
+    ssh = SshIdentity(
+        user=cfg.ssh_user,
+        private_key=pulumi.Output.secret(private_key.value) if private_key else None,
+    )
+    nodes = PROVISIONERS[cfg.platform](cfg, ssh)
+    seed = pulumi.Output.secret(cfg.secret_seed.value)
+
+    controller = nodes.controller
+    controller_secrets = HostSecrets(
+        "gemnar-controller-secrets",
+        HostSecretsArgs(
+            connection=controller.connection,
+            node_identity=controller.identity,
+            path=controller_secrets_path(),
+            content=env_file_content(
+                derive_secrets(seed, CONTROLLER_SECRETS), controller.host_settings
+            ),
+            ssh_user=cfg.ssh_user,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=list(controller.ready_after)),
+    )
+    worker_secrets_content = worker_secrets_file(
+        cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS)
+    )
+    gates: list[pulumi.Resource] = []
+    for worker in nodes.workers:
+        worker_secrets = HostSecrets(
+            f"gemnar-{worker.name}-secrets",
+            HostSecretsArgs(
+                connection=worker.connection,
+                node_identity=worker.identity,
+                path=worker_secrets_path(),
+                content=worker_secrets_content,
+                ssh_user=cfg.ssh_user,
+            ),
+            # The controller's secrets first: it is the jump host and the worker's database.
+            opts=pulumi.ResourceOptions(depends_on=[*worker.ready_after, controller_secrets]),
+        )
+        gates.append(
+            WorkerReadiness(
+                f"gemnar-{worker.name}-ready",
+                WorkerReadinessArgs(
+                    connection=worker.connection,
+                    node_identity=worker.identity,
+                    private_address=worker.private_address,
+                    ssh_user=cfg.ssh_user,
+                ),
+                opts=pulumi.ResourceOptions(depends_on=[worker_secrets]),
+            )
+        )
+    membership = Membership(
+        "gemnar-membership",
+        MembershipArgs(
+            connection=controller.connection,
+            controller_identity=controller.identity,
+            member_addresses=[worker.private_address for worker in nodes.workers],
+            app_port=cfg.app_port,
+            ssh_user=cfg.ssh_user,
+        ),
+        # Only ready workers join; on scale-in the update runs before the drain (a delete).
+        opts=pulumi.ResourceOptions(depends_on=[controller_secrets, *gates]),
+    )
+    public = controller.public_address or pulumi.Output.from_input("")
+    return {
+        "siteUrl": nodes.site_url,
+        "controllerPublicIp": public,
+        "controllerPrivateIp": controller.private_address,
+        "workerNames": pulumi.Output.from_input([worker.name for worker in nodes.workers]),
+        "workerPrivateIps": pulumi.Output.all(*[w.private_address for w in nodes.workers]),
+        "workerCount": pulumi.Output.from_input(len(nodes.workers)),
+        "loadBalancerMembers": membership.members,
+        **nodes.extras,
+    }
+
+
+def main() -> None:
+    """Validate the stack config before any resource exists, then declare and export."""
+    cfg = load_stack_config()
+    for key, value in build(cfg).items():
+        pulumi.export(key, value)

@@ -1,0 +1,53 @@
+"""The worker app's environment: the public part (in user data) and the secret part (over SSH)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from provisioning.settings import WorkerSettings
+
+
+def _env_lines(values: dict[str, str]) -> str:
+    for key, value in values.items():
+        if "\n" in value or '"' in value or "\\" in value:
+            raise ValueError(f"{key}: newlines, quotes and backslashes are not allowed")
+    return "".join(f'{key}="{value}"\n' for key, value in values.items())
+
+
+def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
+    """Everything the app needs that is not a secret."""
+    values = {
+        "DJANGO_SETTINGS_MODULE": settings.django_settings_module,
+        "GEMNAR_WORKER_NAME": settings.name,
+        "GEMNAR_DB_HOST": settings.controller_address,
+        "GEMNAR_DB_PORT": str(settings.controller_ports.pgbouncer),
+        "GEMNAR_DB_NAME": settings.db.database,
+        "GEMNAR_DB_USER": settings.db.app_user,
+        "GEMNAR_TRUSTED_PROXIES": settings.controller_address,
+        "GEMNAR_MEDIA_ROOT": settings.paths.media_root,
+        "GEMNAR_STATIC_ROOT": settings.paths.static_root,
+    }
+    if settings.domain:
+        values["GEMNAR_CSRF_TRUSTED_ORIGINS"] = f"https://{settings.domain}"
+    return values
+
+
+def render_worker_app_env(settings: WorkerSettings) -> str:
+    """The systemd ``EnvironmentFile`` written by cloud-init."""
+    return _env_lines(worker_app_env(settings))
+
+
+def render_worker_secrets_env(
+    settings: WorkerSettings, *, db_password: str, redis_password: str, secret_key: str
+) -> str:
+    """The root-only ``EnvironmentFile`` delivered over SSH; never part of user data."""
+    redis = (
+        f"redis://:{quote(redis_password, safe='')}@"
+        f"{settings.controller_address}:{settings.controller_ports.redis}"
+    )
+    return _env_lines({
+        "GEMNAR_SECRET_KEY": secret_key,
+        "GEMNAR_DB_PASSWORD": db_password,
+        "GEMNAR_REDIS_URL": f"{redis}/0",
+        "GEMNAR_CHANNELS_REDIS_URL": f"{redis}/1",
+    })

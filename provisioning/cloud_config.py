@@ -1,0 +1,126 @@
+"""Controller and worker user data: cloud-config built as data, dumped with PyYAML.
+
+Files are written with ``defer: true`` so they land after the packages are installed (the
+owners, such as ``postgres`` and ``redis``, exist only then, and package installs would
+otherwise overwrite our configs); the setup script then runs from ``runcmd``. No secret is
+ever part of this text: any process on a Vultr instance can read its user data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # no types-PyYAML in requirements
+
+from provisioning.files import RenderedFile, controller_files, worker_files
+from provisioning.settings import ControllerSettings, WorkerSettings
+
+HEADER = "#cloud-config\n"
+# The app user shares a fixed uid across hosts so NFS ownership of media means the same thing.
+APP_USER = {
+    "name": "gemnar",
+    "uid": 2000,
+    "system": True,
+    "homedir": "/var/lib/gemnar-app",
+    "shell": "/usr/sbin/nologin",
+    "lock_passwd": True,
+}
+COMMON_PACKAGES = ["nftables", "prometheus-node-exporter", "unattended-upgrades", "nginx"]
+CONTROLLER_PACKAGES = [
+    "postgresql-15",
+    "postgresql-client-15",
+    "pgbouncer",
+    "redis-server",
+    "nfs-kernel-server",
+    "certbot",
+    "openssl",
+    "python3-venv",
+    "git",
+]
+WORKER_PACKAGES = ["nfs-common", "python3-venv", "git"]
+
+
+def _write_files(files: Sequence[RenderedFile]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": f.path,
+            "content": f.content,
+            "permissions": f.permissions,
+            "owner": f.owner,
+            "defer": True,
+        }
+        for f in files
+    ]
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so the user data reads like the files it writes."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _dump(document: dict[str, Any]) -> str:
+    body = yaml.dump(
+        document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096
+    )
+    return HEADER + body
+
+
+def controller_cloud_config(settings: ControllerSettings) -> dict[str, Any]:
+    """The controller's cloud-config as data."""
+    files = controller_files(settings)
+    setup = next(f.path for f in files if f.path.endswith("/gemnar-controller-setup.sh"))
+    return {
+        "hostname": settings.hostname,
+        "timezone": "UTC",
+        "package_update": True,
+        "package_upgrade": True,
+        "packages": COMMON_PACKAGES + CONTROLLER_PACKAGES,
+        "users": ["default", dict(APP_USER)],
+        "write_files": _write_files(files),
+        "runcmd": [[setup]],
+    }
+
+
+def worker_cloud_config(settings: WorkerSettings) -> dict[str, Any]:
+    """A worker's cloud-config as data."""
+    files = worker_files(settings)
+    setup = next(f.path for f in files if f.path.endswith("/gemnar-worker-setup.sh"))
+    nfs_source = f"{settings.controller_address}:{settings.controller_media_export}"
+    return {
+        "hostname": settings.name,
+        "timezone": "UTC",
+        "package_update": True,
+        "package_upgrade": True,
+        "packages": COMMON_PACKAGES + WORKER_PACKAGES,
+        "users": ["default", dict(APP_USER)],
+        "mounts": [
+            [
+                nfs_source,
+                settings.paths.media_root,
+                "nfs4",
+                "_netdev,nofail,noatime,x-systemd.automount,x-systemd.mount-timeout=30",
+                "0",
+                "0",
+            ]
+        ],
+        "write_files": _write_files(files),
+        "runcmd": [[setup]],
+    }
+
+
+def controller_user_data(settings: ControllerSettings) -> str:
+    """The controller's full ``#cloud-config`` text."""
+    return _dump(controller_cloud_config(settings))
+
+
+def worker_user_data(settings: WorkerSettings) -> str:
+    """A worker's full ``#cloud-config`` text."""
+    return _dump(worker_cloud_config(settings))

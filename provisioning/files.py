@@ -1,0 +1,190 @@
+"""The set of files each node receives, as data: path, content, mode and kind.
+
+Cloud-config writes these with ``write_files``; tests iterate over them to run each through its
+real checker (shellcheck for scripts, ``systemd-analyze verify`` for units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+from provisioning.app_env import render_worker_app_env
+from provisioning.nftables import render_nftables_controller, render_nftables_worker
+from provisioning.nginx import render_nginx_conf, render_nginx_upstream, render_worker_nginx_conf
+from provisioning.pgbouncer import render_pgbouncer_ini
+from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
+from provisioning.redis import render_redis_conf
+from provisioning.settings import ControllerSettings, WorkerSettings
+from provisioning.templates import render, template_text
+
+Kind = Literal["config", "script", "unit"]
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: str
+    content: str
+    kind: Kind = "config"
+    permissions: str = "0644"
+    owner: str = "root:root"
+
+
+def _script(path: PurePosixPath, content: str) -> RenderedFile:
+    return RenderedFile(str(path), content, kind="script", permissions="0755")
+
+
+def _unit(directory: str, name: str, content: str) -> RenderedFile:
+    return RenderedFile(str(PurePosixPath(directory) / name), content, kind="unit")
+
+
+def _common(node_exporter_listen: str) -> list[RenderedFile]:
+    return [
+        RenderedFile(
+            "/etc/apt/apt.conf.d/20auto-upgrades", template_text("common/20auto-upgrades")
+        ),
+        RenderedFile(
+            "/etc/default/prometheus-node-exporter",
+            render("common/prometheus-node-exporter", listen=node_exporter_listen),
+        ),
+    ]
+
+
+def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
+    """Every file the controller's cloud-config writes (none holds a secret)."""
+    paths = settings.paths
+    scripts = PurePosixPath(paths.scripts_dir)
+    units = paths.systemd_dir
+    conf_dir = PurePosixPath(paths.postgres_conf_dir)
+    python = f"{paths.project_dir}/.venv/bin/python"
+    pg_owner = "postgres:postgres"
+    timers = ["gemnar-backup.timer", "gemnar-scaler.timer", "gemnar-healthmon.service"]
+    files = [
+        RenderedFile(str(conf_dir / "postgresql.conf"), render_postgresql_conf(settings),
+                     owner=pg_owner),
+        RenderedFile(str(conf_dir / "pg_hba.conf"), render_pg_hba(settings), owner=pg_owner,
+                     permissions="0640"),
+        RenderedFile(str(conf_dir / "pg_ident.conf"), render_pg_ident(), owner=pg_owner,
+                     permissions="0640"),
+        RenderedFile(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings),
+                     owner=pg_owner, permissions="0640"),
+        RenderedFile(paths.redis_conf_file, render_redis_conf(settings), owner="redis:redis",
+                     permissions="0640"),
+        RenderedFile(paths.nginx_conf_file, render_nginx_conf(settings)),
+        RenderedFile(paths.nginx_upstream_file, render_nginx_upstream([], settings)),
+        RenderedFile("/etc/exports", render("controller/exports", media_root=paths.media_root,
+                                            vpc_subnet=settings.vpc_subnet)),
+        RenderedFile("/etc/nftables.conf", render_nftables_controller(settings),
+                     permissions="0755"),
+        *_common(f"{settings.private_address}:{settings.ports.node_exporter}"),
+        _script(scripts / "gemnar-controller-setup.sh", render(
+            "controller/gemnar-controller-setup.sh",
+            block_device=settings.block_device or "",
+            block_storage_mount=paths.block_storage_mount,
+            data_dir=paths.postgres_data_dir,
+            pg_bin=paths.postgres_bin_dir,
+            pg_conf_dir=paths.postgres_conf_dir,
+            pg_run_dir=paths.postgres_run_dir,
+            pg_port=settings.ports.postgres,
+            database=settings.db.database,
+            app_user=settings.db.app_user,
+            redis_secrets=paths.redis_secrets_file,
+            tls_cert=paths.tls_cert_file,
+            tls_key=paths.tls_key_file,
+            server_name=settings.domain or settings.hostname,
+            media_root=paths.media_root,
+            static_root=paths.static_root,
+            acme_webroot=paths.acme_webroot,
+            upstream_file=paths.nginx_upstream_file,
+            secrets_dir=paths.secrets_dir,
+            backup_dir=paths.backup_dir,
+            state_dir=paths.state_dir,
+            timers=" ".join(timers + (["gemnar-certbot.timer"] if settings.domain else [])),
+        )),
+        _script(scripts / "gemnar-backup.sh", render(
+            "controller/gemnar-backup.sh",
+            backup_dir=paths.backup_dir,
+            retention_days=settings.backup_retention_days,
+            pg_run_dir=paths.postgres_run_dir,
+            pg_port=settings.ports.postgres,
+            database=settings.db.database,
+            offsite_hook=scripts / "gemnar-backup-offsite",
+        )),
+        _unit(units, "gemnar-backup.service", render(
+            "controller/gemnar-backup.service", script=scripts / "gemnar-backup.sh")),
+        _unit(units, "gemnar-backup.timer", render(
+            "controller/gemnar-backup.timer", hour=f"{settings.backup_hour_utc:02d}")),
+        _unit(units, "gemnar-healthmon.service", render(
+            "controller/gemnar-healthmon.service",
+            project_dir=paths.project_dir, python=python,
+            membership_file=paths.membership_file, upstream_file=paths.nginx_upstream_file)),
+        _unit(units, "gemnar-scaler.service", render(
+            "controller/gemnar-scaler.service",
+            project_dir=paths.project_dir, python=python,
+            secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env")),
+        _unit(units, "gemnar-scaler.timer", render(
+            "controller/gemnar-scaler.timer", interval=settings.scaler_interval_s)),
+    ]
+    if settings.domain:
+        files += _certbot_files(settings, scripts, units)
+    return files
+
+
+def _certbot_files(
+    settings: ControllerSettings, scripts: PurePosixPath, units: str
+) -> list[RenderedFile]:
+    assert settings.domain is not None
+    paths = settings.paths
+    hook = scripts / "gemnar-certbot-deploy-hook.sh"
+    return [
+        _script(scripts / "gemnar-certbot.sh", render(
+            "controller/gemnar-certbot.sh",
+            email=settings.tls_email or f"hostmaster@{settings.domain}",
+            acme_webroot=paths.acme_webroot,
+            domain_args=f"-d '{settings.domain}'",
+            deploy_hook=hook,
+        )),
+        _script(hook, render(
+            "controller/gemnar-certbot-deploy-hook.sh",
+            tls_cert=paths.tls_cert_file, tls_key=paths.tls_key_file)),
+        _unit(units, "gemnar-certbot.service", render(
+            "controller/gemnar-certbot.service",
+            domain=settings.domain, script=scripts / "gemnar-certbot.sh")),
+        _unit(units, "gemnar-certbot.timer", template_text("controller/gemnar-certbot.timer")),
+    ]
+
+
+def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
+    """Every file a worker's cloud-config writes (none holds a secret)."""
+    paths = settings.paths
+    scripts = PurePosixPath(paths.scripts_dir)
+    install = scripts / "gemnar-install-app.sh"
+    uvicorn = scripts / "gemnar-uvicorn.sh"
+    return [
+        RenderedFile(paths.nginx_conf_file, render_worker_nginx_conf(settings)),
+        RenderedFile("/etc/nftables.conf", render_nftables_worker(settings), permissions="0755"),
+        RenderedFile(paths.app_env_file, render_worker_app_env(settings)),
+        *_common(f"{settings.private_address}:{settings.ports.node_exporter}"),
+        _script(install, render(
+            "worker/gemnar-install-app.sh",
+            app_source=settings.app_source, app_version=settings.app_version,
+            app_dir=paths.app_dir, venv_dir=paths.venv_dir)),
+        _script(uvicorn, render(
+            "worker/gemnar-uvicorn.sh",
+            processes=settings.processes or "auto",
+            venv_dir=paths.venv_dir, asgi_app=settings.asgi_app, app_dir=paths.app_dir,
+            host=settings.private_address, port=settings.ports.app,
+            controller_address=settings.controller_address,
+            graceful_shutdown_s=settings.graceful_shutdown_s)),
+        _script(scripts / "gemnar-worker-setup.sh", render(
+            "worker/gemnar-worker-setup.sh",
+            app_dir=paths.app_dir, run_dir=paths.run_dir, media_root=paths.media_root,
+            static_root=paths.static_root, app_env_file=paths.app_env_file,
+            install_script=install)),
+        _unit(paths.systemd_dir, "gemnar-app.service", render(
+            "worker/gemnar-app.service",
+            media_root=paths.media_root, app_dir=paths.app_dir,
+            app_env_file=paths.app_env_file, secrets_env_file=paths.app_secrets_env_file,
+            script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15)),
+    ]

@@ -1,0 +1,101 @@
+"""Nginx for the controller (TLS, load balancer, static and media) and the worker's health check.
+
+The main controller config includes a separate upstream file. Membership changes rewrite only
+that file (``render_nginx_upstream``) and reload Nginx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from provisioning.settings import ControllerSettings, WorkerSettings
+from provisioning.templates import render
+
+MAX_FAILS = 3
+FAIL_TIMEOUT_S = 10
+
+
+class Member(Protocol):
+    """A load-balancer member as the membership step and health monitor see it."""
+
+    @property
+    def address(self) -> str: ...  # host:port
+
+    @property
+    def healthy(self) -> bool: ...
+
+
+def _listen(address: str | None, port: int) -> str:
+    return f"{address}:{port}" if address else str(port)
+
+
+def render_nginx_conf(settings: ControllerSettings) -> str:
+    """The controller's ``nginx.conf``."""
+    paths = settings.paths
+    # On the local stack Nginx runs as a plain process: no privilege drop, only its 127.x address.
+    listen_address = settings.private_address if settings.local else None
+    return render(
+        "controller/nginx.conf",
+        user_line="" if settings.local else "user www-data;",
+        pid_file=paths.nginx_pid_file,
+        error_log=paths.nginx_error_log,
+        worker_shutdown_timeout=settings.worker_shutdown_timeout_s,
+        mime_types=paths.nginx_mime_types_file,
+        access_log=paths.nginx_access_log,
+        temp_dir=paths.nginx_temp_dir,
+        upstream_file=paths.nginx_upstream_file,
+        fallback_socket=paths.nginx_fallback_socket,
+        http_listen=_listen(listen_address, settings.ports.http),
+        https_listen=_listen(listen_address, settings.ports.https),
+        server_name=settings.server_name,
+        acme_webroot=paths.acme_webroot,
+        tls_cert=paths.tls_cert_file,
+        tls_key=paths.tls_key_file,
+        static_root=paths.static_root.rstrip("/"),
+        media_root=paths.media_root.rstrip("/"),
+    )
+
+
+def render_nginx_upstream(members: Sequence[Member], settings: ControllerSettings) -> str:
+    """The ``upstream gemnar_app`` block for ``members``.
+
+    Unhealthy members are marked ``down``, unless every member is unhealthy: then all are
+    routed to (fail open), since a maybe-working worker beats a certain error. With no members
+    the upstream points at the built-in fallback server, which answers 503.
+    """
+    for member in members:
+        if not member.address or any(c.isspace() or c in ";{}" for c in member.address):
+            raise ValueError(f"invalid member address {member.address!r}")
+    fail_open = bool(members) and not any(m.healthy for m in members)
+    lines: list[str] = []
+    for member in members:
+        down = "" if member.healthy or fail_open else " down"
+        lines.append(
+            f"    server {member.address} max_fails={MAX_FAILS} "
+            f"fail_timeout={FAIL_TIMEOUT_S}s{down};"
+        )
+    if not members:
+        lines.append(f"    server unix:{settings.paths.nginx_fallback_socket};")
+        summary = "no members: answering 503"
+    elif fail_open:
+        summary = f"{len(members)} members, all unhealthy: failing open"
+    else:
+        healthy = sum(1 for m in members if m.healthy)
+        summary = f"{healthy} of {len(members)} members healthy"
+    return render("controller/upstream.conf", summary=summary, servers="\n".join(lines))
+
+
+def render_worker_nginx_conf(settings: WorkerSettings) -> str:
+    """The worker's minimal ``nginx.conf``: ``/health/`` on the health port, nothing else."""
+    paths = settings.paths
+    return render(
+        "worker/nginx.conf",
+        user_line="" if settings.local else "user www-data;",
+        pid_file=paths.nginx_pid_file,
+        error_log=paths.nginx_error_log,
+        temp_dir=paths.nginx_temp_dir,
+        listen=f"{settings.private_address}:{settings.ports.health}",
+        drain_flag=paths.drain_flag_file,
+        app_address=f"{settings.private_address}:{settings.ports.app}",
+    )

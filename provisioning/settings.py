@@ -1,0 +1,227 @@
+"""Settings the node renderers take: every port and every filesystem path, with prod defaults.
+
+The prod stack fills these from stack config and Vultr outputs; the local stack runs the same
+daemons as plain processes, so it builds them with ``ControllerPaths.under(state_dir)`` /
+``WorkerPaths.under(state_dir)``, a 127.x ``private_address`` and free ports. Nothing here is
+secret: secrets reach hosts later, over SSH, in the root-only files named by ``*_secrets_*``
+and ``*_file`` fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, fields, replace
+from pathlib import PurePath, PurePosixPath
+
+# Paths of installed programs and their data, which stay where the package put them.
+_SYSTEM = {"system": True}
+
+
+def _rebase(paths: object, root: PurePosixPath) -> dict[str, str]:
+    """Every own path of ``paths`` moved from ``/`` to ``root`` (``/etc/x`` -> ``root/etc/x``)."""
+    return {
+        f.name: str(root / str(getattr(paths, f.name)).lstrip("/"))
+        for f in fields(paths)  # type: ignore[arg-type]
+        if not f.metadata.get("system")
+    }
+
+
+@dataclass(frozen=True)
+class ControllerPorts:
+    """Ports of the controller's services."""
+
+    ssh: int = 22
+    http: int = 80
+    https: int = 443
+    postgres: int = 5432
+    pgbouncer: int = 6432
+    redis: int = 6379
+    node_exporter: int = 9100
+    nfs: int = 2049
+
+
+@dataclass(frozen=True)
+class ControllerPaths:
+    """Every filesystem path the controller's services use (prod defaults)."""
+
+    # PostgreSQL: data lives on the block-storage volume mounted at ``block_storage_mount``.
+    block_storage_mount: str = "/mnt/pgdata"
+    postgres_data_dir: str = "/mnt/pgdata/postgresql/15/main"
+    postgres_conf_dir: str = "/etc/postgresql/15/main"
+    postgres_run_dir: str = "/var/run/postgresql"
+    postgres_pid_file: str = "/var/run/postgresql/15-main.pid"
+    postgres_log_dir: str = "/var/log/postgresql"
+    postgres_bin_dir: str = field(default="/usr/lib/postgresql/15/bin", metadata=_SYSTEM)
+    # PgBouncer
+    pgbouncer_conf_file: str = "/etc/pgbouncer/pgbouncer.ini"
+    pgbouncer_auth_file: str = "/etc/pgbouncer/userlist.txt"
+    pgbouncer_run_dir: str = "/var/run/postgresql"
+    pgbouncer_pid_file: str = "/var/run/postgresql/pgbouncer.pid"
+    pgbouncer_log_file: str = "/var/log/postgresql/pgbouncer.log"
+    # Redis
+    redis_conf_file: str = "/etc/redis/redis.conf"
+    redis_secrets_file: str = "/etc/redis/secrets.conf"
+    redis_data_dir: str = "/var/lib/redis"
+    redis_run_dir: str = "/run/redis"
+    redis_pid_file: str = "/run/redis/redis-server.pid"
+    redis_log_file: str = "/var/log/redis/redis-server.log"
+    # Nginx
+    nginx_conf_file: str = "/etc/nginx/nginx.conf"
+    nginx_upstream_file: str = "/etc/nginx/gemnar/upstream.conf"
+    nginx_mime_types_file: str = field(default="/etc/nginx/mime.types", metadata=_SYSTEM)
+    nginx_pid_file: str = "/run/nginx.pid"
+    nginx_temp_dir: str = "/var/lib/nginx"
+    # Answers 503 when the upstream has no members; a socket so it needs no port.
+    nginx_fallback_socket: str = "/run/nginx-gemnar-fallback.sock"
+    nginx_access_log: str = "/var/log/nginx/access.log"
+    nginx_error_log: str = "/var/log/nginx/error.log"
+    # TLS: nginx always reads these two; they start self-signed and certbot's deploy hook
+    # replaces them, so nginx never points at a certificate that does not exist yet.
+    tls_cert_file: str = "/etc/gemnar/tls/fullchain.pem"
+    tls_key_file: str = "/etc/gemnar/tls/privkey.pem"
+    acme_webroot: str = "/var/www/letsencrypt"
+    # Site content
+    static_root: str = "/srv/gemnar/static"
+    media_root: str = "/srv/gemnar/media"
+    # Controller tooling
+    gemnar_conf_dir: str = "/etc/gemnar"
+    secrets_dir: str = "/etc/gemnar/secrets"
+    scripts_dir: str = "/usr/local/lib/gemnar"
+    backup_dir: str = "/var/backups/gemnar"
+    state_dir: str = "/var/lib/gemnar"
+    membership_file: str = "/var/lib/gemnar/members.json"
+    project_dir: str = "/opt/gemnar/infra"
+    systemd_dir: str = "/etc/systemd/system"
+
+    @classmethod
+    def under(cls, root: str | PurePath) -> ControllerPaths:
+        """The same layout below ``root``, for the local stack and tests."""
+        return cls(**_rebase(cls(), PurePosixPath(str(root))))
+
+
+@dataclass(frozen=True)
+class WorkerPorts:
+    """Ports of a worker's services."""
+
+    ssh: int = 22
+    app: int = 8000
+    health: int = 8080
+    node_exporter: int = 9100
+
+
+@dataclass(frozen=True)
+class WorkerPaths:
+    """Every filesystem path a worker uses (prod defaults)."""
+
+    app_dir: str = "/opt/gemnar/app"
+    venv_dir: str = "/opt/gemnar/venv"
+    app_env_file: str = "/etc/gemnar/app.env"
+    # Root-only; systemd reads EnvironmentFile= before dropping privileges.
+    app_secrets_env_file: str = "/etc/gemnar/secrets.env"
+    gemnar_conf_dir: str = "/etc/gemnar"
+    scripts_dir: str = "/usr/local/lib/gemnar"
+    run_dir: str = "/run/gemnar"
+    drain_flag_file: str = "/run/gemnar/draining"
+    media_root: str = "/srv/gemnar/media"
+    static_root: str = "/srv/gemnar/static"
+    nginx_conf_file: str = "/etc/nginx/nginx.conf"
+    nginx_pid_file: str = "/run/nginx.pid"
+    nginx_temp_dir: str = "/var/lib/nginx"
+    nginx_error_log: str = "/var/log/nginx/error.log"
+    systemd_dir: str = "/etc/systemd/system"
+
+    @classmethod
+    def under(cls, root: str | PurePath) -> WorkerPaths:
+        """The same layout below ``root``, for the local stack and tests."""
+        return cls(**_rebase(cls(), PurePosixPath(str(root))))
+
+
+@dataclass(frozen=True)
+class DatabaseNames:
+    """Names that are not secret: the app's database and role, and the maintenance role."""
+
+    database: str = "gemnar"
+    app_user: str = "gemnar"
+    admin_user: str = "postgres"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Everything the controller's cloud-config and service configs are rendered from."""
+
+    private_address: str
+    vpc_subnet: str
+    memory_mb: int
+    vcpus: int
+    max_workers: int
+    app_concurrency: int = 10
+    domain: str | None = None
+    tls_email: str | None = None
+    hostname: str = "controller"
+    ports: ControllerPorts = field(default_factory=ControllerPorts)
+    paths: ControllerPaths = field(default_factory=ControllerPaths)
+    db: DatabaseNames = field(default_factory=DatabaseNames)
+    # Connections kept out of PgBouncer's reach for admin, backups and monitoring.
+    admin_connection_reserve: int = 10
+    # The block device holding PostgreSQL's data (Vultr: /dev/disk/by-id/virtio-<mount_id>).
+    block_device: str | None = None
+    redis_maxmemory_mb: int | None = None
+    ssh_admin_cidrs: tuple[str, ...] = ()
+    backup_hour_utc: int = 3
+    backup_retention_days: int = 14
+    scaler_interval_s: int = 60
+    worker_shutdown_timeout_s: int = 30
+    # Local stack: plain processes on 127.x, no systemd, no privilege drop, no certbot.
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        ipaddress.IPv4Address(self.private_address)
+        ipaddress.IPv4Network(self.vpc_subnet)
+        for name in ("memory_mb", "vcpus", "max_workers", "app_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def server_name(self) -> str:
+        return self.domain or "_"
+
+    def with_paths_under(self, root: str | PurePath) -> ControllerSettings:
+        return replace(self, paths=ControllerPaths.under(root))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything a worker's cloud-config and service configs are rendered from."""
+
+    private_address: str
+    controller_address: str
+    vpc_subnet: str
+    memory_mb: int
+    vcpus: int
+    app_source: str = "bundled"
+    app_version: str = "main"
+    name: str = "worker-0"
+    # Django settings module and ASGI application of the deployed app.
+    django_settings_module: str = "sampleproject.settings"
+    asgi_app: str = "sampleproject.asgi:application"
+    app_concurrency: int = 10
+    # None: one Uvicorn process per CPU, counted on the host at start.
+    processes: int | None = None
+    graceful_shutdown_s: int = 30
+    ports: WorkerPorts = field(default_factory=WorkerPorts)
+    controller_ports: ControllerPorts = field(default_factory=ControllerPorts)
+    paths: WorkerPaths = field(default_factory=WorkerPaths)
+    controller_media_export: str = "/srv/gemnar/media"
+    db: DatabaseNames = field(default_factory=DatabaseNames)
+    domain: str | None = None
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        ipaddress.IPv4Address(self.private_address)
+        ipaddress.IPv4Address(self.controller_address)
+        ipaddress.IPv4Network(self.vpc_subnet)
+        if self.processes is not None and self.processes < 1:
+            raise ValueError(f"processes must be at least 1, got {self.processes}")
+
+    def with_paths_under(self, root: str | PurePath) -> WorkerSettings:
+        return replace(self, paths=WorkerPaths.under(root))

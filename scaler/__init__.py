@@ -1,0 +1,1 @@
+"""Memory-based autoscaler for the worker pool: metrics -> pure policy -> Pulumi actuator."""

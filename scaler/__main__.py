@@ -1,0 +1,7 @@
+"""Entry point for ``python -m scaler``."""
+
+import sys
+
+from scaler.cli import main
+
+sys.exit(main())

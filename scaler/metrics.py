@@ -1,0 +1,149 @@
+"""Worker memory from node-exporter endpoints, scraped in parallel with explicit timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from scaler.model import Sample
+
+MEM_TOTAL = "node_memory_MemTotal_bytes"
+MEM_AVAILABLE = "node_memory_MemAvailable_bytes"
+# node exporter's full page is a few hundred KiB; anything far bigger is not node exporter.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class MetricsError(ValueError):
+    """A metrics page could not be turned into a memory reading."""
+
+
+@dataclass(frozen=True)
+class WorkerEndpoint:
+    """Where to read one worker, and since when it exists (for the warm-up rule)."""
+
+    name: str
+    metrics_url: str
+    created_at: float
+    health_url: str | None = None
+
+
+def memory_utilisation(text: str) -> float:
+    """Percent of memory in use, 100 * (1 - MemAvailable / MemTotal), from exposition text."""
+    values: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in (MEM_TOTAL, MEM_AVAILABLE) and not sample.labels:
+                    values[sample.name] = float(sample.value)
+    except Exception as error:  # the parser raises assorted types on malformed input
+        raise MetricsError(f"unparsable metrics text: {error}") from None
+    missing = [name for name in (MEM_TOTAL, MEM_AVAILABLE) if name not in values]
+    if missing:
+        raise MetricsError(f"metric(s) missing: {', '.join(missing)}")
+    total, available = values[MEM_TOTAL], values[MEM_AVAILABLE]
+    if not (math.isfinite(total) and math.isfinite(available)) or total <= 0:
+        raise MetricsError(f"implausible memory values: total={total}, available={available}")
+    if not 0 <= available <= total:
+        raise MetricsError(f"MemAvailable {available} outside 0..MemTotal {total}")
+    return 100.0 * (1.0 - available / total)
+
+
+async def _scrape(
+    client: httpx.AsyncClient,
+    worker: WorkerEndpoint,
+    timeout: float,
+    clock: Callable[[], float],
+) -> Sample:
+    async def read() -> float:
+        async with client.stream("GET", worker.metrics_url) as response:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    raise MetricsError(f"response larger than {MAX_BODY_BYTES} bytes")
+        if worker.health_url is not None:
+            health = await client.get(worker.health_url)
+            if health.status_code != 200:
+                raise _Unhealthy(f"health check returned {health.status_code}")
+        return memory_utilisation(body.decode("utf-8", errors="replace"))
+
+    try:
+        # httpx's timeouts are per operation; the outer bound also stops a slow trickle.
+        memory = await asyncio.wait_for(read(), timeout=timeout * 2)
+    except _Unhealthy as error:
+        return Sample(worker.name, clock(), worker.created_at, None, False, str(error))
+    except MetricsError as error:
+        # The exporter answered, so the host is up; the reading alone is missing.
+        return Sample(worker.name, clock(), worker.created_at, None, True, str(error))
+    except (httpx.HTTPError, TimeoutError, OSError) as error:
+        detail = f"{type(error).__name__}: {error}".rstrip(": ")
+        return Sample(worker.name, clock(), worker.created_at, None, False, detail)
+    return Sample(worker.name, clock(), worker.created_at, memory, True, None)
+
+
+class _Unhealthy(Exception):
+    pass
+
+
+async def collect(
+    workers: Sequence[WorkerEndpoint],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.time,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[Sample]:
+    """One sample per worker, in the order given; a failed scrape is a sample with an error."""
+    if not workers:
+        return []
+    limits = httpx.Limits(max_connections=max(1, len(workers)))
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout),
+        limits=limits,
+        transport=transport,
+        follow_redirects=False,
+        trust_env=False,
+    ) as client:
+        return list(
+            await asyncio.gather(*(_scrape(client, w, timeout, clock) for w in workers))
+        )
+
+
+def endpoints_from_outputs(
+    workers: Any, first_seen: Mapping[str, float], now: float
+) -> list[WorkerEndpoint]:
+    """Endpoints from the stack's ``workers`` output; unknown workers are first seen ``now``.
+
+    An entry may carry ``createdAt`` (epoch seconds) and ``healthUrl``; otherwise the scaler's
+    own first-seen record (keyed by name and address) stands in for the creation time.
+    """
+    if not isinstance(workers, list):
+        raise MetricsError(f"stack output `workers` should be a list, got {type(workers).__name__}")
+    endpoints = []
+    for entry in workers:
+        if not isinstance(entry, Mapping) or "name" not in entry or "metricsUrl" not in entry:
+            raise MetricsError(f"stack output `workers` has a malformed entry: {entry!r}")
+        created = entry.get("createdAt")
+        if not isinstance(created, int | float) or isinstance(created, bool):
+            created = first_seen.get(identity(entry), now)
+        endpoints.append(
+            WorkerEndpoint(
+                name=str(entry["name"]),
+                metrics_url=str(entry["metricsUrl"]),
+                created_at=float(created),
+                health_url=str(entry["healthUrl"]) if entry.get("healthUrl") else None,
+            )
+        )
+    return endpoints
+
+
+def identity(entry: Mapping[str, Any]) -> str:
+    """A replaced worker keeps its name but not its address, so both identify it."""
+    return f"{entry.get('name')}@{entry.get('privateIp', entry.get('metricsUrl'))}"

@@ -1,0 +1,198 @@
+"""One scaler tick: read the stack, sample workers, decide, act, persist, and log one JSON line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scaler.actuator import Actuator, StackLike, config_values
+from scaler.config import ConfigError, StackSettings, load_settings
+from scaler.metrics import MetricsError, WorkerEndpoint, collect, endpoints_from_outputs, identity
+from scaler.model import Decision, Sample
+from scaler.policy import decide
+from scaler.state import ScalerState, StateStore
+
+Collector = Callable[[Sequence[WorkerEndpoint], float], Coroutine[Any, Any, list[Sample]]]
+Emit = Callable[[dict[str, Any]], None]
+
+
+def print_json(record: dict[str, Any]) -> None:
+    print(json.dumps(record, sort_keys=True, default=str), flush=True)
+
+
+@dataclass
+class Observation:
+    """Everything one tick saw, before acting: used by both ``tick`` and ``status``."""
+
+    settings: StackSettings
+    current: int
+    endpoints: list[WorkerEndpoint]
+    samples: list[Sample]
+    decision: Decision
+    state: ScalerState
+    notes: list[str] = field(default_factory=list)
+
+
+class Scaler:
+    """Wires metrics, policy and actuator around a persisted state.
+
+    With ``dry_run`` the state lives only in memory (so a dry run never disturbs the real
+    scaler's cooldowns) and the stack is never changed.
+    """
+
+    def __init__(
+        self,
+        stack_name: str,
+        stack_factory: Callable[[str], StackLike],
+        store: StateStore,
+        clock: Callable[[], float],
+        *,
+        dry_run: bool = False,
+        collector: Collector | None = None,
+        scrape_timeout_s: float = 5.0,
+        emit: Emit = print_json,
+        targeted: bool = True,
+    ) -> None:
+        self.stack_name = stack_name
+        self.stack_factory = stack_factory
+        self.store = store
+        self.clock = clock
+        self.dry_run = dry_run
+        self.collector: Collector = collector or (lambda w, t: collect(w, t, clock=clock))
+        self.scrape_timeout_s = scrape_timeout_s
+        self.emit = emit
+        self.targeted = targeted
+        self._stack: StackLike | None = None
+        self._memory_state: ScalerState | None = None
+        self.interval_s = 60.0
+
+    @property
+    def stack(self) -> StackLike:
+        if self._stack is None:
+            self._stack = self.stack_factory(self.stack_name)
+        return self._stack
+
+    def load_state(self) -> ScalerState:
+        if self.dry_run:
+            if self._memory_state is None:
+                self._memory_state = self.store.load()
+            return self._memory_state
+        return self.store.load()
+
+    def persist(self, state: ScalerState) -> None:
+        if self.dry_run:
+            self._memory_state = state
+        else:
+            self.store.save(state)
+
+    def observe(self, state: ScalerState) -> Observation:
+        """Read the stack and the workers and ask the policy; changes nothing outside ``state``."""
+        now = self.clock()
+        values = config_values(self.stack)
+        settings = load_settings(values)
+        self.interval_s = settings.config.interval_s
+        workers_output = values.get("workers") or []
+        endpoints = endpoints_from_outputs(workers_output, state.first_seen, now)
+        state.first_seen = {
+            identity(w): state.first_seen.get(identity(w), now) for w in workers_output
+        }
+        current = settings.worker_count if settings.worker_count is not None else len(endpoints)
+        samples = asyncio.run(self.collector(endpoints, self.scrape_timeout_s))
+        decision = decide(samples, state.history(), settings.config, self.clock(), current)
+        return Observation(settings, current, endpoints, samples, decision, state)
+
+    def tick(self) -> dict[str, Any]:
+        """One evaluation; returns (and emits) its log record."""
+        state = self.load_state()
+        record: dict[str, Any] = {
+            "ts": self.clock(),
+            "stack": self.stack_name,
+            "dry_run": self.dry_run,
+        }
+        try:
+            if state.in_flight is not None:
+                return self._finish(record, self._recover(state, record))
+            try:
+                seen = self.observe(state)
+            except (ConfigError, MetricsError) as error:
+                record.update(action="error", rule="bad_input", reason=str(error))
+                return self._finish(record)
+            record.update(_describe(seen))
+            state.add_point(seen.decision.point)
+            action = "none"
+            if seen.decision.change:
+                action = self._act(state, seen, record)
+            record["action"] = action
+            self.persist(state)
+        except Exception as error:
+            record.update(action="error", reason=f"{type(error).__name__}: {error}")
+        return self._finish(record)
+
+    def _recover(self, state: ScalerState, record: dict[str, Any]) -> dict[str, Any]:
+        assert state.in_flight is not None
+        record.update(rule="recover_in_flight", in_flight=asdict(state.in_flight))
+        if self.dry_run:
+            record.update(action="dry_run", reason="an interrupted update would be resumed")
+            return record
+        outcome = self._actuator(None).recover(state)
+        record.update(action=outcome.status, reason=outcome.detail,
+                      decision={"target": outcome.target})
+        return record
+
+    def _act(self, state: ScalerState, seen: Observation, record: dict[str, Any]) -> str:
+        now = self.clock()
+        if self.dry_run:
+            return "dry_run"
+        if state.next_attempt_at is not None and now < state.next_attempt_at:
+            record["blocked_by"] = (
+                f"backoff after {state.failures} failed update(s), "
+                f"{state.next_attempt_at - now:.0f}s left: {state.last_error}"
+            )
+            return "backoff"
+        outcome = self._actuator(seen).apply(state, seen.decision.target, seen.current)
+        record["outcome"] = outcome.detail
+        return outcome.status
+
+    def _actuator(self, seen: Observation | None) -> Actuator:
+        config = seen.settings.config if seen else load_settings(config_values(self.stack)).config
+        return Actuator(
+            self.stack,
+            self.persist,
+            self.clock,
+            backoff_base_s=config.backoff_base_s,
+            backoff_max_s=config.backoff_max_s,
+            targeted=self.targeted,
+            log=lambda line: self.emit({"ts": self.clock(), "note": line}),
+        )
+
+    def _finish(
+        self, record: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if extra is not None:
+            record.update(extra)
+        self.emit(record)
+        return record
+
+
+def _describe(seen: Observation) -> dict[str, Any]:
+    d = seen.decision
+    return {
+        "current": seen.current,
+        "samples": [
+            {
+                "worker": s.worker,
+                "memory_pct": None if s.memory_pct is None else round(s.memory_pct, 2),
+                "healthy": s.healthy,
+                "age_s": round(s.taken_at - s.created_at, 1),
+                **({"error": s.error} if s.error else {}),
+            }
+            for s in seen.samples
+        ],
+        "fleet_memory_pct": None if d.point.memory_pct is None else round(d.point.memory_pct, 2),
+        "rule": d.rule,
+        "reason": d.reason,
+        "decision": {"target": d.target, "change": d.change},
+    }

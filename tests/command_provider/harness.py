@@ -1,0 +1,213 @@
+"""Test harness: the real Pulumi engine with the stand-in registered, and throwaway sshd servers."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pytest
+from pulumi import automation as auto
+
+from engine.toolchain import PROJECT_ROOT, tool_paths
+from tools.command_provider import PROVIDER_VERSION
+
+SSHD = Path("/usr/sbin/sshd")
+PASSPHRASE = "command-provider-test"
+
+
+@dataclass(frozen=True)
+class Engine:
+    home: Path
+    backend: Path
+    cli_root: Path
+    work_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PULUMI_HOME": str(self.home),
+            "PULUMI_BACKEND_URL": f"file://{self.backend}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        }
+
+    def stack(self, name: str, program: Callable[[], None]) -> auto.Stack:
+        opts = auto.LocalWorkspaceOptions(
+            work_dir=str(self.work_dir),
+            pulumi_home=str(self.home),
+            env_vars=self.env,
+            pulumi_command=auto.PulumiCommand(root=str(self.cli_root)),
+        )
+        return auto.create_or_select_stack(
+            stack_name=name, project_name="command-provider-test", program=program, opts=opts
+        )
+
+
+def cli_root() -> Path:
+    root = tool_paths().cli_dir
+    if not (root / "bin" / "pulumi").exists():
+        pytest.skip(f"Pulumi CLI not built at {root}/bin/pulumi; run `bash tools/bootstrap.sh`")
+    return root
+
+
+def render_launcher(into: Path) -> Path:
+    template = (PROJECT_ROOT / "tools" / "pulumi-resource-command.in").read_text()
+    launcher = into / "pulumi-resource-command"
+    python = PROJECT_ROOT / ".venv" / "bin" / "python"
+    launcher.write_text(
+        template.replace("@PYTHON@", str(python)).replace("@ROOT@", str(PROJECT_ROOT))
+    )
+    launcher.chmod(0o755)
+    return launcher
+
+
+def prepare_engine(base: Path) -> Engine:
+    root = cli_root()
+    engine = Engine(base / "home", base / "backend", root, base / "project")
+    for directory in (engine.home, engine.backend, engine.work_dir, base / "launcher"):
+        directory.mkdir(parents=True)
+    launcher = render_launcher(base / "launcher")
+    subprocess.run(
+        [
+            str(root / "bin" / "pulumi"),
+            "plugin",
+            "install",
+            "resource",
+            "command",
+            PROVIDER_VERSION,
+            "--file",
+            str(launcher),
+        ],
+        env={**os.environ, **engine.env},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return engine
+
+
+def loopback_address() -> str:
+    # A random 127/8 address keeps parallel runs from colliding on ports.
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def keygen(path: Path) -> Path:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
+        check=True,
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class Sshd:
+    address: str
+    port: int
+    host_key: str  # public host key, "ssh-ed25519 AAAA... comment"
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextmanager
+def running_sshd(base: Path, authorized_keys: Path, log_level: str = "VERBOSE") -> Iterator[Sshd]:
+    """An sshd on a random loopback address; DEBUG1 logging also leaks into sessions' stderr."""
+    if not SSHD.exists():
+        pytest.skip("openssh-server is not installed (apt-get install -y openssh-server)")
+    base.mkdir(parents=True)
+    host_key = keygen(base / "host_ed25519")
+    address = loopback_address()
+    port = free_port(address)
+    config = base / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"HostKey {host_key}",
+                f"AuthorizedKeysFile {authorized_keys}",
+                "PidFile none",
+                "UsePAM no",
+                "StrictModes no",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "AllowTcpForwarding yes",
+                f"LogLevel {log_level}",
+                "",
+            ]
+        )
+    )
+    log = base / "sshd.log"
+    # sshd refuses to start without its privilege separation directory.
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    with log.open("wb") as log_sink:
+        process = _spawn_sshd(config, address, port, log_sink)
+    try:
+        deadline = time.monotonic() + 10
+        while not _port_open(address, port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.05)
+        public = (base / "host_ed25519.pub").read_text().strip()
+        yield Sshd(address, port, public, log)
+    finally:
+        _stop_group(process)
+
+
+def _spawn_sshd(config: Path, address: str, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(SSHD),
+            "-D",
+            "-e",
+            "-f",
+            str(config),
+            "-p",
+            str(port),
+            "-o",
+            f"ListenAddress={address}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        # Own process group, so teardown also ends per-connection session processes.
+        start_new_session=True,
+    )
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _port_open(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex((address, port)) == 0
+
+
+def current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name

@@ -1,0 +1,185 @@
+"""End-to-end: the unmodified pulumi_command SDK driving the stand-in through the real engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi import automation as auto
+from pulumi_command import local, remote
+
+from .harness import Engine, current_user, keygen, prepare_engine, running_sshd
+
+pytestmark = [pytest.mark.e2e, pytest.mark.daemons]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return prepare_engine(tmp_path_factory.mktemp("command-engine"))
+
+
+def _summary(result: auto.UpResult) -> dict[str, int]:
+    return dict(result.summary.resource_changes or {})
+
+
+def test_local_command_lifecycle(engine: Engine, tmp_path: Path) -> None:
+    marker = tmp_path / "deleted.log"
+    params: dict[str, Any] = {"greeting": "hi", "triggers": ["a"]}
+
+    def program() -> None:
+        command = local.Command(
+            "hello",
+            create='printf "%s|" "$GREETING"; cat',
+            environment={"GREETING": params["greeting"]},
+            stdin=pulumi.Output.secret("input"),
+            delete=f'printf "%s\\n" "$PULUMI_COMMAND_STDOUT" >> {marker}',
+            triggers=params["triggers"],
+        )
+        pulumi.export("stdout", command.stdout)
+
+    stack = engine.stack("local", program)
+    log: list[str] = []
+    try:
+        first = stack.up(on_output=log.append)
+        assert first.outputs["stdout"].value == "hi|input"
+        # stdin is secret, so the output derived from it is too.
+        assert first.outputs["stdout"].secret
+        assert _summary(first) == {"create": 2}
+
+        params["greeting"] = "yo"
+        preview = stack.preview(on_output=log.append)
+        assert preview.change_summary.get("update") == 1
+
+        second = stack.up(on_output=log.append)
+        assert second.outputs["stdout"].value == "yo|input"
+        assert _summary(second).get("update") == 1
+        assert not marker.exists()
+
+        params["triggers"] = ["b"]
+        preview = stack.preview(on_output=log.append)
+        assert preview.change_summary.get("replace") == 1
+        third = stack.up(on_output=log.append)
+        assert _summary(third).get("replace") == 1
+        assert marker.read_text() == "yo|input\n"
+
+        stack.destroy(on_output=log.append)
+        assert marker.read_text() == "yo|input\nyo|input\n"
+    except Exception:
+        print("".join(log))
+        raise
+    finally:
+        stack.workspace.remove_stack("local", force=True)
+
+
+def test_local_command_failure_reports_stderr(engine: Engine) -> None:
+    def program() -> None:
+        local.Command("broken", create="echo it-went-wrong >&2; exit 7")
+
+    stack = engine.stack("failing", program)
+    try:
+        with pytest.raises(auto.CommandError) as failure:
+            stack.up()
+        assert "it-went-wrong" in str(failure.value)
+    finally:
+        stack.destroy()
+        stack.workspace.remove_stack("failing", force=True)
+
+
+def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: Path) -> None:
+    client_key = keygen(tmp_path / "id_ed25519")
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
+    private_key = client_key.read_text()
+    marker = tmp_path / "remote-deleted.log"
+    user = current_user()
+
+    with (
+        # DEBUG1 makes the jump host log the direct-tcpip target it opens.
+        running_sshd(tmp_path / "jump", authorized, log_level="DEBUG1") as jump,
+        running_sshd(tmp_path / "target", authorized) as target,
+    ):
+
+        def program() -> None:
+            direct = remote.Command(
+                "direct",
+                connection=remote.ConnectionArgs(
+                    host=jump.address,
+                    port=jump.port,
+                    user=user,
+                    private_key=private_key,
+                    host_key=jump.host_key,
+                ),
+                create='echo "$V-$(whoami)"; cat',
+                stdin="from-stdin",
+                environment={"V": "val"},
+                delete=f'echo "direct:$PULUMI_COMMAND_STDOUT" | head -1 >> {marker}',
+            )
+            jumped = remote.Command(
+                "jumped",
+                connection=remote.ConnectionArgs(
+                    host=target.address,
+                    port=target.port,
+                    user=user,
+                    private_key=private_key,
+                    proxy=remote.ProxyConnectionArgs(
+                        host=jump.address, port=jump.port, user=user, private_key=private_key
+                    ),
+                ),
+                create="echo jumped",
+                delete=f"echo jumped-delete >> {marker}",
+            )
+            pulumi.export("direct", direct.stdout)
+            pulumi.export("jumped", jumped.stdout)
+
+        stack = engine.stack("remote", program)
+        log: list[str] = []
+        try:
+            result = stack.up(on_output=log.append)
+            assert result.outputs["direct"].value == f"val-{user}\nfrom-stdin"
+            assert result.outputs["jumped"].value == "jumped"
+            # The jump host's sshd opened the tunnel to the target on our behalf.
+            assert f"target {target.address} port {target.port}" in jump.log_text()
+
+            stack.destroy(on_output=log.append)
+            lines = sorted(marker.read_text().splitlines())
+            assert lines == [f"direct:val-{user}", "jumped-delete"]
+        except Exception:
+            print("".join(log))
+            print(jump.log_text()[-4000:])
+            raise
+        finally:
+            stack.workspace.remove_stack("remote", force=True)
+
+
+def test_remote_host_key_mismatch_fails(engine: Engine, tmp_path: Path) -> None:
+    client_key = keygen(tmp_path / "id_ed25519")
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
+    wrong = (keygen(tmp_path / "other_host").with_suffix(".pub")).read_text()
+
+    with running_sshd(tmp_path / "sshd", authorized) as sshd:
+
+        def program() -> None:
+            remote.Command(
+                "pinned",
+                connection=remote.ConnectionArgs(
+                    host=sshd.address,
+                    port=sshd.port,
+                    user=current_user(),
+                    private_key=client_key.read_text(),
+                    host_key=wrong,
+                    dial_error_limit=2,
+                ),
+                create="true",
+            )
+
+        stack = engine.stack("pinned", program)
+        try:
+            with pytest.raises(auto.CommandError) as failure:
+                stack.up()
+            assert "not the pinned hostKey" in str(failure.value)
+        finally:
+            stack.destroy()
+            stack.workspace.remove_stack("pinned", force=True)

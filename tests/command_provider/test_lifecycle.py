@@ -1,0 +1,162 @@
+"""Tests for create/update/delete semantics, with a recording runner and the real local runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi.runtime import rpc
+
+from tools.command_provider import LOCAL_COMMAND, REMOTE_COMMAND
+from tools.command_provider.execution import CancelRegistry, CommandFailed, LineSink, RunResult
+from tools.command_provider.lifecycle import Context, Runners, create, delete, update
+from tools.command_provider.local_runner import LocalInvocation, run_local
+from tools.command_provider.ssh_runner import RemoteInvocation
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.local: list[LocalInvocation] = []
+        self.remote: list[RemoteInvocation] = []
+
+    def run_local(self, inv: LocalInvocation, sink: LineSink, cancel: CancelRegistry) -> RunResult:
+        self.local.append(inv)
+        sink("stdout", "out")
+        return RunResult(f"ran {inv.command}", "")
+
+    def run_remote(
+        self, inv: RemoteInvocation, sink: LineSink, cancel: CancelRegistry
+    ) -> RunResult:
+        self.remote.append(inv)
+        return RunResult(f"remote {inv.command}", "")
+
+
+def context(type_token: str, recorder: Recorder, lines: list[str] | None = None) -> Context:
+    logged = lines if lines is not None else []
+    return Context(
+        type_token=type_token,
+        sink=lambda _stream, line: logged.append(line),
+        cancel=CancelRegistry(),
+        runners=Runners(local=recorder.run_local, remote=recorder.run_remote),
+    )
+
+
+def test_preview_create_runs_nothing() -> None:
+    recorder = Recorder()
+    state = create(context(LOCAL_COMMAND, recorder), {"create": "touch x"}, preview=True)
+    assert recorder.local == []
+    assert state["stdout"] == rpc.UNKNOWN and state["stderr"] == rpc.UNKNOWN
+
+
+def test_create_keeps_inputs_and_adds_outputs() -> None:
+    recorder = Recorder()
+    inputs = {"create": "echo a", "environment": {"K": "v"}, "stdin": "in"}
+    state = create(context(LOCAL_COMMAND, recorder), inputs, preview=False)
+    assert state == {**inputs, "stdout": "ran echo a", "stderr": ""}
+    assert recorder.local[0].environment == {"K": "v"}
+    assert recorder.local[0].stdin == "in"
+
+
+def test_update_falls_back_to_create_with_previous_output() -> None:
+    recorder = Recorder()
+    olds = {"create": "echo a", "stdout": "old-out", "stderr": "old-err"}
+    news = {"create": "echo b"}
+    state = update(context(LOCAL_COMMAND, recorder), olds, news, preview=False)
+    assert state["stdout"] == "ran echo b"
+    assert recorder.local[0].environment == {
+        "PULUMI_COMMAND_STDOUT": "old-out",
+        "PULUMI_COMMAND_STDERR": "old-err",
+    }
+
+
+def test_update_prefers_update_and_honours_add_previous_output_flag() -> None:
+    recorder = Recorder()
+    olds = {"create": "c", "stdout": "o", "stderr": ""}
+    news = {"create": "c", "update": "u", "addPreviousOutputInEnv": False}
+    update(context(LOCAL_COMMAND, recorder), olds, news, preview=False)
+    assert recorder.local[0].command == "u"
+    assert recorder.local[0].environment == {}
+
+
+def test_update_without_commands_keeps_outputs() -> None:
+    recorder = Recorder()
+    olds = {"delete": "d", "stdout": "o", "stderr": "e"}
+    state = update(context(LOCAL_COMMAND, recorder), olds, {"delete": "d2"}, preview=False)
+    assert recorder.local == []
+    assert state == {"delete": "d2", "stdout": "o", "stderr": "e"}
+
+
+def test_delete_runs_with_last_outputs() -> None:
+    recorder = Recorder()
+    delete(context(LOCAL_COMMAND, recorder), {"delete": "rm", "stdout": "o", "stderr": "e"})
+    assert recorder.local[0].command == "rm"
+    assert recorder.local[0].environment["PULUMI_COMMAND_STDOUT"] == "o"
+    delete(context(LOCAL_COMMAND, recorder), {"create": "x"})
+    assert len(recorder.local) == 1
+
+
+def test_secret_inputs_make_outputs_secret_and_silence_logs() -> None:
+    recorder = Recorder()
+    lines: list[str] = []
+    inputs = {"create": "cat", "stdin": rpc.wrap_rpc_secret("pw")}
+    state = create(context(LOCAL_COMMAND, recorder, lines), inputs, preview=False)
+    assert rpc.is_rpc_secret(state["stdin"])
+    assert rpc.is_rpc_secret(state["stdout"]) and rpc.is_rpc_secret(state["stderr"])
+    assert recorder.local[0].stdin == "pw"
+    assert lines == []
+
+
+def test_secret_connection_alone_keeps_outputs_plain() -> None:
+    recorder = Recorder()
+    connection = rpc.wrap_rpc_secret({"host": "127.0.0.1", "port": 2222.0, "user": "u"})
+    inputs: dict[str, Any] = {"create": "id", "connection": connection}
+    state = create(context(REMOTE_COMMAND, recorder), inputs, preview=False)
+    assert state["stdout"] == "remote id"
+    assert rpc.is_rpc_secret(state["connection"])
+    endpoint = recorder.remote[0].endpoint
+    assert (endpoint.host, endpoint.port, endpoint.user) == ("127.0.0.1", 2222, "u")
+
+
+def test_logging_filter() -> None:
+    recorder = Recorder()
+    lines: list[str] = []
+    create(context(LOCAL_COMMAND, recorder, lines), {"create": "x", "logging": "stderr"}, False)
+    assert lines == []
+    create(context(LOCAL_COMMAND, recorder, lines), {"create": "x", "logging": "stdout"}, False)
+    assert lines == ["out"]
+
+
+def test_real_local_run(tmp_path: Path) -> None:
+    lines: list[str] = []
+    invocation = LocalInvocation(
+        command='printf "%s:" "$GREETING"; cat; echo; pwd; echo warn >&2',
+        environment={"GREETING": "hello"},
+        stdin="from-stdin",
+        dir=str(tmp_path),
+    )
+    result = run_local(invocation, lambda _s, line: lines.append(line), CancelRegistry())
+    assert result.stdout == f"hello:from-stdin\n{tmp_path}"
+    assert result.stderr == "warn"
+    assert "warn" in lines
+
+
+def test_real_local_interpreter() -> None:
+    invocation = LocalInvocation(command="print(6 * 7)", interpreter=("python3", "-c"))
+    assert run_local(invocation, lambda _s, _l: None, CancelRegistry()).stdout == "42"
+
+
+def test_real_local_failure_reports_stderr() -> None:
+    invocation = LocalInvocation(command="echo boom >&2; exit 3", display="echo boom")
+    with pytest.raises(CommandFailed) as failure:
+        run_local(invocation, lambda _s, _l: None, CancelRegistry())
+    assert failure.value.exit_status == 3
+    assert "boom" in str(failure.value)
+
+
+def test_secret_failure_is_redacted() -> None:
+    ctx = Context(type_token=LOCAL_COMMAND, sink=lambda _s, _l: None, cancel=CancelRegistry())
+    inputs = {"create": "cat >&2; exit 1", "stdin": rpc.wrap_rpc_secret("hunter2")}
+    with pytest.raises(CommandFailed) as failure:
+        create(ctx, inputs, preview=False)
+    assert "hunter2" not in str(failure.value)

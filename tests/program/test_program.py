@@ -1,0 +1,262 @@
+"""Program tests with Pulumi mocks: the declared resources, scaling stability, outputs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+# Mocks are installed by the harness import above, before the program is imported.
+import program
+from components.firewall import _slug
+from components.ssh_keys import key_fingerprint
+from stack_config import StackConfig, parse_stack_config
+from tests.program.harness import (
+    BASE_VALUES,
+    CONTROLLER_PRIVATE_IP,
+    RECORDER,
+    RESERVED_IP,
+    SSH_KEY,
+    Declared,
+    worker_private_ip,
+)
+
+INSTANCE = "vultr:index/instance:Instance"
+COMMAND = "command:remote:Command"
+
+
+def config(**overrides: str) -> StackConfig:
+    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
+
+
+Exports = dict[str, pulumi.Output[Any]]
+
+
+def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
+    RECORDER.reset()
+    exports = program.build(cfg)
+    return exports, RECORDER.settled(exports)
+
+
+def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[tuple[str, str]]:
+    infra = "gemnar:infra:"
+    fp = key_fingerprint(SSH_KEY)
+    names = {
+        (f"{infra}PrivateNetwork", "gemnar-network"),
+        ("vultr:index/vpc:Vpc", "gemnar-network-vpc"),
+        (f"{infra}Firewall", "gemnar-firewall"),
+        ("vultr:index/firewallGroup:FirewallGroup", "gemnar-firewall-controller"),
+        ("vultr:index/firewallGroup:FirewallGroup", "gemnar-firewall-worker"),
+        ("vultr:index/firewallRule:FirewallRule", "gemnar-firewall-controller-http"),
+        ("vultr:index/firewallRule:FirewallRule", "gemnar-firewall-controller-https"),
+        (
+            "vultr:index/firewallRule:FirewallRule",
+            f"gemnar-firewall-controller-ssh-{_slug(admin_cidr)}",
+        ),
+        (f"{infra}SshKeys", "gemnar-admin-key"),
+        ("vultr:index/sSHKey:SSHKey", f"gemnar-admin-key-{fp}"),
+        (f"{infra}Controller", "gemnar-controller"),
+        (INSTANCE, "gemnar-controller-instance"),
+        ("vultr:index/reservedIp:ReservedIp", "gemnar-controller-ip"),
+        ("vultr:index/blockStorage:BlockStorage", "gemnar-controller-pgdata"),
+        (f"{infra}WorkerPool", "gemnar-worker"),
+        (f"{infra}HostSecrets", "gemnar-controller-secrets"),
+        (COMMAND, "gemnar-controller-secrets-write"),
+        (f"{infra}Membership", "gemnar-membership"),
+        (COMMAND, "gemnar-membership-sync"),
+    }
+    for i in range(count):
+        names |= {
+            (INSTANCE, f"gemnar-worker-{i}"),
+            (f"{infra}HostSecrets", f"gemnar-worker-{i}-secrets"),
+            (COMMAND, f"gemnar-worker-{i}-secrets-write"),
+            (f"{infra}WorkerReadiness", f"gemnar-worker-{i}-ready"),
+            (COMMAND, f"gemnar-worker-{i}-ready-gate"),
+        }
+    return names
+
+
+def by_name(declared: list[Declared]) -> dict[str, Declared]:
+    return {d.name: d for d in declared}
+
+
+@pytest.mark.parametrize("count", [2, 10])
+@pulumi.runtime.test
+def test_exact_resources_for_worker_count(count: int) -> pulumi.Output[None]:
+    _, declared = declare(config(workerCount=str(count)))
+
+    def check(resources: list[Declared]) -> None:
+        found = [(d.type, d.name) for d in resources]
+        assert len(found) == len(set(found)), "duplicate resource"
+        assert set(found) == expected_resources(count)
+        workers = [
+            d for d in resources if d.type == INSTANCE and d.name != "gemnar-controller-instance"
+        ]
+        assert len(workers) == count
+        hostnames = [w.inputs["hostname"] for w in workers]
+        assert sorted(hostnames) == sorted(f"worker-{i}" for i in range(count))
+        assert len(set(hostnames)) == count
+        vpc = MOCK_IDS["gemnar-network-vpc"]
+        worker_group = MOCK_IDS["gemnar-firewall-worker"]
+        for worker in workers:
+            assert worker.inputs["vpcIds"] == [vpc]
+            assert worker.inputs["firewallGroupId"] == worker_group
+
+    return declared.apply(check)
+
+
+@pulumi.runtime.test
+def test_exports() -> pulumi.Output[None]:
+    exports, declared = declare(config(workerCount="3"))
+
+    def check(values: list[Any]) -> None:
+        out = dict(zip(exports, values[1:], strict=True))
+        assert out["siteUrl"] == f"http://{RESERVED_IP}"
+        assert out["controllerPublicIp"] == RESERVED_IP
+        assert out["controllerPrivateIp"] == CONTROLLER_PRIVATE_IP
+        assert out["workerNames"] == ["worker-0", "worker-1", "worker-2"]
+        assert out["workerPrivateIps"] == [worker_private_ip(f"w-{i}") for i in range(3)]
+        assert out["workerCount"] == 3
+        assert json.loads(out["loadBalancerMembers"]) == [
+            f"{worker_private_ip(f'w-{i}')}:8000" for i in range(3)
+        ]
+
+    return pulumi.Output.all(declared, *exports.values()).apply(check)
+
+
+@pulumi.runtime.test
+def test_site_url_uses_domain() -> pulumi.Output[None]:
+    exports, declared = declare(
+        config(domain="example.com", tlsEmail="ops@example.com", manageDns="true")
+    )
+
+    def check(values: list[Any]) -> None:
+        resources, url = values
+        assert url == "https://example.com"
+        records = [d for d in resources if d.type == "vultr:index/dnsRecord:DnsRecord"]
+        assert sorted(r.inputs.get("name", "") for r in records) == ["", "www"]
+        assert all(r.inputs["data"] == RESERVED_IP and r.inputs["type"] == "A" for r in records)
+
+    return pulumi.Output.all(declared, exports["siteUrl"]).apply(check)
+
+
+@pulumi.runtime.test
+def test_scale_2_to_3_keeps_surviving_workers() -> pulumi.Output[None]:
+    _, before = declare(config(workerCount="2"))
+
+    def then(first: list[Declared]) -> pulumi.Output[None]:
+        old = {d.name: d.inputs for d in first}
+        _, after = declare(config(workerCount="3"))
+
+        def check(second: list[Declared]) -> None:
+            new = {d.name: d.inputs for d in second}
+            for name in (
+                "gemnar-worker-0",
+                "gemnar-worker-1",
+                "gemnar-worker-0-secrets-write",
+                "gemnar-worker-1-secrets-write",
+                "gemnar-worker-0-ready-gate",
+                "gemnar-worker-1-ready-gate",
+            ):
+                assert new[name] == old[name], name
+            assert "gemnar-worker-2" in new and "gemnar-worker-2" not in old
+            # Membership is the one thing that changes, and only in its member list.
+            old_sync, new_sync = old["gemnar-membership-sync"], new["gemnar-membership-sync"]
+            assert {k: v for k, v in old_sync.items() if k != "stdin"} == {
+                k: v for k, v in new_sync.items() if k != "stdin"
+            }
+            assert len(json.loads(new_sync["stdin"])) == 3
+
+        return after.apply(check)
+
+    return before.apply(then)
+
+
+@pulumi.runtime.test
+def test_membership_unchanged_when_members_unchanged() -> pulumi.Output[None]:
+    _, before = declare(config(workerCount="2"))
+
+    def then(first: list[Declared]) -> pulumi.Output[None]:
+        old = by_name(first)["gemnar-membership-sync"].inputs
+        _, after = declare(config(workerCount="2", scaleUpThreshold="85"))
+        return after.apply(
+            lambda second: _same(old, by_name(second)["gemnar-membership-sync"].inputs)
+        )
+
+    return before.apply(then)
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a == b
+
+
+@pulumi.runtime.test
+def test_workers_reached_through_controller() -> pulumi.Output[None]:
+    _, declared = declare(config(workerCount="2"))
+
+    def check(resources: list[Declared]) -> None:
+        named = by_name(resources)
+        for i in range(2):
+            for suffix in ("ready-gate", "secrets-write"):
+                conn = named[f"gemnar-worker-{i}-{suffix}"].plain["connection"]
+                assert conn["host"] == worker_private_ip(f"w-{i}")
+                assert conn["proxy"]["host"] == RESERVED_IP
+            gate = named[f"gemnar-worker-{i}-ready-gate"].inputs
+            ip = worker_private_ip(f"w-{i}")
+            assert gate["create"] == f"/usr/local/sbin/gemnar-worker-ready {ip}"
+            assert gate["delete"] == f"/usr/local/sbin/gemnar-worker-drain {ip}"
+        sync = named["gemnar-membership-sync"].plain
+        assert sync["connection"]["host"] == RESERVED_IP
+        assert "proxy" not in sync["connection"]
+        assert sync["create"] == sync["update"] == "/usr/local/sbin/gemnar-lb-apply"
+
+    return declared.apply(check)
+
+
+def test_local_platform_is_one_seam() -> None:
+    cfg = parse_stack_config(
+        {"platform": "local", "secretSeed": BASE_VALUES["secretSeed"]}, secret_keys={"secretSeed"}
+    )
+    with pytest.raises(NotImplementedError, match="PROVISIONERS"):
+        program.build(cfg)
+
+
+class _Ids:
+    """Mock ids are deterministic: name plus a digest, as the harness mocks make them."""
+
+    def __getitem__(self, name: str) -> str:
+        import hashlib
+
+        return f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+MOCK_IDS = _Ids()
+
+
+def test_main_rejects_bad_config_before_any_resource() -> None:
+    from stack_config import ConfigError
+
+    values = {f"gemnar:{k}": v for k, v in BASE_VALUES.items()} | {"gemnar:workerCount": "99"}
+    pulumi.runtime.set_all_config(values, secret_keys=["gemnar:secretSeed"])
+    RECORDER.reset()
+    try:
+        with pytest.raises(ConfigError) as err:
+            program.main()
+        assert list(err.value.problems) == ["workerCount"]
+        assert RECORDER.seen == []
+    finally:
+        pulumi.runtime.set_all_config({}, secret_keys=[])
+
+
+def test_main_rejects_a_plain_text_seed() -> None:
+    from stack_config import ConfigError
+
+    values = {f"gemnar:{k}": v for k, v in BASE_VALUES.items()}
+    pulumi.runtime.set_all_config(values, secret_keys=[])
+    try:
+        with pytest.raises(ConfigError, match=r"gemnar:secretSeed: .*--secret"):
+            program.main()
+    finally:
+        pulumi.runtime.set_all_config({}, secret_keys=[])

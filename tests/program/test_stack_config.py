@@ -1,0 +1,186 @@
+"""The typed stack config: seed values parse, every bad value names its key and what is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack_config import (
+    DEFAULTS,
+    ConfigError,
+    SecretValue,
+    StackConfig,
+    parse_stack_config,
+    plan_size,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVtbmFydGVzdGtleWZvcnVuaXR0ZXN0cw test@gemnar"
+OPERATOR = {
+    "sshPublicKeys": f'["{SSH_KEY}"]',
+    "adminCidrs": '["198.51.100.7/32"]',
+    "secretSeed": "x" * 48,
+}
+
+
+def prod_values() -> dict[str, str]:
+    """Pulumi.prod.yaml's gemnar:* values as the CLI hands them over (JSON for lists)."""
+    import json
+
+    raw = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    values = {}
+    for key, value in raw.items():
+        if key.startswith("gemnar:"):
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            values[key] = text.lower() if isinstance(value, bool) else text
+    return values
+
+
+def parse(**overrides: str) -> StackConfig:
+    values = {**prod_values(), **OPERATOR, **overrides}
+    return parse_stack_config(values, secret_keys={"secretSeed"})
+
+
+def test_prod_seed_values() -> None:
+    cfg = parse()
+    s = cfg.scaling
+    assert (s.up_threshold, s.down_threshold, s.min_workers, s.max_workers) == (80, 30, 2, 10)
+    assert (s.up_cooldown_s, s.down_cooldown_s, s.evaluation_periods) == (300, 600, 3)
+    assert cfg.platform == "vultr" and cfg.os_id == 2136
+    assert 4 <= plan_size(cfg.controller_plan)[0] <= 8
+    assert 16 * 1024 <= plan_size(cfg.controller_plan)[1] <= 32 * 1024
+    assert 2 <= plan_size(cfg.worker_plan)[0] <= 4
+    assert 8 * 1024 <= plan_size(cfg.worker_plan)[1] <= 16 * 1024
+    assert "x" * 48 not in repr(cfg)
+
+
+def test_prod_yaml_leaves_operator_keys_to_the_operator() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config(prod_values(), secret_keys=set())
+    assert {"sshPublicKeys", "adminCidrs", "secretSeed"} <= err.value.problems.keys()
+
+
+def test_pulumi_yaml_declares_every_key_with_type_description_and_default() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "gemnar"
+    declared = project["config"]
+    assert set(declared) == {f"gemnar:{key}" for key in DEFAULTS}
+    for key, default in DEFAULTS.items():
+        spec = declared[f"gemnar:{key}"]
+        assert spec.get("type") in {"string", "integer", "boolean", "array"}, key
+        assert spec.get("description"), key
+        if default is None:
+            assert "default" not in spec, key
+        else:
+            value = spec["default"]
+            if isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, list):
+                import json
+
+                value = json.dumps(value)
+            assert str(value) == default, key
+
+
+BAD: list[tuple[str, dict[str, str]]] = [
+    ("workerCount", {"workerCount": "11"}),
+    ("workerCount", {"workerCount": "1"}),
+    ("workerCount", {"workerCount": "two"}),
+    ("minWorkers", {"minWorkers": "5", "maxWorkers": "4", "workerCount": "4"}),
+    ("minWorkers", {"minWorkers": "0", "workerCount": "2"}),
+    ("maxWorkers", {"maxWorkers": "0"}),
+    ("scaleDownThreshold", {"scaleDownThreshold": "80"}),
+    ("scaleDownThreshold", {"scaleDownThreshold": "90"}),
+    ("scaleUpThreshold", {"scaleUpThreshold": "100"}),
+    ("scaleUpThreshold", {"scaleUpThreshold": "0"}),
+    ("scaleDownThreshold", {"scaleDownThreshold": "-5"}),
+    ("scaleUpThreshold", {"scaleUpThreshold": "lots"}),
+    ("scaleUpCooldown", {"scaleUpCooldown": "0"}),
+    ("scaleDownCooldown", {"scaleDownCooldown": "-1"}),
+    ("evaluationPeriods", {"evaluationPeriods": "0"}),
+    ("scaleInterval", {"scaleInterval": "0"}),
+    ("adminCidrs", {"adminCidrs": '["198.51.100.300/32"]'}),
+    ("adminCidrs", {"adminCidrs": '["198.51.100.7/24"]'}),
+    ("adminCidrs", {"adminCidrs": '["0.0.0.0/0"]'}),
+    ("adminCidrs", {"adminCidrs": '["::/0"]'}),
+    ("adminCidrs", {"adminCidrs": "198.51.100.7/32"}),
+    ("adminCidrs", {"adminCidrs": "[]"}),
+    ("vpcSubnet", {"vpcSubnet": "10.20.0.0/33"}),
+    ("vpcSubnet", {"vpcSubnet": "10.20.0.1/24"}),
+    ("vpcSubnet", {"vpcSubnet": "8.8.8.0/24"}),
+    ("vpcSubnet", {"vpcSubnet": "10.20.0.0/29"}),
+    ("platform", {"platform": "aws"}),
+    ("region", {"region": "Amsterdam"}),
+    ("region", {"region": "ams1"}),
+    ("sshPublicKeys", {"sshPublicKeys": "[]"}),
+    ("sshPublicKeys", {"sshPublicKeys": '["not a key"]'}),
+    ("domain", {"domain": "not a hostname", "tlsEmail": "ops@example.com"}),
+    ("domain", {"domain": "localhost", "tlsEmail": "ops@example.com"}),
+    ("domain", {"domain": "-bad-.example.com", "tlsEmail": "ops@example.com"}),
+    ("tlsEmail", {"domain": "example.com", "tlsEmail": ""}),
+    ("tlsEmail", {"domain": "example.com", "tlsEmail": "nobody"}),
+    ("manageDns", {"manageDns": "true"}),
+    ("controllerPlan", {"controllerPlan": "big"}),
+    ("workerPlan", {"workerPlan": "VC2 4C"}),
+    ("osId", {"osId": "0"}),
+    ("backupSchedule", {"backupSchedule": "hourly"}),
+    ("backupHour", {"backupHour": "24"}),
+    ("backups", {"backups": "yes"}),
+    ("appSource", {"appSource": "ftp://example.com/app"}),
+    ("appVersion", {"appVersion": "bad ref"}),
+    ("appPort", {"appPort": "80"}),
+    ("postgresVolumeGb", {"postgresVolumeGb": "5"}),
+    ("postgresVolumeType", {"postgresVolumeType": "ssd"}),
+    ("secretSeed", {"secretSeed": "short"}),
+    ("secretSeed", {"secretSeed": ""}),
+    ("unknownKey", {"unknownKey": "1"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "overrides"), BAD, ids=[f"{k}-{i}" for i, (k, _) in enumerate(BAD)]
+)
+def test_bad_value_names_the_key(key: str, overrides: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(**overrides)
+    assert key in err.value.problems, str(err.value)
+    lines = str(err.value).splitlines()[1:]
+    line = next(line for line in lines if line.startswith(f"gemnar:{key}: "))
+    assert "accepted" in line, line
+
+
+def test_secret_seed_in_plain_text_is_rejected() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_stack_config({**prod_values(), **OPERATOR}, secret_keys=set())
+    assert "--secret" in err.value.problems["secretSeed"]
+
+
+def test_every_bad_key_gets_its_own_line() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(platform="aws", workerCount="40", scaleUpCooldown="0", adminCidrs='["0.0.0.0/0"]')
+    lines = str(err.value).splitlines()[1:]
+    assert [line.split(":")[1] for line in lines] == [
+        "platform",
+        "adminCidrs",
+        "workerCount",
+        "scaleUpCooldown",
+    ]
+
+
+def test_local_platform_needs_no_ssh_key_or_admin_cidr() -> None:
+    cfg = parse_stack_config({"platform": "local", "secretSeed": "y" * 40})
+    assert cfg.platform == "local" and cfg.ssh_public_keys == ()
+
+
+def test_secret_value_hides_itself() -> None:
+    secret = SecretValue("hunter2-hunter2")
+    assert "hunter2" not in repr(secret) and "hunter2" not in str(secret)
+
+
+def test_plan_size() -> None:
+    assert plan_size("vc2-6c-16gb") == (6, 16384)
+    assert plan_size("vhp-2c-4gb-amd") == (2, 4096)
+    with pytest.raises(ValueError):
+        plan_size("big")

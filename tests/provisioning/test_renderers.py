@@ -1,0 +1,126 @@
+"""Renderer behaviour that needs no daemon: upstream membership, settings, listen addresses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import pytest
+
+from provisioning.nginx import render_nginx_conf, render_nginx_upstream
+from provisioning.postgres import render_pg_hba, render_postgresql_conf
+from provisioning.redis import render_redis_conf
+from provisioning.settings import ControllerPaths, ControllerSettings, WorkerSettings
+from provisioning.templates import TEMPLATE_ROOT, FileTemplate, render
+from tests.provisioning.combos import CONTROLLERS, WORKERS
+
+SETTINGS = CONTROLLERS["prod-default"]
+
+
+@dataclass(frozen=True)
+class Member:
+    address: str
+    healthy: bool
+
+
+def _servers(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("server ")]
+
+
+def test_unhealthy_members_are_down() -> None:
+    text = render_nginx_upstream(
+        [Member("10.20.0.5:8000", True), Member("10.20.0.6:8000", False)], SETTINGS)
+    assert _servers(text) == [
+        "server 10.20.0.5:8000 max_fails=3 fail_timeout=10s;",
+        "server 10.20.0.6:8000 max_fails=3 fail_timeout=10s down;",
+    ]
+    assert "keepalive 32;" in text
+
+
+def test_all_unhealthy_fails_open() -> None:
+    text = render_nginx_upstream(
+        [Member("10.20.0.5:8000", False), Member("10.20.0.6:8000", False)], SETTINGS)
+    assert all(" down" not in line for line in _servers(text))
+    assert "failing open" in text
+
+
+def test_no_members_points_at_the_503_fallback() -> None:
+    text = render_nginx_upstream([], SETTINGS)
+    assert _servers(text) == [f"server unix:{SETTINGS.paths.nginx_fallback_socket};"]
+    assert f"listen unix:{SETTINGS.paths.nginx_fallback_socket};" in render_nginx_conf(SETTINGS)
+
+
+@pytest.mark.parametrize("address", ["", "10.0.0.1:80; evil", "a b", "x{"])
+def test_rejects_addresses_that_would_inject_config(address: str) -> None:
+    with pytest.raises(ValueError):
+        render_nginx_upstream([Member(address, True)], SETTINGS)
+
+
+def test_prod_and_local_nginx_differ_only_in_user_and_listen() -> None:
+    local = replace(SETTINGS, local=True)
+    prod_lines = render_nginx_conf(SETTINGS).splitlines()
+    local_lines = render_nginx_conf(local).splitlines()
+    differing = {a.strip() for a, b in zip(prod_lines, local_lines, strict=True) if a != b}
+    assert differing == {"user www-data;", "listen 80;", "listen 443 ssl http2;"}
+
+
+def test_nginx_routing_policy() -> None:
+    conf = render_nginx_conf(SETTINGS)
+    assert "worker_shutdown_timeout 30s;" in conf
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in conf
+    assert not re.search(r"^\s*proxy_next_upstream [^#]*non_idempotent", conf, re.MULTILINE)
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
+    assert "expires 1y;" in conf and "expires 1d;" in conf
+
+
+def test_private_services_bind_localhost_and_private_address_only() -> None:
+    assert "listen_addresses = '127.0.0.1,10.20.0.3'" in render_postgresql_conf(SETTINGS)
+    assert "bind 127.0.0.1 10.20.0.3" in render_redis_conf(SETTINGS)
+    assert "include /etc/redis/secrets.conf" in render_redis_conf(SETTINGS)
+    local = CONTROLLERS["local"]
+    assert "listen_addresses = '127.31.0.1'" in render_postgresql_conf(local)
+
+
+def test_pg_hba_admits_the_subnet_with_scram_only() -> None:
+    rules = [line.split() for line in render_pg_hba(SETTINGS).splitlines()
+             if line and not line.startswith("#")]
+    assert rules == [
+        ["local", "all", "postgres", "peer"],
+        ["host", "all", "all", "10.20.0.0/24", "scram-sha-256"],
+    ]
+
+
+def test_paths_under_a_state_dir_keep_system_paths() -> None:
+    paths = ControllerPaths.under("/state")
+    assert paths.postgres_data_dir == "/state/mnt/pgdata/postgresql/15/main"
+    assert paths.nginx_upstream_file == "/state/etc/nginx/gemnar/upstream.conf"
+    assert paths.postgres_bin_dir == "/usr/lib/postgresql/15/bin"
+    assert paths.nginx_mime_types_file == "/etc/nginx/mime.types"
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValueError):
+        ControllerSettings(private_address="10.0.0.1", vpc_subnet="10.0.0.0/24", memory_mb=0,
+                           vcpus=1, max_workers=1)
+    with pytest.raises(ValueError):
+        WorkerSettings(private_address="nope", controller_address="10.0.0.1",
+                       vpc_subnet="10.0.0.0/24", memory_mb=1, vcpus=1)
+
+
+def test_templates_only_substitute_braced_at_names() -> None:
+    text = FileTemplate("a@b $host @{x} @@ ${y}").substitute(x="1")
+    assert text == "a@b $host 1 @@ ${y}"
+    with pytest.raises(KeyError):
+        render("controller/pg_hba.conf")
+
+
+def test_every_placeholder_in_every_template_is_filled() -> None:
+    rendered = [render_nginx_conf(s) for s in CONTROLLERS.values()]
+    from provisioning.files import controller_files, worker_files
+
+    for settings in CONTROLLERS.values():
+        rendered += [f.content for f in controller_files(settings)]
+    for worker in WORKERS.values():
+        rendered += [f.content for f in worker_files(worker)]
+    assert all("@{" not in text for text in rendered)
+    assert sorted(p.name for p in TEMPLATE_ROOT.glob("*/")) == ["common", "controller", "worker"]
