@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,9 @@ RenderUpstream = Callable[[Sequence[MemberHealth]], str]
 class MonitorConfig:
     membership_file: Path
     upstream_file: Path
+    # Taken by the monitor and by `gemnar-lb-apply` around read-membership/render/reload, so
+    # a monitor round can never write back a member that membership has just removed.
+    lock_file: Path
     reload_argv: tuple[str, ...]
     health_path: str = "/health/"
     host_header: str = "health.internal"
@@ -76,29 +80,66 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def membership_lock(cfg: MonitorConfig) -> Iterator[None]:
+    cfg.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(cfg.lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish(cfg: MonitorConfig, members: Sequence[MemberHealth], render: RenderUpstream) -> bool:
+    """Write the upstream for ``members`` and reload Nginx if the text changed (hold the lock)."""
+    if not write_if_changed(cfg.upstream_file, render(list(members))):
+        return False
+    result = subprocess.run(cfg.reload_argv, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        log.error("nginx reload failed: %s", result.stderr.strip())
+    return True
+
+
+def apply_membership(cfg: MonitorConfig, addresses: list[str], render: RenderUpstream) -> bool:
+    """What `gemnar-lb-apply` does: store the member list and route to all of them now.
+
+    Members join only after their readiness check passed, so they start healthy; the
+    monitor's next round takes any that fail out again.
+    """
+    with membership_lock(cfg):
+        write_if_changed(cfg.membership_file, json.dumps(addresses))
+        return publish(cfg, [MemberHealth(a) for a in addresses], render)
+
+
 async def tick(
     client: httpx.AsyncClient,
     state: dict[str, MemberHealth],
     cfg: MonitorConfig,
     render: RenderUpstream,
 ) -> dict[str, MemberHealth]:
-    """One round: re-read members, probe them all, rewrite the upstream and reload if needed."""
-    state = reconcile(state, read_members(cfg.membership_file))
-    results = await asyncio.gather(*(probe(client, a, cfg) for a in state))
-    new_state = {
-        address: observe(member, ok, error, cfg.thresholds)
-        for (address, member), (ok, error) in zip(state.items(), results, strict=True)
-    }
-    for address, member in new_state.items():
-        if member.healthy != state[address].healthy:
-            log.warning(
-                "member %s is now %s %s",
-                address,
-                "UP" if member.healthy else "DOWN",
-                member.last_error,
-            )
-    if write_if_changed(cfg.upstream_file, render(list(new_state.values()))):
-        subprocess.run(cfg.reload_argv, check=False)
+    """One round: probe the members, then under the lock re-read them, update and publish."""
+    probed = reconcile(state, read_members(cfg.membership_file))
+    results = dict(
+        zip(probed, await asyncio.gather(*(probe(client, a, cfg) for a in probed)), strict=True)
+    )
+    with membership_lock(cfg):
+        current = reconcile(probed, read_members(cfg.membership_file))
+        new_state = {}
+        for address, member in current.items():
+            if address not in results:
+                new_state[address] = member  # joined during the probes: as apply left it
+                continue
+            ok, error = results[address]
+            new_state[address] = observe(member, ok, error, cfg.thresholds)
+            if new_state[address].healthy != member.healthy:
+                log.warning(
+                    "member %s is now %s %s",
+                    address,
+                    "UP" if new_state[address].healthy else "DOWN",
+                    new_state[address].last_error,
+                )
+        publish(cfg, list(new_state.values()), render)
     return new_state
 
 

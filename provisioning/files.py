@@ -17,6 +17,7 @@ from provisioning.pgbouncer import render_pgbouncer_ini
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
 from provisioning.redis import render_redis_conf
 from provisioning.settings import ControllerSettings, WorkerSettings
+from provisioning.settings_codec import to_json
 from provisioning.templates import render, template_text
 
 Kind = Literal["config", "script", "unit"]
@@ -117,8 +118,11 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             "controller/gemnar-backup.timer", hour=f"{settings.backup_hour_utc:02d}")),
         _unit(units, "gemnar-healthmon.service", render(
             "controller/gemnar-healthmon.service",
-            project_dir=paths.project_dir, python=python,
-            membership_file=paths.membership_file, upstream_file=paths.nginx_upstream_file)),
+            project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
+        RenderedFile(paths.settings_file, to_json(settings)),
+        _script(PurePosixPath(paths.commands_dir) / "gemnar-lb-apply", render(
+            "controller/gemnar-lb-apply.sh",
+            project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
         _unit(units, "gemnar-scaler.service", render(
             "controller/gemnar-scaler.service",
             project_dir=paths.project_dir, python=python,
@@ -182,9 +186,31 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
             app_dir=paths.app_dir, run_dir=paths.run_dir, media_root=paths.media_root,
             static_root=paths.static_root, app_env_file=paths.app_env_file,
             install_script=install)),
+        *worker_commands(settings),
         _unit(paths.systemd_dir, "gemnar-app.service", render(
             "worker/gemnar-app.service",
             media_root=paths.media_root, app_dir=paths.app_dir,
             app_env_file=paths.app_env_file, secrets_env_file=paths.app_secrets_env_file,
             script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15)),
+    ]
+
+
+# How long a new worker may take from boot to a healthy /health/, and a drain at most.
+READY_TIMEOUT_S = 600
+
+
+def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
+    """The commands Pulumi runs on a worker over SSH: readiness after create, drain before
+    delete. The local stack installs the same files under each node's root."""
+    paths = settings.paths
+    commands = PurePosixPath(paths.commands_dir)
+    return [
+        _script(commands / "gemnar-worker-ready", render(
+            "worker/gemnar-worker-ready.sh",
+            timeout_s=READY_TIMEOUT_S, local=settings.local, app_port=settings.ports.app,
+            drain_flag_file=paths.drain_flag_file)),
+        _script(commands / "gemnar-worker-drain", render(
+            "worker/gemnar-worker-drain.sh",
+            timeout_s=settings.graceful_shutdown_s, app_port=settings.ports.app,
+            drain_flag_file=paths.drain_flag_file)),
     ]

@@ -90,6 +90,10 @@ class ControllerPaths:
     backup_dir: str = "/var/backups/gemnar"
     state_dir: str = "/var/lib/gemnar"
     membership_file: str = "/var/lib/gemnar/members.json"
+    # The controller's settings as JSON, read by the health monitor and gemnar-lb-apply.
+    settings_file: str = "/etc/gemnar/controller.json"
+    # Commands that Pulumi runs over SSH (gemnar-lb-apply, ...).
+    commands_dir: str = "/usr/local/sbin"
     project_dir: str = "/opt/gemnar/infra"
     systemd_dir: str = "/etc/systemd/system"
 
@@ -122,6 +126,8 @@ class WorkerPaths:
     scripts_dir: str = "/usr/local/lib/gemnar"
     run_dir: str = "/run/gemnar"
     drain_flag_file: str = "/run/gemnar/draining"
+    # Commands that Pulumi runs over SSH (gemnar-worker-ready, gemnar-worker-drain).
+    commands_dir: str = "/usr/local/sbin"
     media_root: str = "/srv/gemnar/media"
     static_root: str = "/srv/gemnar/static"
     nginx_conf_file: str = "/etc/nginx/nginx.conf"

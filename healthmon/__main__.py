@@ -1,0 +1,92 @@
+"""``python -m healthmon run|apply --settings controller.json``.
+
+``run`` is the controller's health-monitor daemon. ``apply`` is ``gemnar-lb-apply``: it reads a
+JSON list of ``"ip:port"`` members on stdin, stores it and reloads Nginx with exactly those
+members. Both render the upstream with the controller's own settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from healthmon.checks import MemberHealth, Thresholds
+from healthmon.monitor import MonitorConfig, apply_membership, run
+from provisioning.nginx import render_nginx_upstream
+from provisioning.settings import ControllerSettings
+from provisioning.settings_codec import controller_from_json
+
+
+def monitor_config(settings: ControllerSettings, interval_s: float) -> MonitorConfig:
+    paths = settings.paths
+    return MonitorConfig(
+        membership_file=Path(paths.membership_file),
+        upstream_file=Path(paths.nginx_upstream_file),
+        lock_file=Path(paths.state_dir) / "membership.lock",
+        reload_argv=(
+            "nginx", "-c", paths.nginx_conf_file, "-e", paths.nginx_error_log, "-s", "reload",
+        ),
+        interval_s=interval_s,
+        thresholds=Thresholds(rise=2, fall=2),
+    )
+
+
+def parse_members(text: str) -> list[str]:
+    """Validate the stdin document: a JSON list of ``"ipv4:port"`` strings."""
+    data = json.loads(text or "[]")
+    if not isinstance(data, list):
+        raise ValueError("members must be a JSON list of ip:port strings")
+    members = []
+    for item in data:
+        host, _, port = str(item).rpartition(":")
+        ipaddress.IPv4Address(host)
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bad member {item!r}: want ip:port")
+        members.append(f"{host}:{port}")
+    return members
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m healthmon", description=__doc__)
+    parser.add_argument("action", choices=["run", "apply"])
+    parser.add_argument("--settings", type=Path, required=True, help="controller.json")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between rounds")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = controller_from_json(args.settings.read_text())
+    cfg = monitor_config(settings, args.interval)
+
+    def render(members: Sequence[MemberHealth]) -> str:
+        return render_nginx_upstream(members, settings)
+
+    if args.action == "apply":
+        try:
+            members = parse_members(sys.stdin.read())
+        except ValueError as err:
+            print(f"gemnar-lb-apply: {err}", file=sys.stderr)
+            return 2
+        changed = apply_membership(cfg, members, render)
+        print(f"members: {len(members)} ({'reloaded' if changed else 'unchanged'})")
+        return 0
+
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(cfg, render, stop)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
