@@ -35,7 +35,6 @@ class MonitorConfig:
     lock_file: Path
     reload_argv: tuple[str, ...]
     health_path: str = "/health/"
-    host_header: str = "health.internal"
     interval_s: float = 2.0
     timeout_s: float = 2.0
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -58,7 +57,6 @@ async def probe(client: httpx.AsyncClient, address: str, cfg: MonitorConfig) -> 
     try:
         response = await client.get(
             f"http://{address}{cfg.health_path}",
-            headers={"Host": cfg.host_header},
             timeout=cfg.timeout_s,
         )
     except httpx.HTTPError as err:

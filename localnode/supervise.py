@@ -66,10 +66,19 @@ def start_detached(
     return proc.pid
 
 
+def _signal(pid: int, sig: int) -> None:
+    # Daemons started here lead their own session; signalling the group also reaches a
+    # daemon behind a wrapper such as runuser.
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
 def stop_pid(pid: int, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> None:
     """Send ``sig``, wait up to ``timeout_s`` for the process to end, then SIGKILL it."""
     try:
-        os.kill(pid, sig)
+        _signal(pid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout_s
@@ -78,7 +87,7 @@ def stop_pid(pid: int, timeout_s: float = 10.0, sig: int = signal.SIGTERM) -> No
             return
         time.sleep(0.05)
     try:
-        os.kill(pid, signal.SIGKILL)
+        _signal(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
     while alive(pid):

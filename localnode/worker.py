@@ -1,117 +1,138 @@
 """Start and stop a local worker node: the app under Uvicorn, its memory exporter and sshd.
 
-The app's configuration arrives as environment (exactly what the prod unit's EnvironmentFile
-holds); secrets arrive separately and are written to root-only files that the app reads
-through ``GEMNAR_*_FILE`` variables, as on a prod worker.
+The app's environment is exactly what a prod worker's systemd unit reads: the public env file
+rendered from ``WorkerSettings`` plus the root-only secrets env file. The migration and static
+collection that a prod deploy runs once happen here under a lock shared by the stack's workers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-import socket
+import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from localnode import daemons
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
+from provisioning.app_env import render_worker_secrets_env, worker_app_env
+from provisioning.files import worker_commands
+from provisioning.settings import WorkerSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = PROJECT_ROOT / "app"
 
 
 @dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a local worker needs; built by the program, passed as JSON."""
+class WorkerNode:
+    """A worker's settings (paths under its root) and what only the local stack needs."""
 
-    name: str
-    address: str
-    node_dir: Path
-    app_dir: Path
-    authorized_keys: Path
+    settings: WorkerSettings
+    root: Path
     ssh_port: int
-    app_port: int
-    metrics_port: int
-    memory_mb: int
-    processes: int
-    graceful_shutdown_s: int
-    trusted_proxy: str
-    app_env: Mapping[str, str] = field(default_factory=dict)
-    bin_dir: Path | None = None
+    authorized_keys: Path
+    # Shared by the stack's workers: one migration at a time.
+    deploy_lock: Path
+
+    @property
+    def supervised(self) -> Path:
+        return self.root / "run" / "supervised"
 
 
-def _port_open(address: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((address, port)) == 0
+def parse_env_file(text: str) -> dict[str, str]:
+    """``KEY="value"`` lines as systemd's EnvironmentFile= reads the ones we render."""
+    values = {}
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
 
 
-def write_secret_files(secrets_dir: Path, secrets: Mapping[str, str]) -> dict[str, str]:
-    """Write each secret to a 0600 file; return the ``NAME_FILE`` variables pointing at them."""
-    secrets_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(secrets_dir, 0o700)
-    file_vars = {}
-    for name, value in secrets.items():
-        path = secrets_dir / name.lower()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
-        file_vars[f"{name}_FILE"] = str(path)
-    return file_vars
-
-
-def start_worker(spec: WorkerSpec, secrets: Mapping[str, str]) -> None:
-    run = spec.node_dir / "run"
-    log = spec.node_dir / "log"
-    run.mkdir(parents=True, exist_ok=True)
-    env = {
+def app_environment(node: WorkerNode, secrets: Mapping[str, str]) -> dict[str, str]:
+    """Write the secrets env file (0600) and return the app's whole environment."""
+    settings = node.settings
+    secrets_file = Path(settings.paths.app_secrets_env_file)
+    content = render_worker_secrets_env(
+        settings,
+        db_password=secrets["db_password"],
+        redis_password=secrets["redis_password"],
+        secret_key=secrets["secret_key"],
+    )
+    daemons.make_dirs(secrets_file.parent, mode=0o700)
+    fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
-        **spec.app_env,
-        **write_secret_files(spec.node_dir / "secrets", secrets),
+        **worker_app_env(settings),
+        **parse_env_file(content),
+        # Local stack only: lets tests make a worker hold memory to drive the scaler.
+        "GEMNAR_LOCAL_DEBUG_MEMORY": "1",
+        "FORWARDED_ALLOW_IPS": settings.controller_address,
     }
-    python = sys.executable
-    start_sshd(
-        spec.address,
-        spec.ssh_port,
-        spec.node_dir,
-        spec.authorized_keys,
-        [spec.bin_dir] if spec.bin_dir else [],
-    )
-    app_pid = run / "uvicorn.pid"
+
+
+def _deploy_once(node: WorkerNode, env: Mapping[str, str]) -> None:
+    """migrate + collectstatic, serialised across the stack's workers."""
+    node.deploy_lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(node.deploy_lock, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "-v", "0"]):
+            result = subprocess.run(
+                [sys.executable, "manage.py", *command],
+                cwd=APP_DIR, env=dict(env), check=False, capture_output=True, text=True,
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"manage.py {command[0]} failed:\n{result.stderr[-3000:]}")
+
+
+def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
+    settings, paths = node.settings, node.settings.paths
+    daemons.make_dirs(node.supervised, node.root / "log", paths.run_dir)
+    for rendered in worker_commands(settings):
+        daemons.write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
+    start_sshd(settings.private_address, node.ssh_port, node.root, node.authorized_keys,
+               [Path(paths.commands_dir)])
+    env = app_environment(node, secrets)
+    _deploy_once(node, env)
+    app_pid = node.supervised / "uvicorn.pid"
     if not running(app_pid):
         start_detached(
             [
-                python, "-m", "uvicorn", "sampleproject.asgi:application",
-                "--host", spec.address, "--port", str(spec.app_port),
-                "--workers", str(spec.processes),
-                "--proxy-headers", "--forwarded-allow-ips", spec.trusted_proxy,
-                "--timeout-graceful-shutdown", str(spec.graceful_shutdown_s),
-                "--no-access-log",
+                sys.executable, "-m", "uvicorn", settings.asgi_app,
+                "--host", settings.private_address, "--port", str(settings.ports.app),
+                "--workers", str(settings.processes or 1),
+                "--proxy-headers", "--forwarded-allow-ips", settings.controller_address,
+                "--timeout-graceful-shutdown", str(settings.graceful_shutdown_s),
+                "--no-access-log", "--no-server-header",
             ],
-            app_pid,
-            log / "uvicorn.log",
-            env=env,
-            cwd=spec.app_dir,
+            app_pid, node.root / "log" / "uvicorn.log", env=env, cwd=APP_DIR,
         )
-    exporter_pid = run / "memory-exporter.pid"
+    exporter_pid = node.supervised / "memory-exporter.pid"
     if not running(exporter_pid):
         start_detached(
             [
-                python, "-m", "localnode.memory_exporter",
-                "--listen", f"{spec.address}:{spec.metrics_port}",
-                "--memory-mb", str(spec.memory_mb),
+                sys.executable, "-m", "localnode.memory_exporter",
+                "--listen", f"{settings.private_address}:{settings.ports.node_exporter}",
+                "--memory-mb", str(settings.memory_mb),
                 "--pidfile", str(app_pid),
             ],
-            exporter_pid,
-            log / "memory-exporter.log",
-            cwd=Path(__file__).resolve().parent.parent,
+            exporter_pid, node.root / "log" / "memory-exporter.log", cwd=PROJECT_ROOT,
         )
-    wait_for(lambda: _port_open(spec.address, spec.app_port), 60, f"{spec.name} app port")
-    wait_for(lambda: _port_open(spec.address, spec.metrics_port), 20, f"{spec.name} metrics")
+    address = settings.private_address
+    wait_for(lambda: daemons.port_open(address, settings.ports.app), 60, f"{settings.name} app")
+    wait_for(lambda: daemons.port_open(address, settings.ports.node_exporter), 20,
+             f"{settings.name} metrics")
 
 
-def stop_worker(spec: WorkerSpec) -> None:
+def stop_worker(node: WorkerNode) -> None:
     """Stop the app gracefully (Uvicorn finishes in-flight requests), then the helpers."""
-    run = spec.node_dir / "run"
-    stop_pidfile(run / "uvicorn.pid", timeout_s=spec.graceful_shutdown_s + 5)
-    stop_pidfile(run / "memory-exporter.pid")
-    stop_sshd(spec.node_dir)
+    stop_pidfile(node.supervised / "uvicorn.pid", timeout_s=node.settings.graceful_shutdown_s + 5)
+    stop_pidfile(node.supervised / "memory-exporter.pid")
+    stop_sshd(node.root)

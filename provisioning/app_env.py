@@ -14,6 +14,17 @@ def _env_lines(values: dict[str, str]) -> str:
     return "".join(f'{key}="{value}"\n' for key, value in values.items())
 
 
+def allowed_hosts(settings: WorkerSettings) -> tuple[str, ...]:
+    """Host names the site answers to: configured ones, else the domain and its www."""
+    if settings.public_hosts:
+        return settings.public_hosts
+    if settings.domain:
+        return (settings.domain, f"www.{settings.domain}")
+    # No domain: the site is reached by the controller's public address, which a worker's
+    # user data cannot know; Django then accepts any host behind the controller's Nginx.
+    return ("*",)
+
+
 def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
     """Everything the app needs that is not a secret."""
     values = {
@@ -23,7 +34,9 @@ def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
         "GEMNAR_DB_PORT": str(settings.controller_ports.pgbouncer),
         "GEMNAR_DB_NAME": settings.db.database,
         "GEMNAR_DB_USER": settings.db.app_user,
-        "GEMNAR_TRUSTED_PROXIES": settings.controller_address,
+        # The only proxy whose X-Forwarded-* headers the app believes.
+        "GEMNAR_TRUSTED_PROXY": settings.controller_address,
+        "GEMNAR_ALLOWED_HOSTS": ",".join(allowed_hosts(settings)),
         "GEMNAR_MEDIA_ROOT": settings.paths.media_root,
         "GEMNAR_STATIC_ROOT": settings.paths.static_root,
     }

@@ -45,6 +45,7 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         access_log=paths.nginx_access_log,
         temp_dir=paths.nginx_temp_dir,
         upstream_file=paths.nginx_upstream_file,
+        # 0.0.0.0 means "discovered at boot": let the kernel choose the source then.
         fallback_socket=paths.nginx_fallback_socket,
         http_listen=_listen(listen_address, settings.ports.http),
         https_listen=_listen(listen_address, settings.ports.https),
@@ -83,7 +84,15 @@ def render_nginx_upstream(members: Sequence[Member], settings: ControllerSetting
     else:
         healthy = sum(1 for m in members if m.healthy)
         summary = f"{healthy} of {len(members)} members healthy"
-    return render("controller/upstream.conf", summary=summary, servers="\n".join(lines))
+    # Workers trust forwarded headers only from the controller's private address, so
+    # connections to them leave from it; the unix-socket fallback cannot bind an IP address,
+    # and 0.0.0.0 ("discovered at boot") leaves the choice to the kernel. Empty means no bind.
+    bind = settings.private_address
+    if not members or bind == "0.0.0.0":
+        bind = ""
+    return render(
+        "controller/upstream.conf", summary=summary, servers="\n".join(lines), proxy_bind=bind
+    )
 
 
 def render_worker_nginx_conf(settings: WorkerSettings) -> str:

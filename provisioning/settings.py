@@ -220,6 +220,8 @@ class WorkerSettings:
     controller_media_export: str = "/srv/gemnar/media"
     db: DatabaseNames = field(default_factory=DatabaseNames)
     domain: str | None = None
+    # Host names the site answers to (Django's ALLOWED_HOSTS); empty: the domain and www.
+    public_hosts: tuple[str, ...] = ()
     local: bool = False
 
     def __post_init__(self) -> None:

@@ -9,7 +9,7 @@ if [ "$local_node" != True ] && command -v cloud-init >/dev/null; then
     cloud-init status --wait >/dev/null || true
 fi
 rm -f '@{drain_flag_file}'
-until curl -fsS -o /dev/null --max-time 3 -H 'Host: health.internal' \
+until curl -fsS -o /dev/null --max-time 3 \
         "http://${address}:@{app_port}/health/"; do
     if ((SECONDS >= deadline)); then
         echo "gemnar-worker-ready: ${address} not healthy after @{timeout_s}s" >&2

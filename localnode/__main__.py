@@ -1,0 +1,69 @@
+"""``python -m localnode start|stop``: what the local stack's node commands run.
+
+The node's spec arrives as JSON in ``GEMNAR_NODE_SPEC`` (role, root directory, SSH port,
+authorized keys and the rendered settings); its secrets arrive as ``GEMNAR_DB_PASSWORD``,
+``GEMNAR_REDIS_PASSWORD`` and ``GEMNAR_SECRET_KEY`` in the environment, from Pulumi secrets,
+and are written only to root-only files under the node's root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from localnode.controller import ControllerNode, start_controller, stop_controller
+from localnode.worker import WorkerNode, start_worker, stop_worker
+from provisioning.settings_codec import controller_from_json, worker_from_json
+
+
+def controller_node(spec: Mapping[str, Any]) -> ControllerNode:
+    return ControllerNode(
+        settings=controller_from_json(json.dumps(spec["settings"])),
+        root=Path(spec["root"]),
+        ssh_port=int(spec["sshPort"]),
+        authorized_keys=Path(spec["authorizedKeys"]),
+    )
+
+
+def worker_node(spec: Mapping[str, Any]) -> WorkerNode:
+    return WorkerNode(
+        settings=worker_from_json(json.dumps(spec["settings"])),
+        root=Path(spec["root"]),
+        ssh_port=int(spec["sshPort"]),
+        authorized_keys=Path(spec["authorizedKeys"]),
+        deploy_lock=Path(spec["deployLock"]),
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in {"start", "stop"}:
+        print("usage: python -m localnode start|stop  (spec in GEMNAR_NODE_SPEC)", file=sys.stderr)
+        return 2
+    spec = json.loads(os.environ["GEMNAR_NODE_SPEC"])
+    env = os.environ
+    if spec["role"] == "controller":
+        controller = controller_node(spec)
+        if argv[0] == "start":
+            start_controller(controller, env)
+        else:
+            stop_controller(controller)
+    else:
+        worker = worker_node(spec)
+        if argv[0] == "start":
+            start_worker(worker, {
+                "db_password": env["GEMNAR_DB_PASSWORD"],
+                "redis_password": env["GEMNAR_REDIS_PASSWORD"],
+                "secret_key": env["GEMNAR_SECRET_KEY"],
+            })
+        else:
+            stop_worker(worker)
+    print(f"{spec['role']} {spec['settings'].get('name', 'controller')}: {argv[0]} done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

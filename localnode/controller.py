@@ -1,0 +1,163 @@
+"""Start and stop a local controller node from its rendered settings.
+
+What cloud-init and ``gemnar-controller-setup.sh`` do on a Vultr controller, done with the same
+renderers for plain processes under the node's root directory: PostgreSQL (the app role holds
+only a SCRAM verifier), PgBouncer, Redis, Nginx with a self-signed certificate, the shared
+static and media directories, the health monitor, the node's sshd and the commands Pulumi runs
+over SSH.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from healthmon.checks import MemberHealth
+from healthmon.monitor import read_members
+from localnode import daemons
+from localnode.sshd import start_sshd, stop_sshd
+from localnode.supervise import running, start_detached, stop_pidfile, wait_for
+from provisioning.files import RenderedFile, controller_files
+from provisioning.nginx import render_nginx_upstream
+from provisioning.pgbouncer import render_pgbouncer_ini, render_pgbouncer_userlist
+from provisioning.redis import render_redis_conf, render_redis_secrets
+from provisioning.scram import scram_sha256_verifier
+from provisioning.settings import ControllerSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ControllerNode:
+    """A controller's settings (paths already under its root) and how to reach it."""
+
+    settings: ControllerSettings
+    root: Path
+    ssh_port: int
+    authorized_keys: Path
+
+    @property
+    def supervised(self) -> Path:
+        return self.root / "run" / "supervised"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+
+def _install(files: list[RenderedFile], names: set[str]) -> None:
+    """Write the rendered node commands (the files whose name is in ``names``)."""
+    for rendered in files:
+        if Path(rendered.path).name in names:
+            daemons.write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
+
+
+def _ensure_app_role(settings: ControllerSettings, verifier: str) -> None:
+    user, database = settings.db.app_user, settings.db.database
+    exists = daemons.psql(settings, f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'")
+    verb = "ALTER" if exists == "1" else "CREATE"
+    daemons.psql(settings, f"{verb} ROLE \"{user}\" LOGIN PASSWORD '{verifier}'")
+    if daemons.psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
+        daemons.psql(settings, f'CREATE DATABASE "{database}" OWNER "{user}"')
+
+
+def _start_postgres(node: ControllerNode) -> None:
+    settings = node.settings
+    daemons.prepare_postgres(settings)
+    pidfile = node.supervised / "postgres.pid"
+    if not running(pidfile):
+        conf = Path(settings.paths.postgres_conf_dir) / "postgresql.conf"
+        start_detached(
+            daemons.as_postgres(
+                [daemons.postgres_bin(settings, "postgres"), "-c", f"config_file={conf}"]
+            ),
+            pidfile,
+            node.log_dir / "postgres.log",
+        )
+    ready = [
+        daemons.postgres_bin(settings, "pg_isready"), "-q",
+        "-h", settings.paths.postgres_run_dir, "-p", str(settings.ports.postgres),
+    ]
+    wait_for(lambda: subprocess.run(ready, check=False).returncode == 0, 60, "PostgreSQL")
+
+
+def _start_port_daemon(
+    node: ControllerNode, name: str, argv: list[str], port: int, timeout_s: float = 30
+) -> None:
+    pidfile = node.supervised / f"{name}.pid"
+    if not running(pidfile):
+        start_detached(argv, pidfile, node.log_dir / f"{name}.log")
+    address = node.settings.private_address
+    wait_for(lambda: daemons.port_open(address, port), timeout_s, f"{name} on {address}:{port}")
+
+
+def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
+    """Bring every controller service up; safe to run again on a running node."""
+    settings, paths = node.settings, node.settings.paths
+    db_password = secrets["GEMNAR_DB_PASSWORD"]
+    redis_password = secrets["GEMNAR_REDIS_PASSWORD"]
+    daemons.make_dirs(node.supervised, node.log_dir, paths.state_dir, paths.static_root,
+                      paths.media_root)
+    files = controller_files(settings)
+    _install(files, {"gemnar-lb-apply", Path(paths.settings_file).name})
+    start_sshd(
+        settings.private_address, node.ssh_port, node.root, node.authorized_keys,
+        [Path(paths.commands_dir)],
+    )
+
+    _start_postgres(node)
+    # PostgreSQL keeps only a SCRAM verifier; PgBouncer's auth file holds the same verifier.
+    verifier = scram_sha256_verifier(db_password)
+    _ensure_app_role(settings, verifier)
+
+    daemons.make_dirs(paths.pgbouncer_run_dir, Path(paths.pgbouncer_log_file).parent,
+                      owner_postgres=True, mode=0o775)
+    ini = daemons.write_file(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings), 0o640,
+                             owner_postgres=True)
+    daemons.write_file(paths.pgbouncer_auth_file,
+                       render_pgbouncer_userlist(settings.db.app_user, verifier), 0o600,
+                       owner_postgres=True)
+    _start_port_daemon(node, "pgbouncer", daemons.as_postgres(["pgbouncer", str(ini)]),
+                       settings.ports.pgbouncer)
+
+    daemons.make_dirs(paths.redis_data_dir, paths.redis_run_dir,
+                      Path(paths.redis_log_file).parent)
+    daemons.write_file(paths.redis_secrets_file, render_redis_secrets(redis_password), 0o600)
+    conf = daemons.write_file(paths.redis_conf_file, render_redis_conf(settings), 0o640)
+    _start_port_daemon(node, "redis", ["redis-server", str(conf)], settings.ports.redis)
+
+    # Keep the current members on a restart; a new node starts with none (answers 503).
+    upstream = None
+    if Path(paths.nginx_upstream_file).exists():
+        upstream = Path(paths.nginx_upstream_file).read_text()
+    elif Path(paths.membership_file).exists():
+        members = [MemberHealth(a) for a in read_members(Path(paths.membership_file))]
+        upstream = render_nginx_upstream(members, settings)
+    nginx_conf = daemons.prepare_nginx(settings, upstream)
+    _start_port_daemon(
+        node, "nginx",
+        ["nginx", "-c", str(nginx_conf), "-e", paths.nginx_error_log, "-g", "daemon off;"],
+        settings.ports.https,
+    )
+
+    healthmon_pid = node.supervised / "healthmon.pid"
+    if not running(healthmon_pid):
+        start_detached(
+            [sys.executable, "-m", "healthmon", "run", "--settings", paths.settings_file],
+            healthmon_pid, node.log_dir / "healthmon.log", cwd=PROJECT_ROOT,
+        )
+
+
+def stop_controller(node: ControllerNode) -> None:
+    """Stop every controller process, the front door first; data stays on disk."""
+    supervised = node.supervised
+    stop_pidfile(supervised / "healthmon.pid")
+    stop_pidfile(supervised / "nginx.pid", sig=signal.SIGQUIT, timeout_s=35)
+    stop_pidfile(supervised / "redis.pid")
+    stop_pidfile(supervised / "pgbouncer.pid", sig=signal.SIGINT)
+    stop_pidfile(supervised / "postgres.pid", sig=signal.SIGINT, timeout_s=30)
+    stop_sshd(node.root)
