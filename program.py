@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pulumi
 
 from components.host_secrets import (
+    APPLY_HOOK,
     CONTROLLER_SECRETS,
     WORKER_SECRETS,
     HostSecrets,
@@ -22,24 +23,21 @@ from components.host_secrets import (
     derive_secrets,
     env_file_content,
 )
-from components.membership import Membership, MembershipArgs
+from components.local_nodes import provision_local
+from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
 from components.user_data import controller_secrets_path, worker_secrets_file, worker_secrets_path
 from components.vultr_nodes import provision_vultr
-from components.worker_readiness import WorkerReadiness, WorkerReadinessArgs
+from components.worker_readiness import DRAIN, READY, WorkerReadiness, WorkerReadinessArgs
+from provisioning.settings import WorkerPorts
 from stack_config import StackConfig, load_stack_config
+
+NODE_EXPORTER_PORT = WorkerPorts().node_exporter
 
 Provisioner = Callable[[StackConfig, SshIdentity], Nodes]
 
 
-def _local_not_built(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
-    raise NotImplementedError(
-        "gemnar:platform=local: local nodes are not wired in yet; add a provisioner returning "
-        "Nodes (see components/nodes.py) to PROVISIONERS in program.py"
-    )
-
-
-PROVISIONERS: dict[str, Provisioner] = {"vultr": provision_vultr, "local": _local_not_built}
+PROVISIONERS: dict[str, Provisioner] = {"vultr": provision_vultr, "local": provision_local}
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
@@ -58,7 +56,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         HostSecretsArgs(
             connection=controller.connection,
             node_identity=controller.identity,
-            path=controller_secrets_path(),
+            path=controller.path(controller_secrets_path()),
+            hook=controller.path(APPLY_HOOK),
             content=env_file_content(
                 derive_secrets(seed, CONTROLLER_SECRETS), controller.host_settings
             ),
@@ -76,7 +75,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             HostSecretsArgs(
                 connection=worker.connection,
                 node_identity=worker.identity,
-                path=worker_secrets_path(),
+                path=worker.path(worker_secrets_path()),
+                hook=worker.path(APPLY_HOOK),
                 content=worker_secrets_content,
                 ssh_user=cfg.ssh_user,
             ),
@@ -91,6 +91,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                     node_identity=worker.identity,
                     private_address=worker.private_address,
                     ssh_user=cfg.ssh_user,
+                    ready_command=worker.path(READY),
+                    drain_command=worker.path(DRAIN),
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[worker_secrets]),
             )
@@ -103,6 +105,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             member_addresses=[worker.private_address for worker in nodes.workers],
             app_port=cfg.app_port,
             ssh_user=cfg.ssh_user,
+            command=controller.path(LB_APPLY),
         ),
         # Only ready workers join; on scale-in the update runs before the drain (a delete).
         opts=pulumi.ResourceOptions(depends_on=[controller_secrets, *gates]),
@@ -116,6 +119,17 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         "workerPrivateIps": pulumi.Output.all(*[w.private_address for w in nodes.workers]),
         "workerCount": pulumi.Output.from_input(len(nodes.workers)),
         "loadBalancerMembers": membership.members,
+        # What the scaler reads: each worker's node-exporter endpoint on its private address.
+        "workers": pulumi.Output.all(*[w.private_address for w in nodes.workers]).apply(
+            lambda ips: [
+                {
+                    "name": worker.name,
+                    "privateIp": ip,
+                    "metricsUrl": f"http://{ip}:{NODE_EXPORTER_PORT}/metrics",
+                }
+                for worker, ip in zip(nodes.workers, ips, strict=True)
+            ]
+        ),
         **nodes.extras,
     }
 

@@ -66,6 +66,13 @@ DEFAULTS: dict[str, str | None] = {
     "postgresVolumeType": "high_perf",
     "ddosProtection": "false",
     "secretSeed": None,
+    # The local platform only: how nodes are laid out on this machine.
+    "localAddressPrefix": "127.77.0",
+    "localStateDir": "",
+    "localHttpPort": "8080",
+    "localHttpsPort": "8443",
+    "localSshPort": "2222",
+    "localWorkerMemoryMb": "512",
 }
 
 _REGION = re.compile(r"^[a-z]{3,4}$")
@@ -78,6 +85,7 @@ _SSH_KEY = re.compile(
 )
 _APP_SOURCE = re.compile(r"^(bundled|https://\S+|git@[\w.-]+:\S+)$")
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_LOOPBACK_PREFIX = re.compile(r"^127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # Addresses a VPC needs besides its nodes: network, gateway, broadcast, a few Vultr reserves.
 _SUBNET_OVERHEAD = 8
@@ -127,6 +135,24 @@ class Backups:
 
 
 @dataclass(frozen=True)
+class LocalLayout:
+    """Where the local platform puts its nodes: one 127.x address each, files under a dir."""
+
+    address_prefix: str
+    state_dir: str
+    http_port: int
+    https_port: int
+    ssh_port: int
+    worker_memory_mb: int
+
+    def controller_address(self) -> str:
+        return f"{self.address_prefix}.1"
+
+    def worker_address(self, index: int) -> str:
+        return f"{self.address_prefix}.{10 + index}"
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything the program needs from the stack, validated."""
 
@@ -154,6 +180,7 @@ class StackConfig:
     postgres_volume_type: str
     ddos_protection: bool
     secret_seed: SecretValue
+    local: LocalLayout | None = None
 
     @property
     def vpc_network(self) -> ipaddress.IPv4Network:
@@ -422,6 +449,8 @@ def parse_stack_config(
             "secretSeed", "is shorter than 32 characters; accepted: at least 32 random characters"
         )
 
+    local = _local_layout(r, max_w) if platform == "local" else None
+
     if r.problems:
         raise ConfigError(r.problems)
     assert seed is not None
@@ -459,6 +488,31 @@ def parse_stack_config(
         postgres_volume_type=volume_type,
         ddos_protection=ddos,
         secret_seed=seed,
+        local=local,
+    )
+
+
+def _local_layout(r: _Reader, max_workers: int) -> LocalLayout:
+    prefix = r.pattern(
+        "localAddressPrefix",
+        _LOOPBACK_PREFIX,
+        "the first three octets of a 127.x.y.0/24, e.g. 127.77.0",
+    )
+    port = "a port from 1024 to 65535"
+    ports = {}
+    for key in ("localHttpPort", "localHttpsPort", "localSshPort"):
+        ports[key] = r.integer(key, port, low=1024)
+        if key not in r.problems and ports[key] > 65535:
+            r.bad(key, f"{ports[key]} is too large; accepted: {port}")
+    if max_workers + 10 > 254 and "maxWorkers" not in r.problems:
+        r.bad("maxWorkers", f"{max_workers} workers do not fit one local /24; accepted: <= 244")
+    return LocalLayout(
+        address_prefix=prefix,
+        state_dir=r.raw("localStateDir") or "",
+        http_port=ports["localHttpPort"],
+        https_port=ports["localHttpsPort"],
+        ssh_port=ports["localSshPort"],
+        worker_memory_mb=r.integer("localWorkerMemoryMb", "an integer >= 128 (MB)", low=128),
     )
 
 

@@ -86,6 +86,7 @@ class HostSecretsArgs:
     # The whole file; it is made secret here whatever the caller passed.
     content: pulumi.Input[str]
     ssh_user: str = "root"
+    hook: str = APPLY_HOOK
 
 
 def env_file_content(
@@ -111,7 +112,7 @@ class HostSecrets(pulumi.ComponentResource):
         remote.Command(
             f"{name}-write",
             connection=args.connection,
-            create=as_root(write_script(args.path), args.ssh_user),
+            create=as_root(write_script(args.path, args.hook), args.ssh_user),
             stdin=pulumi.Output.secret(args.content),
             # A replaced machine is a new host that needs the file again.
             triggers=[args.node_identity],

@@ -37,6 +37,7 @@ class MembershipArgs:
     member_addresses: pulumi.Input[Sequence[pulumi.Input[str]]]
     app_port: int
     ssh_user: str = "root"
+    command: str = LB_APPLY
 
 
 class Membership(pulumi.ComponentResource):
@@ -51,7 +52,7 @@ class Membership(pulumi.ComponentResource):
         self.members = pulumi.Output.from_input(args.member_addresses).apply(
             lambda addresses: member_list([str(a) for a in addresses], args.app_port)
         )
-        command = as_root(LB_APPLY, args.ssh_user)
+        command = as_root(args.command, args.ssh_user)
         remote.Command(
             f"{name}-sync",
             connection=args.connection,

@@ -35,6 +35,13 @@ class NodeHandle:
     # Non-secret facts only known after the node exists, written beside its secrets
     # (e.g. the controller's PostgreSQL data device).
     host_settings: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Where the node's filesystem starts: "" on a real machine; on the local platform every
+    # node shares this machine, so each has its own directory and prod paths live below it.
+    root: str = ""
+
+    def path(self, absolute: str) -> str:
+        """A prod path (``/usr/local/sbin/...``) as seen on this node."""
+        return f"{self.root}{absolute}"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ class WorkerReadinessArgs:
     node_identity: pulumi.Input[str]
     private_address: pulumi.Input[str]
     ssh_user: str = "root"
+    ready_command: str = READY
+    drain_command: str = DRAIN
 
 
 class WorkerReadiness(pulumi.ComponentResource):
@@ -47,8 +49,12 @@ class WorkerReadiness(pulumi.ComponentResource):
         remote.Command(
             f"{name}-gate",
             connection=args.connection,
-            create=self.address.apply(lambda ip: as_root(f"{READY} {ip}", args.ssh_user)),
-            delete=self.address.apply(lambda ip: as_root(f"{DRAIN} {ip}", args.ssh_user)),
+            create=self.address.apply(
+                lambda ip: as_root(f"{args.ready_command} {ip}", args.ssh_user)
+            ),
+            delete=self.address.apply(
+                lambda ip: as_root(f"{args.drain_command} {ip}", args.ssh_user)
+            ),
             # A replaced instance is a new machine: wait for it (and drain the old one) again.
             triggers=[args.node_identity],
             opts=pulumi.ResourceOptions(parent=self),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
+from engine.local_stack import ensure_generated_secrets, is_local_stack, prepare_work_dir
 from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
 
 PROJECT_NAME = "gemnar"
@@ -57,6 +58,10 @@ def open_stack(
     paths = paths or tool_paths()
     paths.backend_dir.mkdir(parents=True, exist_ok=True)
     paths.pulumi_home.mkdir(parents=True, exist_ok=True)
+    local = is_local_stack(stack_name, work_dir)
+    if local:
+        # Keeps the salt and generated secrets out of the repository (see engine.local_stack).
+        work_dir = prepare_work_dir(stack_name, paths.state_dir, work_dir)
     if program is None:
         from program import main as program  # the project's wiring, imported lazily
 
@@ -67,6 +72,9 @@ def open_stack(
         pulumi_home=str(paths.pulumi_home),
         pulumi_command=pulumi_command(paths),
     )
-    return auto.create_or_select_stack(
+    stack = auto.create_or_select_stack(
         stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=opts
     )
+    if local:
+        ensure_generated_secrets(stack)
+    return stack

@@ -20,12 +20,21 @@ from localnode.worker import WorkerNode, start_worker, stop_worker
 from provisioning.settings_codec import controller_from_json, worker_from_json
 
 
+def authorized_keys(spec: Mapping[str, Any]) -> Path:
+    """The node's authorized_keys file, written from the stack's public keys."""
+    path = Path(spec["root"]) / "ssh" / "authorized_keys"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{key}\n" for key in spec["authorizedKeys"]))
+    path.chmod(0o600)
+    return path
+
+
 def controller_node(spec: Mapping[str, Any]) -> ControllerNode:
     return ControllerNode(
         settings=controller_from_json(json.dumps(spec["settings"])),
         root=Path(spec["root"]),
         ssh_port=int(spec["sshPort"]),
-        authorized_keys=Path(spec["authorizedKeys"]),
+        authorized_keys=authorized_keys(spec),
     )
 
 
@@ -34,7 +43,7 @@ def worker_node(spec: Mapping[str, Any]) -> WorkerNode:
         settings=worker_from_json(json.dumps(spec["settings"])),
         root=Path(spec["root"]),
         ssh_port=int(spec["sshPort"]),
-        authorized_keys=Path(spec["authorizedKeys"]),
+        authorized_keys=authorized_keys(spec),
         deploy_lock=Path(spec["deployLock"]),
     )
 

@@ -11,15 +11,19 @@ import pytest
 # Mocks are installed by the harness import above, before the program is imported.
 import program
 from components.firewall import _slug
+from components.host_secrets import derive_secret
 from components.ssh_keys import key_fingerprint
 from stack_config import StackConfig, parse_stack_config
 from tests.program.harness import (
     BASE_VALUES,
     CONTROLLER_PRIVATE_IP,
+    PRIVATE_KEY,
     RECORDER,
     RESERVED_IP,
     SSH_KEY,
     Declared,
+    is_secret,
+    reveal,
     worker_private_ip,
 )
 
@@ -215,12 +219,48 @@ def test_workers_reached_through_controller() -> pulumi.Output[None]:
     return declared.apply(check)
 
 
-def test_local_platform_is_one_seam() -> None:
+def test_local_platform_needs_its_ssh_key() -> None:
     cfg = parse_stack_config(
         {"platform": "local", "secretSeed": BASE_VALUES["secretSeed"]}, secret_keys={"secretSeed"}
     )
-    with pytest.raises(NotImplementedError, match="PROVISIONERS"):
+    with pytest.raises(ValueError, match="sshPrivateKey"):
         program.build(cfg)
+
+
+@pulumi.runtime.test
+def test_local_platform_declares_local_nodes_and_no_cloud_resources() -> pulumi.Output[None]:
+    cfg = parse_stack_config(
+        {
+            "platform": "local",
+            "secretSeed": BASE_VALUES["secretSeed"],
+            "sshPrivateKey": PRIVATE_KEY,
+            "sshPublicKeys": BASE_VALUES["sshPublicKeys"],
+            "workerCount": "3",
+            "maxWorkers": "4",
+        },
+        secret_keys={"secretSeed", "sshPrivateKey"},
+    )
+    RECORDER.reset()
+    exports = program.build(cfg)
+
+    def check(declared: list[Declared]) -> None:
+        types = [d.type for d in declared]
+        assert not [t for t in types if t.startswith("vultr:")]
+        nodes = sorted(d.name for d in declared if d.type == "gemnar:infra:LocalNode")
+        assert nodes == [
+            "gemnar-controller", "gemnar-worker-0", "gemnar-worker-1", "gemnar-worker-2"
+        ]
+        for d in declared:
+            if d.type == "command:local:Command":
+                env = reveal(d.inputs["environment"])
+                assert "GEMNAR_DB_PASSWORD" in env
+                raw = d.inputs["environment"]
+                assert is_secret(raw) or is_secret(raw["GEMNAR_DB_PASSWORD"])
+                spec = env["GEMNAR_NODE_SPEC"]
+                assert "GEMNAR" not in spec.split('"settings"')[0]  # no secret in the spec
+                assert derive_secret(BASE_VALUES["secretSeed"], "postgres-app-password") not in spec
+
+    return RECORDER.settled(exports).apply(check)
 
 
 class _Ids:

@@ -1,0 +1,220 @@
+"""The ``local`` platform: how nodes come to exist on this machine.
+
+Each node is a set of real processes on its own 127.x address, started and stopped by a
+``pulumi_command.local.Command`` running ``python -m localnode start|stop`` with the node's
+rendered settings. Everything after that — host secrets, readiness, drain, membership — goes
+over SSH to the node's own sshd exactly as on Vultr, workers through the controller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi_command import local, remote
+
+from components.host_secrets import CONTROLLER_SECRETS, derive_secrets
+from components.nodes import NodeHandle, Nodes, SshIdentity
+from provisioning.settings import (
+    ControllerPorts,
+    ControllerSettings,
+    WorkerPorts,
+    WorkerSettings,
+)
+from stack_config import LocalLayout, StackConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# All local nodes share the loopback network: it plays the part of the VPC.
+LOCAL_SUBNET = "127.0.0.0/8"
+# The controller's PostgreSQL is sized from this, not from the prod plan: it shares a laptop.
+CONTROLLER_MEMORY_MB = 1024
+# Short enough for tests, long enough for a request in flight to finish.
+LOCAL_GRACEFUL_SHUTDOWN_S = 10
+
+
+def state_dir(layout: LocalLayout, stack: str) -> Path:
+    return Path(layout.state_dir) if layout.state_dir else PROJECT_ROOT / ".state" / "local" / stack
+
+
+def local_controller_settings(cfg: StackConfig, root: Path) -> ControllerSettings:
+    """The controller's settings for the local platform (pure)."""
+    assert cfg.local is not None
+    layout = cfg.local
+    settings = ControllerSettings(
+        private_address=layout.controller_address(),
+        vpc_subnet=LOCAL_SUBNET,
+        memory_mb=CONTROLLER_MEMORY_MB,
+        vcpus=2,
+        max_workers=cfg.scaling.max_workers,
+        ports=ControllerPorts(
+            ssh=layout.ssh_port, http=layout.http_port, https=layout.https_port
+        ),
+        worker_shutdown_timeout_s=LOCAL_GRACEFUL_SHUTDOWN_S + 5,
+        local=True,
+    ).with_paths_under(root)
+    # The project itself (health monitor, gemnar-lb-apply) runs from this checkout.
+    paths = dataclasses.replace(settings.paths, project_dir=str(PROJECT_ROOT))
+    return dataclasses.replace(settings, paths=paths)
+
+
+def local_worker_settings(
+    cfg: StackConfig, index: int, root: Path, controller: ControllerSettings
+) -> WorkerSettings:
+    """Worker ``index``'s settings for the local platform (pure)."""
+    assert cfg.local is not None
+    layout = cfg.local
+    settings = WorkerSettings(
+        private_address=layout.worker_address(index),
+        controller_address=controller.private_address,
+        vpc_subnet=LOCAL_SUBNET,
+        memory_mb=layout.worker_memory_mb,
+        vcpus=1,
+        processes=1,
+        name=f"worker-{index}",
+        app_source="bundled",
+        app_version=cfg.app_version,
+        graceful_shutdown_s=LOCAL_GRACEFUL_SHUTDOWN_S,
+        ports=WorkerPorts(ssh=layout.ssh_port, app=cfg.app_port),
+        controller_ports=controller.ports,
+        public_hosts=(controller.private_address,),
+        local=True,
+    ).with_paths_under(root)
+    # The controller's static and media directories are the "NFS share" every worker mounts.
+    paths = dataclasses.replace(
+        settings.paths,
+        media_root=controller.paths.media_root,
+        static_root=controller.paths.static_root,
+    )
+    return dataclasses.replace(settings, paths=paths)
+
+
+@dataclass(frozen=True)
+class LocalNodeArgs:
+    role: str
+    root: str
+    address: str
+    ssh_port: int
+    settings: Mapping[str, Any]
+    authorized_keys: Sequence[str]
+    secrets: Mapping[str, pulumi.Input[str]]
+    deploy_lock: str = ""
+
+
+class LocalNode(pulumi.ComponentResource):
+    """One node of the local platform: its processes, started by create and stopped by delete."""
+
+    identity: pulumi.Output[str]
+    address: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: LocalNodeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:LocalNode", name, None, opts)
+        spec = {
+            "role": args.role,
+            "root": args.root,
+            "sshPort": args.ssh_port,
+            "authorizedKeys": list(args.authorized_keys),
+            "deployLock": args.deploy_lock,
+            "settings": dict(args.settings),
+        }
+        python = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+        environment: dict[str, pulumi.Input[str]] = {
+            "GEMNAR_NODE_SPEC": json.dumps(spec, sort_keys=True),
+            "PYTHONPATH": str(PROJECT_ROOT),
+            **{key: pulumi.Output.secret(value) for key, value in args.secrets.items()},
+        }
+        processes = local.Command(
+            f"{name}-processes",
+            create=f"{python} -m localnode start",
+            delete=f"{python} -m localnode stop",
+            environment=environment,
+            dir=str(PROJECT_ROOT),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.identity = processes.id
+        self.address = pulumi.Output.from_input(args.address)
+        self.register_outputs({"identity": self.identity, "address": self.address})
+
+
+def _connection(
+    host: str, port: int, ssh: SshIdentity, proxy: remote.ProxyConnectionArgs | None = None
+) -> remote.ConnectionArgs:
+    return remote.ConnectionArgs(
+        host=host, port=port, user=ssh.user, private_key=ssh.private_key,
+        dial_error_limit=20, per_dial_timeout=5, proxy=proxy,
+    )
+
+
+def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
+    """Declare the controller and ``cfg.worker_count`` workers as local nodes."""
+    if cfg.local is None or ssh.private_key is None or not cfg.ssh_public_keys:
+        raise ValueError(
+            "the local platform needs gemnar:sshPrivateKey (secret) and gemnar:sshPublicKeys; "
+            "`python -m engine up --stack local` sets both on first use"
+        )
+    layout = cfg.local
+    base = state_dir(layout, pulumi.get_stack())
+    secrets = derive_secrets(pulumi.Output.secret(cfg.secret_seed.value), CONTROLLER_SECRETS)
+    controller_root = base / "nodes" / "controller"
+    controller_settings = local_controller_settings(cfg, controller_root)
+    controller_address = controller_settings.private_address
+    controller_node = LocalNode(
+        "gemnar-controller",
+        LocalNodeArgs(
+            role="controller", root=str(controller_root), address=controller_address,
+            ssh_port=layout.ssh_port, settings=dataclasses.asdict(controller_settings),
+            authorized_keys=cfg.ssh_public_keys, secrets=secrets,
+        ),
+    )
+    controller = NodeHandle(
+        name="controller",
+        role="controller",
+        private_address=controller_node.address,
+        connection=_connection(controller_address, layout.ssh_port, ssh),
+        identity=controller_node.identity,
+        public_address=controller_node.address,
+        ready_after=(controller_node,),
+        root=str(controller_root),
+    )
+    jump = remote.ProxyConnectionArgs(
+        host=controller_address, port=layout.ssh_port, user=ssh.user,
+        private_key=ssh.private_key, dial_error_limit=20, per_dial_timeout=5,
+    )
+    workers = []
+    for index in range(cfg.worker_count):
+        root = base / "nodes" / f"worker-{index}"
+        settings = local_worker_settings(cfg, index, root, controller_settings)
+        node = LocalNode(
+            f"gemnar-worker-{index}",
+            LocalNodeArgs(
+                role="worker", root=str(root), address=settings.private_address,
+                ssh_port=layout.ssh_port, settings=dataclasses.asdict(settings),
+                authorized_keys=cfg.ssh_public_keys, secrets=secrets,
+                deploy_lock=str(base / "deploy.lock"),
+            ),
+            # Migrations need the controller's database.
+            opts=pulumi.ResourceOptions(depends_on=[controller_node]),
+        )
+        workers.append(
+            NodeHandle(
+                name=settings.name,
+                role="worker",
+                private_address=node.address,
+                connection=_connection(settings.private_address, layout.ssh_port, ssh, jump),
+                identity=node.identity,
+                ready_after=(node,),
+                root=str(root),
+            )
+        )
+    site = f"https://{controller_address}:{layout.https_port}"
+    return Nodes(
+        controller=controller,
+        workers=tuple(workers),
+        site_url=pulumi.Output.from_input(site),
+    )

@@ -1,0 +1,101 @@
+"""A local-platform stack's working directory and machine-generated secrets.
+
+The committed ``Pulumi.local.yaml`` holds only settings. Pulumi writes a stack's encryption
+salt and its encrypted secrets into the stack's config file, so local stacks run from a working
+directory under the project's state instead: a copy of ``Pulumi.yaml`` plus a stack file that
+merges the committed settings with what was generated on this machine (the secret seed and the
+SSH key pair Pulumi uses to reach the local nodes). The repository never receives either.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+from engine.toolchain import PROJECT_ROOT
+
+
+def is_local_stack(stack_name: str, project_dir: Path = PROJECT_ROOT) -> bool:
+    committed = project_dir / f"Pulumi.{stack_name}.yaml"
+    if not committed.exists():
+        return False
+    config = (yaml.safe_load(committed.read_text()) or {}).get("config", {})
+    return config.get("gemnar:platform") == "local"
+
+
+def merged_stack_file(
+    committed: dict[str, Any], previous: dict[str, Any], existing: dict[str, Any]
+) -> dict[str, Any]:
+    """The working stack file after a sync (pure).
+
+    A key edited in the committed file since the last sync takes the committed value; every
+    other key keeps its working value, so what the scaler or an operator set there with
+    ``pulumi config set`` (``gemnar:workerCount``, ...) survives, as do generated secrets and
+    the encryption salt. Keys new in the committed file are added.
+    """
+    now, before = committed.get("config", {}), previous.get("config", {})
+    config = dict(existing.get("config", {}))
+    for key, value in now.items():
+        if key not in config or before.get(key) != value:
+            config[key] = value
+    merged = {k: v for k, v in existing.items() if k != "config"}
+    merged["config"] = config
+    return merged
+
+
+def prepare_work_dir(
+    stack_name: str, state_dir: Path, project_dir: Path = PROJECT_ROOT,
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Create or refresh ``<state>/work/<stack>`` and return it."""
+    work = state_dir / "work" / stack_name
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(project_dir / "Pulumi.yaml", work / "Pulumi.yaml")
+    committed_path = project_dir / f"Pulumi.{stack_name}.yaml"
+    committed = yaml.safe_load(committed_path.read_text()) if committed_path.exists() else {}
+    committed = dict(committed or {})
+    if overrides:
+        committed["config"] = {**committed.get("config", {}), **overrides}
+    target = work / f"Pulumi.{stack_name}.yaml"
+    snapshot = work / f".committed.{stack_name}.yaml"
+    existing = yaml.safe_load(target.read_text()) if target.exists() else {}
+    previous = yaml.safe_load(snapshot.read_text()) if snapshot.exists() else {}
+    merged = merged_stack_file(committed, previous or {}, existing or {})
+    target.write_text(yaml.safe_dump(merged, sort_keys=True))
+    snapshot.write_text(yaml.safe_dump(committed, sort_keys=True))
+    return work
+
+
+def _ssh_key_pair() -> tuple[str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        key = Path(tmp) / "id_ed25519"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gemnar-local", "-f", str(key)],
+            check=True,
+        )
+        return key.read_text(), key.with_suffix(".pub").read_text().strip()
+
+
+def ensure_generated_secrets(stack: auto.Stack) -> list[str]:
+    """Generate the seed and SSH key pair once per stack; return the keys that were set."""
+    config = stack.get_all_config()
+    generated = []
+    if "gemnar:secretSeed" not in config:
+        stack.set_config(
+            "gemnar:secretSeed", auto.ConfigValue(secrets.token_urlsafe(48), secret=True)
+        )
+        generated.append("gemnar:secretSeed")
+    if "gemnar:sshPrivateKey" not in config:
+        private, public = _ssh_key_pair()
+        stack.set_config("gemnar:sshPrivateKey", auto.ConfigValue(private, secret=True))
+        stack.set_config("gemnar:sshPublicKeys", auto.ConfigValue(json.dumps([public])))
+        generated += ["gemnar:sshPrivateKey", "gemnar:sshPublicKeys"]
+    return generated
