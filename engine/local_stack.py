@@ -9,7 +9,6 @@ SSH key pair Pulumi uses to reach the local nodes). The repository never receive
 
 from __future__ import annotations
 
-import json
 import secrets
 import shutil
 import subprocess
@@ -87,15 +86,21 @@ def _ssh_key_pair() -> tuple[str, str]:
 def ensure_generated_secrets(stack: auto.Stack) -> list[str]:
     """Generate the seed and SSH key pair once per stack; return the keys that were set."""
     config = stack.get_all_config()
+
+    def missing(key: str) -> bool:
+        # Pulumi.yaml's defaults show up here too: an empty default is still missing.
+        return key not in config or not config[key].value
+
     generated = []
-    if "gemnar:secretSeed" not in config:
+    if missing("gemnar:secretSeed"):
         stack.set_config(
             "gemnar:secretSeed", auto.ConfigValue(secrets.token_urlsafe(48), secret=True)
         )
         generated.append("gemnar:secretSeed")
-    if "gemnar:sshPrivateKey" not in config:
+    if missing("gemnar:sshPrivateKey"):
         private, public = _ssh_key_pair()
         stack.set_config("gemnar:sshPrivateKey", auto.ConfigValue(private, secret=True))
-        stack.set_config("gemnar:sshPublicKeys", auto.ConfigValue(json.dumps([public])))
+        # Declared as array<string> in Pulumi.yaml: set it as a list, not as JSON text.
+        stack.set_config("gemnar:sshPublicKeys[0]", auto.ConfigValue(public), path=True)
         generated += ["gemnar:sshPrivateKey", "gemnar:sshPublicKeys"]
     return generated

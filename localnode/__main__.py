@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,25 @@ def worker_node(spec: Mapping[str, Any]) -> WorkerNode:
 
 
 def main(argv: list[str]) -> int:
+    """Run the action, keeping a log under the node's root.
+
+    The command provider marks this command's output secret (its environment holds
+    secrets), so the engine cannot show it; the log file is where a failure is read.
+    """
+    spec_root = json.loads(os.environ.get("GEMNAR_NODE_SPEC", "{}")).get("root")
+    try:
+        return _main(argv)
+    except Exception:
+        if spec_root:
+            log = Path(spec_root) / "log" / "localnode.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as handle:
+                handle.write(traceback.format_exc())
+            print(f"localnode {' '.join(argv)} failed; see {log}", file=sys.stderr)
+        raise
+
+
+def _main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in {"start", "stop"}:
         print("usage: python -m localnode start|stop  (spec in GEMNAR_NODE_SPEC)", file=sys.stderr)
         return 2

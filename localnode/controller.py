@@ -10,6 +10,7 @@ over SSH.
 from __future__ import annotations
 
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -95,9 +96,21 @@ def _start_port_daemon(
     wait_for(lambda: daemons.port_open(address, port), timeout_s, f"{name} on {address}:{port}")
 
 
+def make_traversable(path: Path) -> None:
+    """Let the postgres user reach ``path``: add search (x, not read) permission for others
+    on every ancestor that lacks it. PostgreSQL and PgBouncer refuse to run as root."""
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            print(f"localnode: allowing traversal (o+x) of {directory} for the postgres user")
+            directory.chmod(mode | stat.S_IXOTH)
+
+
 def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     """Bring every controller service up; safe to run again on a running node."""
     settings, paths = node.settings, node.settings.paths
+    node.root.mkdir(parents=True, exist_ok=True)
+    make_traversable(node.root)
     db_password = secrets["GEMNAR_DB_PASSWORD"]
     redis_password = secrets["GEMNAR_REDIS_PASSWORD"]
     daemons.make_dirs(node.supervised, node.log_dir, paths.state_dir, paths.static_root,
