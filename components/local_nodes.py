@@ -135,7 +135,9 @@ class LocalNode(pulumi.ComponentResource):
             delete=f"{python} -m localnode stop",
             environment=environment,
             dir=str(PROJECT_ROOT),
-            opts=pulumi.ResourceOptions(parent=self),
+            # A replacement must stop the old processes before starting new ones: both use
+            # the same address, ports and pid files.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.identity = processes.id
         self.address = pulumi.Output.from_input(args.address)

@@ -18,7 +18,11 @@ from pathlib import Path
 from localnode import daemons
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
-from provisioning.app_env import render_worker_secrets_env, worker_app_env
+from provisioning.app_env import (
+    render_worker_app_env,
+    render_worker_secrets_env,
+    worker_app_env,
+)
 from provisioning.files import worker_commands
 from provisioning.settings import WorkerSettings
 
@@ -63,6 +67,8 @@ def app_environment(node: WorkerNode, secrets: Mapping[str, str]) -> dict[str, s
         redis_password=secrets["redis_password"],
         secret_key=secrets["secret_key"],
     )
+    # The public env file too, as cloud-init writes it: tools on the node read both.
+    daemons.write_file(settings.paths.app_env_file, render_worker_app_env(settings))
     daemons.make_dirs(secrets_file.parent, mode=0o700)
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -49,6 +49,8 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         fallback_socket=paths.nginx_fallback_socket,
         http_listen=_listen(listen_address, settings.ports.http),
         https_listen=_listen(listen_address, settings.ports.https),
+        # The client's Host (with its port) reaches Django, which checks CSRF origins with it.
+        https_suffix="" if settings.ports.https == 443 else f":{settings.ports.https}",
         server_name=settings.server_name,
         acme_webroot=paths.acme_webroot,
         tls_cert=paths.tls_cert_file,
