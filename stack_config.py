@@ -56,6 +56,12 @@ DEFAULTS: dict[str, str | None] = {
     "scaleDownCooldown": "600",
     "evaluationPeriods": "3",
     "scaleInterval": "60",
+    # Read by the scaler (scaler/config.py); validated here too so a bad value stops `up`.
+    "scaleWarmup": "300",
+    "scaleMaxStep": "2",
+    "scaleInMargin": "10",
+    "scaleStaleAfter": "180",
+    "scaleTrend": "false",
     "appSource": "bundled",
     "appVersion": "main",
     "backups": "true",
@@ -418,6 +424,13 @@ def parse_stack_config(
     down_cd = r.integer("scaleDownCooldown", f"{positive} (seconds)", low=1)
     periods = r.integer("evaluationPeriods", positive, low=1)
     interval = r.integer("scaleInterval", f"{positive} (seconds)", low=1)
+    r.integer("scaleWarmup", "an integer >= 0 (seconds)", low=0)
+    r.integer("scaleMaxStep", "an integer >= 1 (workers per scale-up)", low=1)
+    margin = r.number("scaleInMargin", "a number from 0 to 50 (percentage points)")
+    if "scaleInMargin" not in r.problems and not 0 <= margin <= 50:
+        r.bad("scaleInMargin", f"{margin:g} is outside [0, 50]; accepted: 0 to 50")
+    r.integer("scaleStaleAfter", f"{positive} (seconds)", low=1)
+    r.boolean("scaleTrend")
     _check_subnet(r, r.raw("vpcSubnet") or "", max_w)
 
     app_source = r.pattern(

@@ -58,8 +58,16 @@ def open_stack(
     paths = paths or tool_paths()
     paths.backend_dir.mkdir(parents=True, exist_ok=True)
     paths.pulumi_home.mkdir(parents=True, exist_ok=True)
+    existing_work = paths.state_dir / "work" / stack_name
+    if (
+        work_dir == PROJECT_ROOT
+        and (existing_work / f"Pulumi.{stack_name}.yaml").exists()
+        and not (PROJECT_ROOT / f"Pulumi.{stack_name}.yaml").exists()
+    ):
+        # A local stack made from another directory (tests): keep using its working copy.
+        work_dir = existing_work
     local = is_local_stack(stack_name, work_dir)
-    if local:
+    if local and work_dir != existing_work:
         # Keeps the salt and generated secrets out of the repository (see engine.local_stack).
         work_dir = prepare_work_dir(stack_name, paths.state_dir, work_dir)
     if program is None:
