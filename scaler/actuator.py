@@ -5,8 +5,10 @@ persisted state and clears it when the update ends either way. Finding one on st
 run died mid-update; recovery refreshes the targeted resources (clearing pending creates the
 dead run left, so the next update is not refused) and re-runs ``up`` with the recorded target,
 which converges whatever half of the change was done. A stack still locked by the dead run
-is cancelled only once the in-flight action is older than ``stale_lock_s``; a younger lock
-may belong to an operator's update and is simply retried next tick.
+is cancelled once the in-flight action is older than ``stale_lock_s``, or sooner — after
+``dead_owner_grace_s`` — when the run that recorded it is gone from this host: the scaler runs
+its program inline, so an update whose scaler process died cannot finish, and its lock is
+stale once the CLI notices. Any other lock may be an operator's update and is retried.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class Actuator:
         backoff_base_s: float = 60.0,
         backoff_max_s: float = 1800.0,
         stale_lock_s: float = 3600.0,
+        dead_owner_grace_s: float = 30.0,
         targeted: bool = True,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -135,6 +138,7 @@ class Actuator:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.stale_lock_s = stale_lock_s
+        self.dead_owner_grace_s = dead_owner_grace_s
         self.targeted = targeted
         self.log = log or (lambda _line: None)
 
@@ -168,7 +172,9 @@ class Actuator:
             self._converge(flight.target, f"scaler: resume {flight.previous} -> {flight.target}")
         except ConcurrentUpdateError:
             age = self.clock() - flight.started_at
-            if age < self.stale_lock_s:
+            owner_gone = flight.pid != os.getpid() and not _process_alive(flight.pid)
+            stale = age >= self.stale_lock_s or (owner_gone and age >= self.dead_owner_grace_s)
+            if not stale:
                 return Outcome("locked", f"stack is locked ({age:.0f}s after the interrupted "
                                "update started); retry next tick", flight.target)
             try:
@@ -244,3 +250,13 @@ def _summary(error: BaseException, limit: int = 500) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:limit]}"
 
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

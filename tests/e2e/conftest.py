@@ -101,7 +101,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             missing(f"`{program}`")
     name = f"e2e{uuid.uuid4().hex[:8]}"
     prefix = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
-    state_dir = tmp_path_factory.mktemp("local-stack")
+    # Under the project's state, not pytest's temp root: the postgres user (and Nginx's
+    # unprivileged workers) must traverse to it, and pytest resets its root to 0700.
+    state_dir = tool_paths().state_dir / "e2e" / name
     work = tmp_path_factory.mktemp("project")
     shutil.copyfile(PROJECT_ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     committed = yaml.safe_load((PROJECT_ROOT / "Pulumi.local.yaml").read_text())
@@ -118,13 +120,24 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         yield stack
     finally:
         try:
-            stack.stack.destroy(on_output=stack.events.append, color="never")
+            _destroy(stack)
         finally:
             _wait_until_gone(stack)
             leftovers = stack.listening() + stack.node_processes()
             stack.stack.workspace.remove_stack(name)
             shutil.rmtree(tool_paths().state_dir / "work" / name, ignore_errors=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
             assert not leftovers, f"destroy left processes or ports behind: {leftovers}"
+
+
+def _destroy(stack: LocalStack) -> None:
+    """Destroy, first clearing a lock or pending operation a failed test may have left."""
+    try:
+        stack.stack.destroy(on_output=stack.events.append, color="never")
+    except auto.ConcurrentUpdateError:
+        stack.stack.cancel()
+        stack.stack.refresh(clear_pending_creates=True, color="never")
+        stack.stack.destroy(on_output=stack.events.append, color="never")
 
 
 @pytest.fixture(scope="session")

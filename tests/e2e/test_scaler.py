@@ -111,3 +111,47 @@ def test_released_memory_scales_in_only_after_the_down_cooldown(
     assert load.ok > 20
     assert load.failures == [], load.failures[:5]
     assert set(served_by(local_stack)) == {"worker-0", "worker-1"}
+
+
+def test_a_scaler_killed_during_up_is_recovered_by_the_next_run(
+    local_stack: LocalStack, scaler_state: Path
+) -> None:
+    assert worker_count(local_stack) == 2
+    for index in (0, 1):
+        hold(local_stack, index, 420)
+    time.sleep(DOWN_COOLDOWN_S / 5)  # outside the up cooldown of the last change
+    tick(local_stack, scaler_state)  # first breaching period
+    run = scaler(local_stack, scaler_state)
+    state_file = scaler_state / "state.json"
+
+    def in_flight() -> object:
+        try:
+            return json.loads(state_file.read_text()).get("in_flight")
+        except (OSError, ValueError):
+            return None
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not in_flight() and run.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.5)  # well into `pulumi up`: the new worker's node is being created
+    assert run.poll() is None, "the scaler finished before it could be killed"
+    run.kill()  # SIGKILL mid-update: no cleanup, the in-flight record stays behind
+    run.communicate()
+    assert in_flight(), state_file.read_text()
+
+    outcomes = []
+    while time.monotonic() < deadline + 120:
+        record = tick(local_stack, scaler_state)
+        outcomes.append(record.get("action"))
+        if record.get("action") in {"recovered", "applied"}:
+            break
+        time.sleep(1)
+    assert "recovered" in outcomes, outcomes
+    for index in (0, 1):
+        release(local_stack, index)
+    # Consistent: config, outputs and what runs agree, and nothing is left to change.
+    assert worker_count(local_stack) == 3
+    assert local_stack.stack.outputs()["workerCount"].value == 3
+    assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
+    preview = local_stack.stack.preview(color="never")
+    assert set(preview.change_summary) == {"same"}, preview.change_summary

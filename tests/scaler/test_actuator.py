@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from scaler.actuator import Actuator, pool_targets
@@ -113,10 +115,10 @@ def test_failed_up_is_recorded_and_backed_off(tmp_path) -> None:  # type: ignore
     assert (after.failures, after.next_attempt_at, after.last_error) == (0, None, None)
 
 
-def _interrupted(tmp_path, started_at: float) -> StateStore:  # type: ignore[no-untyped-def]
+def _interrupted(tmp_path, started_at: float, pid: int = 999_999) -> StateStore:  # type: ignore[no-untyped-def]
     store = StateStore(tmp_path)
     store.save(ScalerState(in_flight=InFlight(target=4, previous=3, started_at=started_at,
-                                              pid=999_999)))
+                                              pid=pid)))
     return store
 
 
@@ -141,7 +143,8 @@ def test_recovery_after_restart_resumes_the_recorded_target(tmp_path) -> None:  
 
 def test_recovery_on_a_locked_stack_waits_then_cancels_a_stale_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
     clock = Clock()
-    store = _interrupted(tmp_path, clock.now - 60)
+    # The recorded run is still alive (another process): only age makes its lock stale.
+    store = _interrupted(tmp_path, clock.now - 60, pid=os.getppid())
     stack = FakeStack.with_workers(3)
     stack.refresh_script = [locked_error(), locked_error()]
     actuator, _, _ = make(stack, tmp_path, clock)
@@ -159,6 +162,20 @@ def test_recovery_on_a_locked_stack_waits_then_cancels_a_stale_lock(tmp_path) ->
 
     assert actuator.recover(state).status == "recovered"
     assert store.load().in_flight is None
+
+
+def test_a_lock_left_by_a_dead_scaler_is_cancelled_after_a_short_grace(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clock = Clock()
+    store = _interrupted(tmp_path, clock.now - 5)  # pid 999999: no such process
+    stack = FakeStack.with_workers(3)
+    stack.refresh_script = [locked_error(), locked_error()]
+    actuator, _, _ = make(stack, tmp_path, clock)
+    state = store.load()
+    assert actuator.recover(state).status == "locked" and "cancel" not in stack.names()
+    clock.advance(actuator.dead_owner_grace_s)
+    outcome = actuator.recover(state)
+    assert "cancelled" in outcome.detail and stack.names().count("cancel") == 1
+    assert actuator.recover(state).status == "recovered"
 
 
 def test_recovery_that_fails_backs_off_and_forgets_the_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
