@@ -37,6 +37,11 @@ def test_requests_reach_both_workers(local_stack: LocalStack) -> None:
     assert set(served_by(local_stack)) == {"worker-0", "worker-1"}
 
 
+def test_a_second_up_changes_nothing(local_stack: LocalStack) -> None:
+    result = local_stack.up()
+    assert set(result.summary.resource_changes or {}) == {"same"}, result.summary.resource_changes
+
+
 def test_http_redirects_to_https(local_stack: LocalStack) -> None:
     response = httpx.get(f"http://{local_stack.controller}:8080/whoami/", follow_redirects=False)
     assert response.status_code == 301
