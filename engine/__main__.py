@@ -26,20 +26,19 @@ def _print_outputs(outputs: auto.OutputMap) -> None:
 def run(action: str, stack_name: str) -> int:
     """Carry out ``action`` on ``stack_name`` and return a process exit code."""
     stack = open_stack(stack_name)
-    stream = {"on_output": print, "color": "never"}
     if action == "up":
-        result = stack.up(**stream)
+        result = stack.up(on_output=print, color="never")
         print(f"\nupdate {result.summary.result}: {result.summary.resource_changes}")
         _print_outputs(result.outputs)
         site = result.outputs.get("siteUrl")
         if site is not None:
             print(f"\nSite: {site.value}")
     elif action == "preview":
-        stack.preview(**stream)
+        stack.preview(on_output=print, color="never")
     elif action == "refresh":
-        stack.refresh(**stream)
+        stack.refresh(on_output=print, color="never")
     elif action == "destroy":
-        stack.destroy(**stream)
+        stack.destroy(on_output=print, color="never")
     else:
         _print_outputs(stack.outputs())
     return 0

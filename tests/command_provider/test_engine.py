@@ -21,7 +21,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 
 def _summary(result: auto.UpResult) -> dict[str, int]:
-    return dict(result.summary.resource_changes or {})
+    return {op.value: n for op, n in (result.summary.resource_changes or {}).items()}
 
 
 def test_local_command_lifecycle(engine: Engine, tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_local_command_lifecycle(engine: Engine, tmp_path: Path) -> None:
 
         params["greeting"] = "yo"
         preview = stack.preview(on_output=log.append)
-        assert preview.change_summary.get("update") == 1
+        assert preview.change_summary.get(auto.OpType.UPDATE) == 1
 
         second = stack.up(on_output=log.append)
         assert second.outputs["stdout"].value == "yo|input"
@@ -59,7 +59,7 @@ def test_local_command_lifecycle(engine: Engine, tmp_path: Path) -> None:
 
         params["triggers"] = ["b"]
         preview = stack.preview(on_output=log.append)
-        assert preview.change_summary.get("replace") == 1
+        assert preview.change_summary.get(auto.OpType.REPLACE) == 1
         third = stack.up(on_output=log.append)
         assert _summary(third).get("replace") == 1
         assert marker.read_text() == "yo|input\n"

@@ -133,7 +133,7 @@ def test_a_dead_worker_is_taken_out_by_the_health_monitor(local_stack: LocalStac
     assert set(served_by(local_stack)) == {"worker-0"}
     # What an operator (or the monitor's replacement bound) does: replace the node.
     urn = next(
-        r["urn"] for r in local_stack.stack.export_stack().deployment["resources"]
+        r["urn"] for r in (local_stack.stack.export_stack().deployment or {})["resources"]
         if r["urn"].endswith("::gemnar-worker-1-processes")
     )
     result = local_stack.stack.up(replace=[urn], color="never")

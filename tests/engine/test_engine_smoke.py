@@ -76,7 +76,8 @@ def test_inline_program_with_local_command(cli: auto.PulumiCommand, tmp_path: Pa
         result = stack.up()
         assert result.outputs["greeting"].value == "hello engine"
         assert result.summary.resource_changes == {"create": 2}
-        assert stack.preview().change_summary.get("same") == 2  # a second run changes nothing
+        # A second run changes nothing.
+        assert stack.preview().change_summary.get(auto.OpType.SAME) == 2
     finally:
         stack.destroy()
         stack.workspace.remove_stack("smoke")

@@ -59,7 +59,7 @@ def test_worker_firewall_admits_only_the_controller() -> None:
 
 def _scripts() -> Iterator[object]:
     for param in ALL_FILES:
-        for f in param.values[0]():
+        for f in param.values[0]():  # type: ignore[operator]
             if f.kind == "script":
                 yield pytest.param(f, id=f"{param.id}:{Path(f.path).name}")
 

@@ -188,7 +188,7 @@ def test_parser_rejects_implausible_text(text: str) -> None:
 
 
 def test_endpoints_from_outputs_use_first_seen_and_created_at() -> None:
-    outputs = [
+    outputs: list[dict[str, object]] = [
         {"name": "worker-0", "privateIp": "127.0.10.1",
          "metricsUrl": "http://127.0.10.1:9100/metrics"},
         {"name": "worker-1", "privateIp": "127.0.10.2",

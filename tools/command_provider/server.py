@@ -180,7 +180,9 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
         olds = decode(request.old_inputs if has_old_inputs else request.olds)
         result = diff(olds, decode(request.news), request.ignoreChanges)
         detailed = {
-            key: provider_pb2.PropertyDiff(kind=kind.value, inputDiff=True)
+            key: provider_pb2.PropertyDiff(
+                kind=kind.value, inputDiff=True  # type: ignore[arg-type]
+            )
             for key, kind in result.detailed.items()
         }
         changes = (
