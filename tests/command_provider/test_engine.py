@@ -21,7 +21,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 
 def _summary(result: auto.UpResult) -> dict[str, int]:
-    return {op.value: n for op, n in (result.summary.resource_changes or {}).items()}
+    # Typed as OpType keys; at run time they are plain strings.
+    changes = result.summary.resource_changes or {}
+    return {str(getattr(op, "value", op)): n for op, n in changes.items()}
 
 
 def test_local_command_lifecycle(engine: Engine, tmp_path: Path) -> None:
