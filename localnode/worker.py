@@ -28,6 +28,7 @@ from provisioning.settings import WorkerSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = PROJECT_ROOT / "app"
+LOCAL_COMMANDS = {"gemnar-worker-ready", "gemnar-worker-drain"}
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,10 @@ def _deploy_once(node: WorkerNode, env: Mapping[str, str]) -> None:
 def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
     settings, paths = node.settings, node.settings.paths
     daemons.make_dirs(node.supervised, node.root / "log", paths.run_dir)
+    # Readiness and drain as in prod; secrets are applied by this start itself (no systemd).
     for rendered in worker_commands(settings):
-        daemons.write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
+        if Path(rendered.path).name in LOCAL_COMMANDS:
+            daemons.write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
     start_sshd(settings.private_address, node.ssh_port, node.root, node.authorized_keys,
                [Path(paths.commands_dir)])
     env = app_environment(node, secrets)

@@ -120,6 +120,13 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             "controller/gemnar-healthmon.service",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
         RenderedFile(paths.settings_file, to_json(settings)),
+        _script(PurePosixPath(paths.commands_dir) / "gemnar-apply-secrets", render(
+            "controller/gemnar-apply-secrets.sh",
+            secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
+            app_user=settings.db.app_user, python=python, project_dir=paths.project_dir,
+            pg_run_dir=paths.postgres_run_dir, pg_port=settings.ports.postgres,
+            pgbouncer_auth_file=paths.pgbouncer_auth_file,
+            redis_secrets=paths.redis_secrets_file)),
         _script(PurePosixPath(paths.commands_dir) / "gemnar-lb-apply", render(
             "controller/gemnar-lb-apply.sh",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
@@ -209,6 +216,8 @@ def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
             "worker/gemnar-worker-ready.sh",
             timeout_s=READY_TIMEOUT_S, local=settings.local, app_port=settings.ports.app,
             drain_flag_file=paths.drain_flag_file)),
+        _script(commands / "gemnar-apply-secrets",
+                template_text("worker/gemnar-apply-secrets.sh")),
         _script(commands / "gemnar-worker-drain", render(
             "worker/gemnar-worker-drain.sh",
             timeout_s=settings.graceful_shutdown_s, app_port=settings.ports.app,
