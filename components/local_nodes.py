@@ -20,6 +20,7 @@ from pulumi_command import local, remote
 
 from components.host_secrets import CONTROLLER_SECRETS, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
+from engine.toolchain import PROJECT_ROOT
 from provisioning.settings import (
     ControllerPorts,
     ControllerSettings,
@@ -28,7 +29,6 @@ from provisioning.settings import (
 )
 from stack_config import LocalLayout, StackConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # All local nodes share the loopback network: it plays the part of the VPC.
 LOCAL_SUBNET = "127.0.0.0/8"
 # The controller's PostgreSQL is sized from this, not from the prod plan: it shares a laptop.

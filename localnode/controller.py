@@ -17,19 +17,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.toolchain import PROJECT_ROOT
 from healthmon.checks import MemberHealth
 from healthmon.monitor import read_members
 from localnode import daemons
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
-from provisioning.files import RenderedFile, controller_files
+from provisioning.files import controller_files
 from provisioning.nginx import render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_ini, render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -48,13 +47,6 @@ class ControllerNode:
     @property
     def log_dir(self) -> Path:
         return self.root / "log"
-
-
-def _install(files: list[RenderedFile], names: set[str]) -> None:
-    """Write the rendered node commands (the files whose name is in ``names``)."""
-    for rendered in files:
-        if Path(rendered.path).name in names:
-            daemons.write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
 
 
 def _ensure_app_role(settings: ControllerSettings, verifier: str) -> None:
@@ -115,8 +107,9 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     redis_password = secrets["GEMNAR_REDIS_PASSWORD"]
     daemons.make_dirs(node.supervised, node.log_dir, paths.state_dir, paths.static_root,
                       paths.media_root)
-    files = controller_files(settings)
-    _install(files, {"gemnar-lb-apply", Path(paths.settings_file).name})
+    daemons.install_rendered(
+        controller_files(settings), {"gemnar-lb-apply", Path(paths.settings_file).name}
+    )
     start_sshd(
         settings.private_address, node.ssh_port, node.root, node.authorized_keys,
         [Path(paths.commands_dir)],

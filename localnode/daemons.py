@@ -26,10 +26,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from provisioning.files import RenderedFile
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_ini, render_pgbouncer_userlist
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
@@ -162,6 +163,13 @@ def write_file(
     if owner_postgres:
         os.chown(target, *_postgres_ids())
     return target
+
+
+def install_rendered(files: Sequence[RenderedFile], names: Collection[str]) -> None:
+    """Write those of ``files`` whose file name is in ``names``, with their permissions."""
+    for rendered in files:
+        if Path(rendered.path).name in names:
+            write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
 
 
 def as_postgres(argv: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from localnode.proctree import tree_rss_bytes
+from localnode.supervise import read_pid
 
 STAND_IN_NOTE = (
     "LOCAL STAND-IN, not a real node exporter: memory of this node's process tree "
@@ -31,13 +32,8 @@ STAND_IN_NOTE = (
 
 
 def read_pids(pidfiles: Sequence[Path]) -> list[int]:
-    pids = []
-    for pidfile in pidfiles:
-        try:
-            pids.append(int(pidfile.read_text().split()[0]))
-        except (OSError, ValueError, IndexError):
-            continue  # not started yet, or stopped: it then holds no memory
-    return pids
+    # A pid file that is missing (not started yet, or stopped) holds no memory.
+    return [pid for pidfile in pidfiles if (pid := read_pid(pidfile)) is not None]
 
 
 class LocalNodeMemoryCollector(Collector):

@@ -61,12 +61,11 @@ def start_sshd(
     pidfile = node_dir / "run" / "sshd.pid"
     if running(pidfile):
         return
-    # -D keeps sshd in the foreground of its own session so we own its pid; -e logs to stderr.
-    start_detached([SSHD, "-D", "-e", "-f", str(config)], node_dir / "run" / "sshd.supervised",
-                   node_dir / "log" / "sshd.log")
+    # -D keeps sshd in the foreground of its own session, so the pid we record is the one
+    # sshd writes to its PidFile (the same file); -e logs to stderr.
+    start_detached([SSHD, "-D", "-e", "-f", str(config)], pidfile, node_dir / "log" / "sshd.log")
     wait_for(lambda: running(pidfile), 10, f"sshd on {address}:{port}")
 
 
 def stop_sshd(node_dir: Path) -> None:
-    stop_pidfile(node_dir / "run" / "sshd.supervised")
     stop_pidfile(node_dir / "run" / "sshd.pid")

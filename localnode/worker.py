@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.toolchain import PROJECT_ROOT
 from localnode import daemons
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
@@ -26,7 +27,6 @@ from provisioning.app_env import (
 from provisioning.files import worker_commands
 from provisioning.settings import WorkerSettings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = PROJECT_ROOT / "app"
 LOCAL_COMMANDS = {"gemnar-worker-ready", "gemnar-worker-drain"}
 
@@ -103,9 +103,7 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
     settings, paths = node.settings, node.settings.paths
     daemons.make_dirs(node.supervised, node.root / "log", paths.run_dir)
     # Readiness and drain as in prod; secrets are applied by this start itself (no systemd).
-    for rendered in worker_commands(settings):
-        if Path(rendered.path).name in LOCAL_COMMANDS:
-            daemons.write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
+    daemons.install_rendered(worker_commands(settings), LOCAL_COMMANDS)
     start_sshd(settings.private_address, node.ssh_port, node.root, node.authorized_keys,
                [Path(paths.commands_dir)])
     env = app_environment(node, secrets)
