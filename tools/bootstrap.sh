@@ -7,7 +7,7 @@
 #   3. the Pulumi CLI, built from Go modules and cached outside the repo by version;
 #   4. the `command` resource provider plugin, registered in the project's own Pulumi home.
 # A second run only checks stamps and finishes in seconds.
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${GEMNAR_TOOLS_CACHE:-$HOME/.cache/gemnar/tools}"
@@ -28,6 +28,8 @@ APT_PACKAGES=(
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
+# Any failing command names itself: `set -e` alone ends the script without a word.
+trap 'rc=$?; printf "bootstrap: error: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 install_debian_packages() {
   local missing=()
@@ -53,7 +55,7 @@ install_debian_packages() {
   fi
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-  ((created_policy)) && $sudo rm -f "$policy"
+  if ((created_policy)); then $sudo rm -f "$policy"; fi
 }
 
 create_virtualenv() {

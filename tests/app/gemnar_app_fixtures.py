@@ -29,6 +29,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.tooling import missing
+
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "app"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -48,7 +50,7 @@ if str(APP_DIR) not in sys.path:
 
 def _require(path: str) -> None:
     if not Path(path).exists() and shutil.which(path) is None:
-        pytest.skip(f"{path} is not installed")
+        missing(f"`{path}`")
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ import pytest
 from pulumi import automation as auto
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
+from tests.support.tooling import missing
 from tools.command_provider import PROVIDER_VERSION
 
 SSHD = Path("/usr/sbin/sshd")
@@ -56,7 +57,7 @@ class Engine:
 def cli_root() -> Path:
     root = tool_paths().cli_dir
     if not (root / "bin" / "pulumi").exists():
-        pytest.skip(f"Pulumi CLI not built at {root}/bin/pulumi; run `bash tools/bootstrap.sh`")
+        missing(f"the Pulumi CLI at {root}/bin/pulumi")
     return root
 
 
@@ -130,7 +131,7 @@ class Sshd:
 def running_sshd(base: Path, authorized_keys: Path, log_level: str = "VERBOSE") -> Iterator[Sshd]:
     """An sshd on a random loopback address; DEBUG1 logging also leaks into sessions' stderr."""
     if not SSHD.exists():
-        pytest.skip("openssh-server is not installed (apt-get install -y openssh-server)")
+        missing("openssh-server (`sshd`)")
     base.mkdir(parents=True)
     host_key = keygen(base / "host_ed25519")
     address = loopback_address()
