@@ -16,6 +16,11 @@ PULUMI_VERSION="$(sed -n 's/^PULUMI_CLI_VERSION = "\(.*\)"/\1/p' "$ROOT/engine/t
 COMMAND_VERSION="$(sed -n 's/^COMMAND_PROVIDER_VERSION = "\(.*\)"/\1/p' "$ROOT/engine/toolchain.py")"
 CLI_DIR="$CACHE/pulumi-cli-v$PULUMI_VERSION"
 CLI="$CLI_DIR/bin/pulumi"
+# The package manager's commands and policy file, injectable so that the tests can run the
+# package step against a simulated package manager (both with and without a policy-rc.d).
+APT_GET="${GEMNAR_APT_GET:-apt-get}"
+DPKG_QUERY="${GEMNAR_DPKG_QUERY:-dpkg-query}"
+POLICY_RC_D="${GEMNAR_POLICY_RC_D:-/usr/sbin/policy-rc.d}"
 export PULUMI_HOME="$STATE/pulumi-home"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
@@ -29,33 +34,38 @@ APT_PACKAGES=(
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'bootstrap: error: %s\n' "$*" >&2; exit 1; }
 # Any failing command names itself: `set -e` alone ends the script without a word.
-trap 'rc=$?; printf "bootstrap: error: command failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+trap 'printf "bootstrap: error: command failed (exit %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 install_debian_packages() {
   local missing=()
   for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+    # shellcheck disable=SC2016  # ${Status} is dpkg-query's field, not a shell variable
+    "$DPKG_QUERY" -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
       || missing+=("$pkg")
   done
   if ((${#missing[@]} == 0)); then
     echo "Debian packages: all ${#APT_PACKAGES[@]} present"
     return
   fi
-  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get"
+  command -v "$APT_GET" >/dev/null || die "missing packages ${missing[*]} and no $APT_GET"
   step "Installing Debian packages: ${missing[*]}"
   local sudo=""
-  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  [[ $(id -u) -eq 0 ]] || sudo="${GEMNAR_SUDO-sudo}"
   # policy-rc.d keeps the packaged daemons from starting system-wide: the local stack and the
   # tests run their own instances on loopback addresses and must not collide with these.
-  local policy=/usr/sbin/policy-rc.d created_policy=0
+  local policy=$POLICY_RC_D created_policy=0
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
     $sudo chmod +x "$policy"
     created_policy=1
+    # Also when apt-get fails: a policy left behind would keep every daemon installed later
+    # from starting, long after this script is forgotten.
+    # shellcheck disable=SC2064  # expanded now: the locals are gone when the trap runs
+    trap "$sudo rm -f $(printf %q "$policy")" EXIT
   fi
-  $sudo apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
-  if ((created_policy)); then $sudo rm -f "$policy"; fi
+  $sudo "$APT_GET" update -q
+  DEBIAN_FRONTEND=noninteractive $sudo "$APT_GET" install -y -q --no-install-recommends "${missing[@]}"
+  if ((created_policy)); then $sudo rm -f "$policy"; trap - EXIT; fi
 }
 
 create_virtualenv() {
@@ -141,8 +151,10 @@ main() {
       register_command_provider
       echo "bootstrap: ready"
       ;;
-    cli) provide_pulumi_cli ;;  # only the CLI step; used by the tests of the error paths
-    *) die "usage: bootstrap.sh [all|cli]" ;;
+    # Single steps, used by the tests of the error paths.
+    packages) install_debian_packages ;;
+    cli) provide_pulumi_cli ;;
+    *) die "usage: bootstrap.sh [all|packages|cli]" ;;
   esac
 }
 
