@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from stack_config import (
     parse_stack_config,
     plan_size,
 )
+from stack_schema import KEYS, convert, pulumi_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVtbmFydGVzdGtleWZvcnVuaXR0ZXN0cw test@gemnar"
@@ -27,8 +29,6 @@ OPERATOR = {
 
 def prod_values() -> dict[str, str]:
     """Pulumi.prod.yaml's gemnar:* values as the CLI hands them over (JSON for lists)."""
-    import json
-
     raw = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
     values = {}
     for key, value in raw.items():
@@ -62,6 +62,11 @@ def test_prod_yaml_leaves_operator_keys_to_the_operator() -> None:
     assert {"sshPublicKeys", "adminCidrs", "secretSeed"} <= err.value.problems.keys()
 
 
+def test_pulumi_yaml_is_generated_from_the_schema() -> None:
+    # Out of step? Run `python -m stack_schema --write` after changing stack_schema.SCHEMA.
+    assert (ROOT / "Pulumi.yaml").read_text() == pulumi_yaml()
+
+
 def test_pulumi_yaml_declares_every_key_with_type_description_and_default() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert project["name"] == "gemnar"
@@ -78,10 +83,17 @@ def test_pulumi_yaml_declares_every_key_with_type_description_and_default() -> N
             if isinstance(value, bool):
                 value = str(value).lower()
             elif isinstance(value, list):
-                import json
-
                 value = json.dumps(value)
             assert str(value) == default, key
+            # Every default is itself valid.
+            convert(KEYS[key], spec["default"])
+
+
+@pytest.mark.parametrize("stack_file", sorted(ROOT.glob("Pulumi.*.yaml")), ids=lambda p: p.name)
+def test_stack_files_use_only_declared_keys(stack_file: Path) -> None:
+    config = yaml.safe_load(stack_file.read_text()).get("config", {})
+    unknown = {k for k in config if k.startswith("gemnar:")} - {f"gemnar:{k}" for k in KEYS}
+    assert not unknown
 
 
 BAD: list[tuple[str, dict[str, str]]] = [
@@ -184,3 +196,83 @@ def test_plan_size() -> None:
     assert plan_size("vhp-2c-4gb-amd") == (2, 4096)
     with pytest.raises(ValueError):
         plan_size("big")
+
+
+# ---- validations of the prod-path and hardening issues ----------------------------------------
+
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNlY29uZGtleWZvcnVuaXR0ZXN0cw other@gemnar"
+
+
+def test_ipv6_admin_cidrs_are_accepted_typed_and_canonical() -> None:
+    cfg = parse(adminCidrs='["2001:DB8::/48", "198.51.100.7/32", "2001:db8::/48"]')
+    assert cfg.admin_cidrs == ("198.51.100.7/32", "2001:db8::/48")
+    assert [n.version for n in cfg.admin_networks] == [4, 6]
+
+
+@pytest.mark.parametrize(
+    ("volume_type", "size", "ok"),
+    [
+        ("high_perf", 10, True), ("high_perf", 9, False), ("high_perf", 10_000, True),
+        ("high_perf", 10_001, False), ("storage_opt", 40, True), ("storage_opt", 39, False),
+        ("storage_opt", 40_000, True), ("storage_opt", 40_001, False),
+    ],
+)
+def test_block_storage_size_limits_per_type(volume_type: str, size: int, ok: bool) -> None:
+    values = {"postgresVolumeType": volume_type, "postgresVolumeGb": str(size)}
+    if ok:
+        assert parse(**values).postgres_volume_gb == size
+        return
+    with pytest.raises(ConfigError) as err:
+        parse(**values)
+    why = err.value.problems["postgresVolumeGb"]
+    assert volume_type in why and "accepted" in why
+    low, high = {"high_perf": ("10", "10000"), "storage_opt": ("40", "40000")}[volume_type]
+    assert f"{low} to {high}" in why
+
+
+def test_ssh_key_order_and_duplicates_change_nothing() -> None:
+    one = parse(sshPublicKeys=json.dumps([SSH_KEY, OTHER_KEY]))
+    two = parse(sshPublicKeys=json.dumps([OTHER_KEY, SSH_KEY, OTHER_KEY.replace(" ", "  ")]))
+    assert one.ssh_public_keys == two.ssh_public_keys
+    assert len(one.ssh_public_keys) == 2
+
+
+SHELL_BAD = [
+    ("tlsEmail", "ops'@example.com"),
+    ("tlsEmail", "$(reboot)@example.com"),
+    ("tlsEmail", "ops`id`@example.com"),
+    ("tlsEmail", "ops@example.com;reboot"),
+    ("tlsEmail", "ops@example.com|sh"),
+    ("appSource", "https://example.com/app.git;reboot"),
+    ("appSource", "https://example.com/$(id).git"),
+    ("appVersion", "v1&&reboot"),
+    ("sshPublicKeys", json.dumps([SSH_KEY + " $(reboot)"])),
+    ("localStateDir", "/tmp/x;rm"),
+    ("domain", "example.com'"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), SHELL_BAD)
+def test_shell_metacharacters_are_rejected_naming_the_key(key: str, value: str) -> None:
+    overrides = {key: value}
+    if key == "domain":
+        overrides["tlsEmail"] = "ops@example.com"
+    with pytest.raises(ConfigError) as err:
+        parse(**overrides)
+    assert key in err.value.problems, str(err.value)
+    assert "accepted" in err.value.problems[key]
+
+
+def test_every_non_secret_string_key_refuses_shell_metacharacters() -> None:
+    for key in KEYS.values():
+        if key.secret or key.type not in ("string", "array"):
+            continue
+        raw = json.dumps(["a'b"]) if key.type == "array" else "a$(b)"
+        with pytest.raises(ValueError, match="accepted"):
+            convert(key, raw)
+
+
+def test_a_new_key_is_readable_through_get() -> None:
+    cfg = parse(scaleWarmup="120")
+    assert cfg.get("scaleWarmup") == 120
+    assert "secretSeed" not in cfg.values
