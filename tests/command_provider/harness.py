@@ -8,13 +8,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import pytest
 from pulumi import automation as auto
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
@@ -128,7 +127,9 @@ class Sshd:
 
 
 @contextmanager
-def running_sshd(base: Path, authorized_keys: Path, log_level: str = "VERBOSE") -> Iterator[Sshd]:
+def running_sshd(
+    base: Path, authorized_keys: Path, log_level: str = "VERBOSE", extra: Sequence[str] = ()
+) -> Iterator[Sshd]:
     """An sshd on a random loopback address; DEBUG1 logging also leaks into sessions' stderr."""
     if not SSHD.exists():
         missing("openssh-server (`sshd`)")
@@ -150,6 +151,7 @@ def running_sshd(base: Path, authorized_keys: Path, log_level: str = "VERBOSE") 
                 "PermitRootLogin prohibit-password",
                 "AllowTcpForwarding yes",
                 f"LogLevel {log_level}",
+                *extra,
                 "",
             ]
         )
@@ -212,3 +214,33 @@ def current_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+@contextmanager
+def running_agent(base: Path, key: Path) -> Iterator[Path]:
+    """An `ssh-agent` on its own socket holding `key`; yields the socket path."""
+    if not Path("/usr/bin/ssh-agent").exists():
+        missing("openssh-client (`ssh-agent`)")
+    base.mkdir(parents=True, exist_ok=True)
+    sock = base / "agent.sock"
+    process = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("ssh-agent did not create its socket")
+            time.sleep(0.02)
+        subprocess.run(
+            ["ssh-add", "-q", str(key)],
+            env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+            check=True,
+            capture_output=True,
+        )
+        yield sock
+    finally:
+        _stop_group(process)

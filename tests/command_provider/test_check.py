@@ -1,4 +1,9 @@
-"""Tests for Check: defaults, validation failures, secrets kept around the connection."""
+"""Tests for Check: defaults, validation failures, secrets kept around the connection.
+
+Upstream's defaults are only those set with `Annotator.SetDefault` (pulumi-command v1.2.1
+provider/pkg/provider/remote/connection.go, proxyConnection.go), applied by pulumi-go-provider
+v1.3.0 infer/resource.go `defaultCheck`.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,15 @@ from tools.command_provider import LOCAL_COMMAND, REMOTE_COMMAND
 from tools.command_provider.check import check
 
 
-def test_local_defaults_logging() -> None:
-    result = check(LOCAL_COMMAND, {"create": "true"})
-    assert result.failures == ()
-    assert result.inputs == {"create": "true", "logging": "stdoutAndStderr"}
+def test_no_default_written_for_logging() -> None:
+    # remote/command.go and local/command.go declare no default for `logging`.
+    for type_token in (LOCAL_COMMAND, REMOTE_COMMAND):
+        news = {"create": "true", "connection": {"host": "h"}}
+        if type_token == LOCAL_COMMAND:
+            news = {"create": "true"}
+        result = check(type_token, news)
+        assert result.failures == ()
+        assert "logging" not in result.inputs
 
 
 def test_remote_connection_defaults_inside_secret() -> None:
@@ -48,9 +58,14 @@ def test_unknowns_pass_during_preview() -> None:
 
 
 def test_invalid_values_fail() -> None:
-    news = {"create": 3, "logging": "loud", "environment": {"A": 1}, "interpreter": []}
+    news = {"create": 3, "logging": "loud", "environment": {"A": 1}, "interpreter": "sh"}
     properties = sorted(f.property for f in check(LOCAL_COMMAND, news).failures)
     assert properties == ["create", "environment.A", "interpreter", "logging"]
+
+
+def test_empty_interpreter_means_default() -> None:
+    # local/commandOutputs.go: `len(*in.Interpreter) > 0` else /bin/sh -c.
+    assert check(LOCAL_COMMAND, {"create": "true", "interpreter": []}).failures == ()
 
 
 def test_unsupported_asset_paths_fail() -> None:

@@ -1,4 +1,10 @@
-"""Table tests for the pure diff logic of the command provider stand-in."""
+"""Table tests for the pure diff logic of the command provider stand-in.
+
+Upstream's diff is pulumi-go-provider v1.3.0 infer/resource.go `diff` (old inputs against new
+inputs through the engine's ObjectDiff, `triggers` replace-on-change from pulumi-command v1.2.1
+provider/pkg/provider/common/inputs.go); secretness compares as in pulumi sdk
+go/common/resource/properties_diff.go `DeepEquals`.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +46,15 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Kind]]] = [
         {**BASE, "environment": {"A": "2"}},
         {"environment": Kind.UPDATE},
     ),
-    ("secretness only", {**BASE, "stdin": "s"}, {**BASE, "stdin": SECRET("s")}, {}),
+    # DeepEquals: a secret never equals a plain value, even the same one.
+    (
+        "secretness only",
+        {**BASE, "stdin": "s"},
+        {**BASE, "stdin": SECRET("s")},
+        {"stdin": Kind.UPDATE},
+    ),
+    # A state written by a stand-in that defaulted `logging` differs from upstream's inputs.
+    ("logging default dropped", BASE, {"create": "echo hi"}, {"logging": Kind.DELETE}),
     (
         "secret value changed",
         {**BASE, "stdin": SECRET("s")},
@@ -49,7 +63,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Kind]]] = [
     ),
     (
         "port int vs float",
-        {**BASE, "connection": CONN},
+        {**BASE, "connection": SECRET(CONN)},
         {**BASE, "connection": SECRET({**CONN, "port": 22.0})},
         {},
     ),

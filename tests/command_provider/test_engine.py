@@ -1,4 +1,11 @@
-"""End-to-end: the unmodified pulumi_command SDK driving the stand-in through the real engine."""
+"""End-to-end: the unmodified pulumi_command SDK driving the stand-in through the real engine.
+
+What is asserted about behaviour is upstream 1.2.1's, read from its source: secretness of
+outputs from pulumi-go-provider v1.3.0 infer/resource.go (`ensureDefaultSecrets`), failure
+text from pulumi-command v1.2.1 provider/pkg/provider/{local,remote}/commandOutputs.go, the
+environment as SSH `env` requests from remote/commandOutputs.go, host keys and retries from
+remote/connection.go, and the absence of a `logging` default from remote/command.go.
+"""
 
 from __future__ import annotations
 
@@ -46,9 +53,13 @@ def test_local_command_lifecycle(engine: Engine, tmp_path: Path) -> None:
     try:
         first = stack.up(on_output=log.append)
         assert first.outputs["stdout"].value == "hi|input"
-        # stdin is secret, so the output derived from it is too.
-        assert first.outputs["stdout"].secret
+        # Upstream never makes stdout secret: a secret stdin stays secret only as `stdin`.
+        assert not first.outputs["stdout"].secret
         assert _summary(first) == {"create": 2}
+        state = (stack.export_stack().deployment or {})["resources"]
+        command = next(r for r in state if r["type"] == "command:local:Command")
+        assert "logging" not in command["inputs"]
+        assert command["inputs"]["stdin"]["4dabf18193072939515e22adb298388d"]
 
         params["greeting"] = "yo"
         preview = stack.preview(on_output=log.append)
@@ -83,6 +94,7 @@ def test_local_command_failure_reports_stderr(engine: Engine) -> None:
     try:
         with pytest.raises(auto.CommandError) as failure:
             stack.up()
+        assert 'exit status 7: running "echo it-went-wrong >&2; exit 7":' in str(failure.value)
         assert "it-went-wrong" in str(failure.value)
     finally:
         stack.destroy()
@@ -98,8 +110,14 @@ def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: P
     user = current_user()
 
     with (
-        # DEBUG1 makes the jump host log the direct-tcpip target it opens.
-        running_sshd(tmp_path / "jump", authorized, log_level="DEBUG1") as jump,
+        # DEBUG1 makes the jump host log the direct-tcpip target it opens. `environment` is
+        # sent as SSH `env` requests, which sshd accepts only for AcceptEnv names.
+        running_sshd(
+            tmp_path / "jump",
+            authorized,
+            log_level="DEBUG1",
+            extra=("AcceptEnv V PULUMI_COMMAND_*",),
+        ) as jump,
         running_sshd(tmp_path / "target", authorized) as target,
     ):
 
@@ -181,7 +199,43 @@ def test_remote_host_key_mismatch_fails(engine: Engine, tmp_path: Path) -> None:
         try:
             with pytest.raises(auto.CommandError) as failure:
                 stack.up()
-            assert "not the pinned hostKey" in str(failure.value)
+            # A mismatch is retried like any failed dial (limit 2: three attempts).
+            message = str(failure.value)
+            assert (
+                "after 2 failed attempts: ssh: handshake failed: ssh: host key mismatch" in message
+            )
         finally:
             stack.destroy()
             stack.workspace.remove_stack("pinned", force=True)
+
+
+def test_remote_environment_refused_without_accept_env(engine: Engine, tmp_path: Path) -> None:
+    client_key = keygen(tmp_path / "id_ed25519")
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
+
+    with running_sshd(tmp_path / "sshd", authorized) as sshd:
+
+        def program() -> None:
+            remote.Command(
+                "env",
+                connection=remote.ConnectionArgs(
+                    host=sshd.address,
+                    port=sshd.port,
+                    user=current_user(),
+                    private_key=client_key.read_text(),
+                ),
+                create="echo never",
+                environment={"V": "val"},
+            )
+
+        stack = engine.stack("setenv", program)
+        log: list[str] = []
+        try:
+            with pytest.raises(auto.CommandError) as failure:
+                stack.up(on_output=log.append)
+            assert "could not set environment variable" in str(failure.value)
+            assert "AcceptEnv" in "".join(log)
+        finally:
+            stack.destroy()
+            stack.workspace.remove_stack("setenv", force=True)

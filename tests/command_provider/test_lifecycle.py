@@ -1,4 +1,9 @@
-"""Tests for create/update/delete semantics, with a recording runner and the real local runner."""
+"""Tests for create/update/delete semantics, with a recording runner and the real local runner.
+
+Upstream behaviour asserted here is read from pulumi-command v1.2.1
+provider/pkg/provider/{local,remote}/commandController.go and commandOutputs.go, and
+pulumi-go-provider v1.3.0 infer/resource.go (secret flow by name).
+"""
 
 from __future__ import annotations
 
@@ -58,6 +63,26 @@ def test_create_keeps_inputs_and_adds_outputs() -> None:
     assert recorder.local[0].stdin == "in"
 
 
+def test_empty_previous_output_is_not_set() -> None:
+    # commandOutputs.go sets PULUMI_COMMAND_STDOUT/STDERR only when non-empty.
+    recorder = Recorder()
+    olds = {"create": "echo a", "stdout": "", "stderr": "e"}
+    update(context(LOCAL_COMMAND, recorder), olds, {"create": "echo b"}, preview=False)
+    assert recorder.local[0].environment == {"PULUMI_COMMAND_STDERR": "e"}
+
+
+def test_remote_previous_output_travels_apart_from_environment() -> None:
+    # remote/commandOutputs.go: a refused `environment` variable is an error, a refused
+    # PULUMI_COMMAND_* a warning, so the runner must know which is which.
+    recorder = Recorder()
+    connection = {"host": "h", "port": 22.0}
+    olds = {"create": "c", "connection": connection, "stdout": "o", "stderr": ""}
+    news = {"create": "c", "connection": connection, "environment": {"A": "1"}}
+    update(context(REMOTE_COMMAND, recorder), olds, news, preview=False)
+    assert recorder.remote[0].environment == {"A": "1"}
+    assert recorder.remote[0].previous_output == {"PULUMI_COMMAND_STDOUT": "o"}
+
+
 def test_update_falls_back_to_create_with_previous_output() -> None:
     recorder = Recorder()
     olds = {"create": "echo a", "stdout": "old-out", "stderr": "old-err"}
@@ -96,15 +121,17 @@ def test_delete_runs_with_last_outputs() -> None:
     assert len(recorder.local) == 1
 
 
-def test_secret_inputs_make_outputs_secret_and_silence_logs() -> None:
+def test_secret_inputs_keep_outputs_plain_and_logged() -> None:
+    # infer/resource.go ensureDefaultSecrets: secretness flows only to the output of the same
+    # name; no input is named stdout/stderr, so they stay plain and are logged.
     recorder = Recorder()
     lines: list[str] = []
-    inputs = {"create": "cat", "stdin": rpc.wrap_rpc_secret("pw")}
+    inputs = {"create": rpc.wrap_rpc_secret("cat"), "stdin": rpc.wrap_rpc_secret("pw")}
     state = create(context(LOCAL_COMMAND, recorder, lines), inputs, preview=False)
-    assert rpc.is_rpc_secret(state["stdin"])
-    assert rpc.is_rpc_secret(state["stdout"]) and rpc.is_rpc_secret(state["stderr"])
+    assert rpc.is_rpc_secret(state["stdin"]) and rpc.is_rpc_secret(state["create"])
+    assert state["stdout"] == "ran cat" and state["stderr"] == ""
     assert recorder.local[0].stdin == "pw"
-    assert lines == []
+    assert lines == ["out"]
 
 
 def test_secret_connection_alone_keeps_outputs_plain() -> None:
@@ -146,17 +173,19 @@ def test_real_local_interpreter() -> None:
     assert run_local(invocation, lambda _s, _l: None, CancelRegistry()).stdout == "42"
 
 
-def test_real_local_failure_reports_stderr() -> None:
-    invocation = LocalInvocation(command="echo boom >&2; exit 3", display="echo boom")
+def test_real_local_failure_text() -> None:
+    # local/commandOutputs.go: fmt.Errorf("%w: running %q:\n%s", err, command, combined).
+    command = "echo out; echo boom >&2; exit 3"
     with pytest.raises(CommandFailed) as failure:
-        run_local(invocation, lambda _s, _l: None, CancelRegistry())
+        run_local(LocalInvocation(command=command), lambda _s, _l: None, CancelRegistry())
     assert failure.value.exit_status == 3
-    assert "boom" in str(failure.value)
+    assert str(failure.value) == f'exit status 3: running "{command}":\nout\nboom\n'
 
 
-def test_secret_failure_is_redacted() -> None:
+def test_secret_stdin_is_not_hidden_in_failure() -> None:
+    # Upstream puts the output in the error whatever is secret: programs must not print secrets.
     ctx = Context(type_token=LOCAL_COMMAND, sink=lambda _s, _l: None, cancel=CancelRegistry())
     inputs = {"create": "cat >&2; exit 1", "stdin": rpc.wrap_rpc_secret("hunter2")}
     with pytest.raises(CommandFailed) as failure:
         create(ctx, inputs, preview=False)
-    assert "hunter2" not in str(failure.value)
+    assert "hunter2" in str(failure.value)

@@ -1,5 +1,12 @@
 """Check: validate a Command's inputs and fill in the defaults the upstream schema declares.
 
+Upstream's Check (pulumi-go-provider v1.3.0 infer/resource.go `defaultCheck`) writes only the
+defaults set with `Annotator.SetDefault`: the connection's and proxy's `user`, `port`,
+`dialErrorLimit` and `perDialTimeout` (pulumi-command v1.2.1 provider/pkg/provider/remote/
+connection.go, proxyConnection.go). `logging` has no declared default, so nothing is written
+for it: a stand-in that wrote one would show a diff on every command of a stack that the
+upstream plugin touched last, and re-run them all.
+
 Pure. Unknown values (during preview) are accepted as-is; secret wrappers are kept around the
 values they wrap, including the `connection` object the SDK always marks secret.
 """
@@ -46,8 +53,6 @@ def check(type_token: str, news: Mapping[str, Any]) -> CheckResult:
         return CheckResult(dict(news), (CheckFailure("", f"unknown resource type {type_token}"),))
     inputs = dict(news)
     failures: list[CheckFailure] = []
-    if "logging" not in inputs:
-        inputs["logging"] = "stdoutAndStderr"
     failures += _check_strings(inputs)
     failures += _check_logging(inputs.get("logging"))
     failures += _check_environment(inputs.get("environment"))
@@ -98,8 +103,9 @@ def _check_interpreter(value: Any) -> list[CheckFailure]:
     value = reveal(value)
     if value is None or is_unknown(value):
         return []
-    if not isinstance(value, list) or not value:
-        return [CheckFailure("interpreter", "interpreter must be a non-empty list of strings")]
+    # An empty list is accepted and means the default interpreter, as upstream.
+    if not isinstance(value, list):
+        return [CheckFailure("interpreter", "interpreter must be a list of strings")]
     if not all(isinstance(v, str) or is_unknown(v) for v in value):
         return [CheckFailure("interpreter", "interpreter must be a list of strings")]
     return []

@@ -1,8 +1,11 @@
 """Diff: decide between no-op, update and replace for a Command, property by property.
 
-Pure. Mirrors the upstream provider's input-based diff: any changed input is an update (which
-re-runs `update`, or `create` when there is no `update`), and a changed `triggers` is a replace.
-Values are compared with secret wrappers removed, so marking an unchanged value secret is no diff.
+Pure. Mirrors the upstream provider's input-based diff (pulumi-go-provider v1.3.0
+infer/resource.go `diff`: old inputs against new inputs with the engine's ObjectDiff): any
+changed input is an update (which re-runs `update`, or `create` when there is no `update`), and
+a changed `triggers` is a replace. As the engine's `PropertyValue.DeepEquals` (pulumi sdk
+go/common/resource/properties_diff.go), a value that becomes secret, or stops being secret,
+is a change even when the value is the same.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .props import contains_unknown, reveal
+from .props import contains_unknown, is_secret, unwrap
 
 REPLACE_ON_CHANGE = frozenset({"triggers"})
 OUTPUT_ONLY = frozenset({"stdout", "stderr", "assets", "archive"})
@@ -77,10 +80,12 @@ def _kind(old: Any, new: Any) -> Kind | None:
         return Kind.DELETE
     if contains_unknown(new):
         return Kind.UPDATE
-    return None if _same(reveal(old), reveal(new)) else Kind.UPDATE
+    return None if _same(old, new) else Kind.UPDATE
 
 
 def _same(old: Any, new: Any) -> bool:
+    if is_secret(old) or is_secret(new):
+        return is_secret(old) and is_secret(new) and _same(unwrap(old), unwrap(new))
     # Numbers travel as doubles, so 22 and 22.0 are the same port; bools are not numbers here.
     if isinstance(old, bool) or isinstance(new, bool):
         return type(old) is type(new) and old == new

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Any
 
 import grpc
 from pulumi.runtime.proto import engine_pb2, engine_pb2_grpc
@@ -27,11 +28,15 @@ class EngineLog:
             self._stub = engine_pb2_grpc.EngineStub(self._channel)
 
     def info(self, urn: str, message: str) -> None:
+        """An ephemeral line on the resource's status, as upstream's `InfoStatus`."""
+        self.log(urn, message, engine_pb2.INFO, ephemeral=True)
+
+    def log(self, urn: str, message: str, severity: Any, ephemeral: bool) -> None:
         stub = self._stub
         if stub is None:
             return
         request = engine_pb2.LogRequest(
-            severity=engine_pb2.INFO, message=message, urn=urn, ephemeral=True
+            severity=severity, message=message, urn=urn, ephemeral=ephemeral
         )
         with contextlib.suppress(grpc.RpcError):
             stub.Log(request, timeout=10)

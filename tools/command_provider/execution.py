@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Receives each line of output as it is produced: (stream name "stdout"/"stderr", line).
+# Receives each line of output as it is produced: (stream, line). Streams "stdout" and
+# "stderr" are command output (filtered by `logging`); "status" is an ephemeral progress note
+# (dial retries), "warning" and "error" are diagnostics the engine keeps.
 LineSink = Callable[[str, str], None]
 
 
@@ -17,15 +20,27 @@ class RunResult:
     stderr: str
 
 
-class CommandFailed(Exception):
-    """The command ran and exited non-zero (or was killed)."""
+def go_quote(text: str) -> str:
+    """`text` as Go's `%q` prints it, close enough for messages (JSON escapes differ rarely)."""
+    return json.dumps(text, ensure_ascii=False)
 
-    def __init__(self, exit_status: int, stdout: str, stderr: str, command: str | None) -> None:
+
+class CommandFailed(Exception):
+    """The command ran and exited non-zero (or was killed).
+
+    The message has upstream's shape, `<reason>: running "<command>":\n<output>`, where reason
+    is Go's error text (`exit status N` locally, `Process exited with status N` over SSH) and
+    output is stdout and stderr interleaved as they arrived
+    (pulumi-command v1.2.1 provider/pkg/provider/{local,remote}/commandOutputs.go).
+    """
+
+    def __init__(
+        self, exit_status: int, stdout: str, stderr: str, reason: str, command: str, combined: str
+    ) -> None:
         self.exit_status = exit_status
         self.stdout = stdout
         self.stderr = stderr
-        what = f"running {command!r}" if command is not None else "running command"
-        super().__init__(f"{what}: exit status {exit_status}:\nstdout: {stdout}\nstderr: {stderr}")
+        super().__init__(f"{reason}: running {go_quote(command)}:\n{combined}")
 
 
 class Cancelled(Exception):
@@ -45,6 +60,7 @@ class CancelRegistry:
         self._aborts: dict[int, Callable[[], None]] = {}
         self._next = 0
         self._cancelled = False
+        self._event = threading.Event()
 
     @property
     def cancelled(self) -> bool:
@@ -62,9 +78,14 @@ class CancelRegistry:
         with self._lock:
             self._aborts.pop(token, None)
 
+    def wait(self, seconds: float) -> bool:
+        """Pause up to `seconds`; True as soon as the operation is cancelled."""
+        return self._event.wait(seconds)
+
     def cancel_all(self) -> None:
         with self._lock:
             self._cancelled = True
+            self._event.set()
             aborts = list(self._aborts.values())
             self._aborts.clear()
         for abort in aborts:

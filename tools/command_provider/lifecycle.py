@@ -2,6 +2,11 @@
 
 The state is the checked inputs (secret wrappers kept) plus `stdout` and `stderr`. The actual
 execution is delegated to the local or SSH runner chosen by the resource type.
+
+As upstream (pulumi-command v1.2.1 provider/pkg/provider/{local,remote}/commandController.go on
+pulumi-go-provider v1.3.0 infer/resource.go), `stdout` and `stderr` are never secret: infer
+carries secretness only from an input to the output of the same name, and no input is called
+`stdout` or `stderr`. Output is logged as `logging` says, secret inputs or not.
 """
 
 from __future__ import annotations
@@ -13,15 +18,12 @@ from typing import Any
 from pulumi.runtime import rpc
 
 from . import LOCAL_COMMAND, REMOTE_COMMAND
-from .execution import CancelRegistry, CommandFailed, LineSink, RunResult
+from .execution import CancelRegistry, LineSink, RunResult
 from .local_runner import DEFAULT_INTERPRETER, LocalInvocation, run_local
-from .props import PropertyMap, contains_secret, flag, is_secret, optional_str, reveal, secret_if
+from .props import PropertyMap, flag, optional_str, reveal
 from .ssh_runner import Endpoint, RemoteInvocation, run_remote
 
-# Inputs that shape what the command prints: if any is secret, stdout/stderr are secret too.
-# `connection` is left out on purpose: the SDK always marks it secret, which would otherwise
-# hide every remote command's output.
-OUTPUT_SOURCES = ("create", "update", "stdin", "environment", "interpreter", "dir")
+# Which output streams each `logging` value shows; upstream treats a missing value as both.
 LOGGED_STREAMS: Mapping[str, frozenset[str]] = {
     "stdout": frozenset({"stdout"}),
     "stderr": frozenset({"stderr"}),
@@ -55,7 +57,7 @@ def create(ctx: Context, inputs: Mapping[str, Any], preview: bool) -> PropertyMa
     if preview:
         return _state(inputs, rpc.UNKNOWN, rpc.UNKNOWN)
     result = _run(ctx, inputs, "create", previous=None)
-    return _state(inputs, *_outputs(inputs, result))
+    return _state(inputs, result.stdout, result.stderr)
 
 
 def update(
@@ -68,7 +70,7 @@ def update(
     if preview:
         return _state(news, rpc.UNKNOWN, rpc.UNKNOWN)
     result = _run(ctx, news, key, previous=olds)
-    return _state(news, *_outputs(news, result))
+    return _state(news, result.stdout, result.stderr)
 
 
 def delete(ctx: Context, state: Mapping[str, Any]) -> None:
@@ -80,55 +82,40 @@ def _state(inputs: Mapping[str, Any], stdout: Any, stderr: Any) -> PropertyMap:
     return {**inputs, "stdout": stdout, "stderr": stderr}
 
 
-def _outputs_secret(inputs: Mapping[str, Any]) -> bool:
-    return any(contains_secret(inputs.get(k)) for k in OUTPUT_SOURCES)
-
-
-def _outputs(inputs: Mapping[str, Any], result: RunResult) -> tuple[Any, Any]:
-    secret = _outputs_secret(inputs)
-    return secret_if(result.stdout, secret), secret_if(result.stderr, secret)
-
-
 def _run(
     ctx: Context, props: Mapping[str, Any], key: str, previous: Mapping[str, Any] | None
 ) -> RunResult:
     command = optional_str(props, key) or ""
-    display = None if is_secret(props.get(key)) else command
     environment = {k: str(v) for k, v in (reveal(props.get("environment")) or {}).items()}
+    prior: dict[str, str] = {}
     if previous is not None and flag(props, "addPreviousOutputInEnv", default=True):
-        environment[PREVIOUS_STDOUT] = str(reveal(previous.get("stdout")) or "")
-        environment[PREVIOUS_STDERR] = str(reveal(previous.get("stderr")) or "")
-    secret = _outputs_secret(props)
-    logging = optional_str(props, "logging") or "stdoutAndStderr"
-    # Stricter than upstream: output that will be stored as a secret is neither logged nor put
-    # into error messages in clear.
-    sink = _filtered(ctx.sink, "none" if secret else logging)
-    try:
-        return _dispatch(ctx, props, command, display, environment, sink)
-    except CommandFailed as failure:
-        if not secret:
-            raise
-        raise CommandFailed(failure.exit_status, "[secret]", "[secret]", display) from None
+        # Upstream sets each only when it is non-empty.
+        for name, output in ((PREVIOUS_STDOUT, "stdout"), (PREVIOUS_STDERR, "stderr")):
+            value = str(reveal(previous.get(output)) or "")
+            if value:
+                prior[name] = value
+    sink = _filtered(ctx.sink, optional_str(props, "logging") or "stdoutAndStderr")
+    return _dispatch(ctx, props, command, environment, prior, sink)
 
 
 def _dispatch(
     ctx: Context,
     props: Mapping[str, Any],
     command: str,
-    display: str | None,
     environment: dict[str, str],
+    prior: dict[str, str],
     sink: LineSink,
 ) -> RunResult:
     stdin = optional_str(props, "stdin")
     if ctx.type_token == LOCAL_COMMAND:
+        # An empty interpreter list means the default, as upstream.
         interpreter = reveal(props.get("interpreter")) or DEFAULT_INTERPRETER
         local = LocalInvocation(
             command=command,
-            environment=environment,
+            environment={**environment, **prior},
             stdin=stdin,
             dir=optional_str(props, "dir"),
             interpreter=tuple(str(arg) for arg in interpreter),
-            display=display,
         )
         return ctx.runners.local(local, sink, ctx.cancel)
     if ctx.type_token == REMOTE_COMMAND:
@@ -137,7 +124,7 @@ def _dispatch(
             command=command,
             environment=environment,
             stdin=stdin,
-            display=display,
+            previous_output=prior,
         )
         return ctx.runners.remote(remote, sink, ctx.cancel)
     raise ValueError(f"unknown resource type {ctx.type_token}")
@@ -147,7 +134,8 @@ def _filtered(sink: LineSink, logging: str) -> LineSink:
     streams = LOGGED_STREAMS.get(logging, LOGGED_STREAMS["stdoutAndStderr"])
 
     def log(stream: str, line: str) -> None:
-        if stream in streams:
+        # Diagnostics ("status", "warning", "error") are not command output: always shown.
+        if stream in streams or stream not in ("stdout", "stderr"):
             sink(stream, line)
 
     return log

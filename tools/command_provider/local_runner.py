@@ -23,8 +23,6 @@ class LocalInvocation:
     stdin: str | None = None
     dir: str | None = None
     interpreter: Sequence[str] = DEFAULT_INTERPRETER
-    # Shown in failure messages; None when the command text is secret.
-    display: str | None = None
 
 
 def run_local(invocation: LocalInvocation, sink: LineSink, cancel: CancelRegistry) -> RunResult:
@@ -42,9 +40,10 @@ def run_local(invocation: LocalInvocation, sink: LineSink, cancel: CancelRegistr
     )
     token = cancel.register(lambda: _kill_group(process))
     try:
-        chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        chunks: dict[str, list[str]] = {"stdout": [], "stderr": [], "both": []}
+        lock = threading.Lock()
         readers = [
-            threading.Thread(target=_pump, args=(getattr(process, name), name, chunks[name], sink))
+            threading.Thread(target=_pump, args=(getattr(process, name), name, chunks, lock, sink))
             for name in ("stdout", "stderr")
         ]
         for reader in readers:
@@ -60,8 +59,17 @@ def run_local(invocation: LocalInvocation, sink: LineSink, cancel: CancelRegistr
     if cancel.cancelled:
         raise Cancelled("the command was cancelled")
     if status != 0:
-        raise CommandFailed(status, stdout, stderr, invocation.display)
+        raise CommandFailed(
+            status, stdout, stderr, _reason(status), invocation.command, "".join(chunks["both"])
+        )
     return RunResult(stdout, stderr)
+
+
+def _reason(status: int) -> str:
+    # Go's *exec.ExitError text, which upstream puts first in the failure message.
+    if status < 0:
+        return f"signal: {(signal.strsignal(-status) or str(-status)).lower()}"
+    return f"exit status {status}"
 
 
 def _feed(pipe: IO[bytes] | None, text: str | None) -> None:
@@ -76,13 +84,21 @@ def _feed(pipe: IO[bytes] | None, text: str | None) -> None:
         pass
 
 
-def _pump(pipe: IO[bytes] | None, name: str, into: list[str], sink: LineSink) -> None:
+def _pump(
+    pipe: IO[bytes] | None,
+    name: str,
+    chunks: dict[str, list[str]],
+    lock: threading.Lock,
+    sink: LineSink,
+) -> None:
     if pipe is None:
         return
     with pipe:
         for raw in iter(pipe.readline, b""):
             line = raw.decode(errors="replace")
-            into.append(line)
+            with lock:
+                chunks[name].append(line)
+                chunks["both"].append(line)
             sink(name, line.rstrip("\n"))
 
 

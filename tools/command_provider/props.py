@@ -28,6 +28,11 @@ def is_unknown(value: Any) -> bool:
     return isinstance(value, Unknown) or value == rpc.UNKNOWN
 
 
+def unwrap(value: Any) -> Any:
+    """The value inside one secret wrapper (or the value itself)."""
+    return rpc.unwrap_rpc_secret(value) if is_secret(value) else value
+
+
 def reveal(value: Any) -> Any:
     """The value with every secret wrapper removed, at any depth."""
     if is_secret(value):

@@ -14,7 +14,7 @@ import grpc
 import paramiko
 from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime import rpc
-from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
+from pulumi.runtime.proto import engine_pb2, plugin_pb2, provider_pb2, provider_pb2_grpc
 
 from . import LOCAL_COMMAND, PROVIDER_NAME, PROVIDER_VERSION, REMOTE_COMMAND
 from .check import check
@@ -34,6 +34,10 @@ EXPECTED_FAILURES = (
     paramiko.SSHException,
     ValueError,
 )
+DIAGNOSTICS: Mapping[str, tuple[Any, bool]] = {
+    "warning": (engine_pb2.WARNING, False),
+    "error": (engine_pb2.ERROR, False),
+}
 MINIMAL_SCHEMA = json.dumps(
     {
         "name": PROVIDER_NAME,
@@ -103,9 +107,16 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
         type_token = _resource_type(request)
         _require_known_type(type_token)
         urn = str(request.urn)
+
+        def sink(stream: str, line: str) -> None:
+            # Output and dial retries are ephemeral status lines (upstream's InfoStatus); a
+            # refused `env` request is a lasting warning or error (its Logger.Warning/Error).
+            severity, ephemeral = DIAGNOSTICS.get(stream, (engine_pb2.INFO, True))
+            self._log.log(urn, line, severity, ephemeral)
+
         return Context(
             type_token=type_token,
-            sink=lambda _stream, line: self._log.info(urn, line),
+            sink=sink,
             cancel=self._cancel,
             runners=self._runners,
         )
@@ -181,7 +192,8 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
         result = diff(olds, decode(request.news), request.ignoreChanges)
         detailed = {
             key: provider_pb2.PropertyDiff(
-                kind=kind.value, inputDiff=True  # type: ignore[arg-type]
+                kind=kind.value,  # type: ignore[arg-type]
+                inputDiff=True,
             )
             for key, kind in result.detailed.items()
         }
