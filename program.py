@@ -23,6 +23,7 @@ from components.host_secrets import (
     derive_secrets,
     env_file_content,
 )
+from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
 from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
@@ -37,7 +38,11 @@ NODE_EXPORTER_PORT = WorkerPorts().node_exporter
 Provisioner = Callable[[StackConfig, SshIdentity], Nodes]
 
 
-PROVISIONERS: dict[str, Provisioner] = {"vultr": provision_vultr, "local": provision_local}
+PROVISIONERS: dict[str, Provisioner] = {
+    "vultr": provision_vultr,
+    "local": provision_local,
+    "lab": provision_lab,
+}
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:

@@ -45,7 +45,7 @@ REQUIRED: Any = _Required()
 # Characters that change the meaning of a shell command line. Every non-secret value may reach
 # a root shell script on a node (cloud-init runcmd, remote commands), so none may hold these.
 SHELL_META = frozenset("'\"`$;&|<>\\(){}\n\r\x00")
-PLATFORMS = ("vultr", "local")
+PLATFORMS = ("vultr", "local", "lab")
 BACKUP_SCHEDULES = ("daily", "weekly", "monthly", "daily_alt_even", "daily_alt_odd")
 # Vultr's block storage limits per type (GB), as its API enforces them (the provider does not).
 BLOCK_LIMITS_GB: dict[str, tuple[int, int]] = {
@@ -149,7 +149,8 @@ _EMAIL = r"[A-Za-z0-9.!#%+_=~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
 
 SCHEMA: tuple[Key, ...] = (
     Key("platform", "string",
-        'How nodes come to exist. "vultr" (prod) or "local" (processes on 127.x).',
+        'How nodes come to exist. "vultr" (prod), "local" (processes on 127.x) or "lab" '
+        '(Debian machines in a network namespace, booted from the prod user data).',
         default="vultr", choices=PLATFORMS),
     Key("region", "string", "Vultr region id, 3-4 lowercase letters (ams, fra, ewr, ...).",
         default="ams", pattern=r"[a-z]{3,4}",

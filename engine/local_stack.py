@@ -27,7 +27,8 @@ def is_local_stack(stack_name: str, project_dir: Path = PROJECT_ROOT) -> bool:
     if not committed.exists():
         return False
     config = (yaml.safe_load(committed.read_text()) or {}).get("config", {})
-    return config.get("gemnar:platform") == "local"
+    # The lab platform's machines are this machine's too: same generated seed and key pair.
+    return config.get("gemnar:platform") in ("local", "lab")
 
 
 def merged_stack_file(

@@ -29,6 +29,7 @@ APT_PACKAGES=(
   postgresql pgbouncer redis-server nginx prometheus-node-exporter
   openssh-server openssh-client cloud-init shellcheck wrk nftables openssl
   ssl-cert systemd procps iproute2 curl ca-certificates
+  debootstrap systemd-container
 )
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -154,7 +155,13 @@ main() {
     # Single steps, used by the tests of the error paths.
     packages) install_debian_packages ;;
     cli) provide_pulumi_cli ;;
-    *) die "usage: bootstrap.sh [all|packages|cli]" ;;
+    # The lab stack's machine image (Debian's packages, cached by package list; minutes once).
+    lab-image)
+      main all
+      step "Lab machine image"
+      PYTHONPATH="$ROOT" "$ROOT/.venv/bin/python" -m lab.hypervisor image
+      ;;
+    *) die "usage: bootstrap.sh [all|packages|cli|lab-image]" ;;
   esac
 }
 

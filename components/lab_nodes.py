@@ -1,0 +1,173 @@
+"""The ``lab`` platform: each node is a Debian 12 machine (systemd-nspawn) booted from the
+user data the Vultr platform renders, in a network namespace the project owns.
+
+Only "how a node comes to exist" differs from prod: a ``local.Command`` runs the lab's
+hypervisor (``python -m lab.hypervisor create|delete``) where prod calls Vultr's API. The user
+data comes from the same functions as on Vultr, byte for byte; what Vultr supplies through its
+metadata service (instance id, SSH keys, the VPC address, the public address) reaches the
+machine through cloud-init's NoCloud seed. Secrets, readiness, drain and membership then take
+the same SSH path as on prod: the controller at its public address, workers through it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import local
+
+from components.nodes import (
+    NodeHandle,
+    Nodes,
+    SshIdentity,
+    controller_connection,
+    worker_connection,
+)
+from components.user_data import controller_user_data, worker_user_data
+from components.vultr_nodes import site_url
+from components.worker_pool import worker_hostname
+from engine.toolchain import PROJECT_ROOT
+from lab.netns import LabNetwork
+from stack_config import StackConfig
+
+# The controller's data volume, named as Vultr names block storage inside the instance.
+LAB_DATA_DISK_ID = "gemnar-lab-pgdata"
+# A sparse file: the prod size would cost nothing but say nothing either; 2 GiB holds the lab.
+LAB_DATA_DISK_MB = 2048
+# Vultr assigns VPC addresses; the lab assigns them the same way every time.
+CONTROLLER_HOST_INDEX = 3
+WORKER_HOST_BASE = 10
+
+
+def data_device() -> str:
+    return f"/dev/disk/by-id/virtio-{LAB_DATA_DISK_ID}"
+
+
+def controller_vpc_address(net: LabNetwork) -> str:
+    return net.vpc_host(CONTROLLER_HOST_INDEX)
+
+
+def worker_vpc_address(net: LabNetwork, index: int) -> str:
+    return net.vpc_host(WORKER_HOST_BASE + index)
+
+
+def hypervisor_argv(action: str, net: LabNetwork, name: str) -> list[str]:
+    python = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+    return [python, "-m", "lab.hypervisor", action, "--stack", net.stack,
+            "--vpc-subnet", net.vpc_subnet, "--name", name]
+
+
+@dataclass(frozen=True)
+class LabMachineArgs:
+    network: LabNetwork
+    vpc_address: str
+    user_data: pulumi.Input[str]
+    public_keys: Sequence[str]
+    public_address: str = ""
+    data_disk_mb: int = 0
+    data_disk_id: str = ""
+
+
+class LabMachine(pulumi.ComponentResource):
+    """One lab machine, created and deleted by the lab hypervisor command."""
+
+    instance_id: pulumi.Output[str]
+    private_address: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: LabMachineArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:LabMachine", name, None, opts)
+        machine = name.removeprefix("gemnar-")
+        create = [
+            *hypervisor_argv("create", args.network, machine), "--vpc-address", args.vpc_address,
+        ]
+        if args.public_address:
+            create += ["--public-address", args.public_address]
+        if args.data_disk_mb:
+            create += ["--data-disk-mb", str(args.data_disk_mb),
+                       "--data-disk-id", args.data_disk_id]
+        for key in args.public_keys:
+            create += ["--public-key", key]
+        command = local.Command(
+            f"{name}-machine",
+            create=shlex.join(create),
+            delete=shlex.join(hypervisor_argv("delete", args.network, machine)),
+            environment={"GEMNAR_USER_DATA": args.user_data, "PYTHONPATH": str(PROJECT_ROOT)},
+            dir=str(PROJECT_ROOT),
+            # As on Vultr, new user data or addresses mean a new machine.
+            triggers=[args.user_data, args.vpc_address, args.public_address,
+                      *args.public_keys],
+            # The replacement reuses the name, the addresses and the machine directory.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.instance_id = command.stdout
+        address = args.vpc_address
+        # Depends on the machine, so whatever uses the address waits until it exists.
+        self.private_address = command.stdout.apply(lambda _: address)
+        self.register_outputs(
+            {"instanceId": self.instance_id, "privateAddress": self.private_address}
+        )
+
+
+def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
+    """Declare the controller and ``cfg.worker_count`` workers as lab machines."""
+    if not cfg.ssh_public_keys or ssh.private_key is None:
+        raise ValueError(
+            "the lab platform needs gemnar:sshPrivateKey (secret) and gemnar:sshPublicKeys; "
+            "`bash tools/lab.sh up` sets both on first use"
+        )
+    net = LabNetwork(stack=pulumi.get_stack(), vpc_subnet=cfg.vpc_subnet)
+    controller = LabMachine(
+        "gemnar-controller",
+        LabMachineArgs(
+            network=net,
+            vpc_address=controller_vpc_address(net),
+            user_data=controller_user_data(cfg),
+            public_keys=cfg.ssh_public_keys,
+            public_address=net.controller_public,
+            data_disk_mb=LAB_DATA_DISK_MB,
+            data_disk_id=LAB_DATA_DISK_ID,
+        ),
+    )
+    public = controller.instance_id.apply(lambda _: net.controller_public)
+    controller_handle = NodeHandle(
+        name="controller",
+        role="controller",
+        public_address=public,
+        private_address=controller.private_address,
+        connection=controller_connection(public, ssh),
+        identity=controller.instance_id,
+        ready_after=(controller,),
+        host_settings={"GEMNAR_DATA_DEVICE": data_device()},
+    )
+    workers = []
+    for index in range(cfg.worker_count):
+        hostname = worker_hostname(index)
+        worker = LabMachine(
+            f"gemnar-{hostname}",
+            LabMachineArgs(
+                network=net,
+                vpc_address=worker_vpc_address(net, index),
+                user_data=worker_user_data(cfg, controller.private_address, hostname),
+                public_keys=cfg.ssh_public_keys,
+            ),
+        )
+        workers.append(
+            NodeHandle(
+                name=hostname,
+                role="worker",
+                private_address=worker.private_address,
+                connection=worker_connection(worker.private_address, public, ssh),
+                identity=worker.instance_id,
+                ready_after=(worker,),
+            )
+        )
+    return Nodes(
+        controller=controller_handle,
+        workers=tuple(workers),
+        site_url=site_url(cfg, public),
+        extras={"labNamespace": pulumi.Output.from_input(net.namespace)},
+    )

@@ -1,0 +1,107 @@
+"""The lab's "hypervisor": the command the Pulumi program calls to create and delete machines.
+
+On prod the program calls Vultr's API; on the lab it runs this command (locally, or over SSH
+on the lab host). Everything a machine needs comes in as arguments and, for the user data,
+the environment variable ``GEMNAR_USER_DATA`` (it is long and must reach the seed byte for byte).
+
+    python -m lab.hypervisor net-up|net-down --stack S --vpc-subnet CIDR
+    python -m lab.hypervisor image
+    python -m lab.hypervisor create --stack S --vpc-subnet CIDR --name N --vpc-address A \
+        [--public-address P] [--data-disk-mb M --data-disk-id ID]
+    python -m lab.hypervisor delete --stack S --vpc-subnet CIDR --name N
+    python -m lab.hypervisor exec --stack S --name N -- CMD...
+    python -m lab.hypervisor destroy-all --stack S --vpc-subnet CIDR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from engine.toolchain import PROJECT_ROOT, tool_paths
+from lab import image, machine, netns
+from lab.netns import LabNetwork
+
+
+def stack_dir(stack: str) -> Path:
+    return tool_paths().state_dir / "lab" / stack
+
+
+def _network(args: argparse.Namespace) -> LabNetwork:
+    return LabNetwork(stack=args.stack, vpc_subnet=args.vpc_subnet)
+
+
+def destroy_all(net: LabNetwork, directory: Path) -> None:
+    """Every machine of the stack, then its namespace: ``destroy`` leaves nothing behind."""
+    for name in machine.names(directory):
+        machine.delete(net, directory, name)
+    netns.delete(net)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.hypervisor", description=__doc__)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("image")
+    for action in ("net-up", "net-down", "create", "delete", "destroy-all"):
+        p = sub.add_parser(action)
+        p.add_argument("--stack", required=True)
+        p.add_argument("--vpc-subnet", required=True)
+        if action in ("create", "delete"):
+            p.add_argument("--name", required=True)
+        if action == "create":
+            p.add_argument("--vpc-address", required=True)
+            p.add_argument("--public-address", default="")
+            p.add_argument("--data-disk-mb", type=int, default=0)
+            p.add_argument("--data-disk-id", default="")
+            p.add_argument("--public-key", action="append", default=[])
+    p = sub.add_parser("exec")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.action == "image":
+        print(image.build(image.default_spec(PROJECT_ROOT)))
+        return 0
+    if args.action == "exec":
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        result = machine.exec_in(stack_dir(args.stack), args.name, command, timeout=600)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
+    net = _network(args)
+    directory = stack_dir(args.stack)
+    if args.action == "net-up":
+        netns.create(net)
+        print(net.namespace)
+    elif args.action == "net-down":
+        netns.delete(net)
+    elif args.action == "destroy-all":
+        destroy_all(net, directory)
+    elif args.action == "delete":
+        machine.delete(net, directory, args.name)
+    else:
+        user_data = os.environ.get("GEMNAR_USER_DATA")
+        if user_data is None:
+            parser.error("create needs the user data in GEMNAR_USER_DATA")
+        netns.create(net)
+        root = image.build(image.default_spec(PROJECT_ROOT))
+        state = machine.create(
+            net, directory, root,
+            machine.MachineSpec(
+                name=args.name, vpc_address=args.vpc_address, user_data=user_data,
+                public_address=args.public_address, data_disk_mb=args.data_disk_mb,
+                data_disk_id=args.data_disk_id, public_keys=tuple(args.public_key),
+            ),
+        )
+        print(json.dumps({"instanceId": state.instance_id, "name": state.name}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Pure parts of the lab platform: image key, seed files, network plan."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lab import image
+from lab.netns import LabNetwork
+from lab.seed import PUBLIC_INTERFACE, VPC_INTERFACE, SeedSpec, meta_data, network_config
+from provisioning.cloud_config import COMMON_PACKAGES, CONTROLLER_PACKAGES, WORKER_PACKAGES
+
+
+def test_image_holds_every_package_the_prod_cloud_configs_install() -> None:
+    spec = image.default_spec(image.Path(__file__).resolve().parents[2])
+    for package in (*COMMON_PACKAGES, *CONTROLLER_PACKAGES, *WORKER_PACKAGES):
+        assert package in spec.packages
+    for package in ("systemd", "dbus", "cloud-init", "locales", "iproute2"):
+        assert package in spec.packages
+
+
+def test_image_key_changes_with_its_package_list_and_not_with_order() -> None:
+    base = image.ImageSpec(packages=("a", "b"), wheels=("x==1",))
+    assert base.key == image.ImageSpec(packages=("a", "b"), wheels=("x==1",)).key
+    assert base.key != image.ImageSpec(packages=("a", "b", "c"), wheels=("x==1",)).key
+    assert base.key != image.ImageSpec(packages=("a", "b"), wheels=("x==2",)).key
+
+
+def test_app_requirements_reads_only_the_app_section() -> None:
+    text = "# Engine\npulumi==1\n# Application (app/)\nDjango==5\n\nredis==8\n# Tests\npytest==9\n"
+    assert image.app_requirements(text) == ("Django==5", "redis==8")
+
+
+@given(
+    st.integers(min_value=16, max_value=28), st.integers(0, 255), st.integers(0, 255),
+    st.text(min_size=1),
+)
+def test_network_plan_addresses_lie_in_their_subnets(
+    prefix: int, b: int, c: int, stack: str
+) -> None:
+    subnet = ipaddress.ip_network(f"10.{b}.{c}.0/{prefix}", strict=False)
+    net = LabNetwork(stack=stack, vpc_subnet=str(subnet))
+    assert ipaddress.ip_address(net.vpc_host(3)) in subnet
+    assert ipaddress.ip_address(net.controller_public) in ipaddress.ip_network(net.public_subnet)
+    assert net.gateway != net.controller_public
+    # A network namespace name is a file name and an `ip` argument: short and plain.
+    assert len(net.namespace) <= 20 and net.namespace.replace("-", "").isalnum()
+
+
+def test_namespace_names_differ_between_stacks() -> None:
+    assert LabNetwork("a", "10.0.0.0/24").namespace != LabNetwork("b", "10.0.0.0/24").namespace
+
+
+def test_network_config_gives_the_vpc_address_statically_on_host0() -> None:
+    spec = SeedSpec(instance_id="i-1", hostname="worker-0", vpc_address="10.20.0.10",
+                    vpc_prefixlen=24)
+    config = yaml.safe_load(network_config(spec))
+    assert config == {
+        "version": 2,
+        "ethernets": {VPC_INTERFACE: {"match": {"name": VPC_INTERFACE},
+                                      "addresses": ["10.20.0.10/24"]}},
+    }
+
+
+def test_network_config_adds_the_public_interface_with_its_gateway() -> None:
+    spec = SeedSpec(instance_id="i-1", hostname="controller", vpc_address="10.20.0.3",
+                    vpc_prefixlen=24, public_address="192.0.2.10", public_gateway="192.0.2.1")
+    public = yaml.safe_load(network_config(spec))["ethernets"][PUBLIC_INTERFACE]
+    assert public["addresses"] == ["192.0.2.10/24"]
+    assert public["gateway4"] == "192.0.2.1"
+
+
+def test_meta_data_carries_the_instance_id_and_keys() -> None:
+    spec = SeedSpec(instance_id="i-abc", hostname="controller", vpc_address="10.20.0.3",
+                    vpc_prefixlen=24, public_keys=("ssh-ed25519 AAAA k",))
+    assert yaml.safe_load(meta_data(spec)) == {
+        "instance-id": "i-abc", "local-hostname": "controller",
+        "public-keys": ["ssh-ed25519 AAAA k"],
+    }
