@@ -175,11 +175,19 @@ def test_real_local_interpreter() -> None:
 
 def test_real_local_failure_text() -> None:
     # local/commandOutputs.go: fmt.Errorf("%w: running %q:\n%s", err, command, combined).
-    command = "echo out; echo boom >&2; exit 3"
+    command = "echo boom >&2; exit 3"
     with pytest.raises(CommandFailed) as failure:
         run_local(LocalInvocation(command=command), lambda _s, _l: None, CancelRegistry())
     assert failure.value.exit_status == 3
-    assert str(failure.value) == f'exit status 3: running "{command}":\nout\nboom\n'
+    assert str(failure.value) == f'exit status 3: running "{command}":\nboom\n'
+    # Both streams land in the message; their order across two pipes is not defined.
+    with pytest.raises(CommandFailed) as mixed:
+        run_local(
+            LocalInvocation(command="echo out; echo err >&2; exit 1"),
+            lambda _s, _l: None,
+            CancelRegistry(),
+        )
+    assert sorted(str(mixed.value).splitlines()[1:]) == ["err", "out"]
 
 
 def test_secret_stdin_is_not_hidden_in_failure() -> None:
