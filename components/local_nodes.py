@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 from pulumi_command import local, remote
 
-from components.host_secrets import CONTROLLER_SECRETS, derive_secrets
+from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
 from engine.toolchain import PROJECT_ROOT
 from provisioning.settings import (
@@ -35,6 +35,12 @@ LOCAL_SUBNET = "127.0.0.0/8"
 CONTROLLER_MEMORY_MB = 1024
 # Short enough for tests, long enough for a request in flight to finish.
 LOCAL_GRACEFUL_SHUTDOWN_S = 10
+
+
+def local_worker_secret_names() -> dict[str, str]:
+    """Environment names ``localnode`` reads for a worker -> derivation purposes: exactly the
+    worker's secrets (``WORKER_SECRETS``), under their ``GEMNAR_*`` names."""
+    return {f"GEMNAR_{key.upper()}": purpose for key, purpose in WORKER_SECRETS.items()}
 
 
 def state_dir(layout: LocalLayout, stack: str) -> Path:
@@ -55,7 +61,12 @@ def local_controller_settings(cfg: StackConfig, root: Path) -> ControllerSetting
             ssh=layout.ssh_port, http=layout.http_port, https=layout.https_port
         ),
         worker_shutdown_timeout_s=LOCAL_GRACEFUL_SHUTDOWN_S + 5,
-        local=True,
+        # Plain processes sharing 127.0.0.0/8: every service binds the node's own 127.x
+        # address only, runs as the starting user and is supervised by localnode.
+        loopback_address=layout.controller_address(),
+        public_listen_address=layout.controller_address(),
+        nginx_user=None,
+        redis_supervised="no",
     ).with_paths_under(root)
     # The project itself (health monitor, gemnar-lb-apply) runs from this checkout.
     paths = dataclasses.replace(settings.paths, project_dir=str(PROJECT_ROOT))
@@ -82,7 +93,7 @@ def local_worker_settings(
         ports=WorkerPorts(ssh=layout.ssh_port, app=cfg.app_port),
         controller_ports=controller.ports,
         public_hosts=(controller.private_address,),
-        local=True,
+        nginx_user=None,
     ).with_paths_under(root)
     # The controller's static and media directories are the "NFS share" every worker mounts.
     paths = dataclasses.replace(
@@ -162,7 +173,10 @@ def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         )
     layout = cfg.local
     base = state_dir(layout, pulumi.get_stack())
-    secrets = derive_secrets(pulumi.Output.secret(cfg.secret_seed.value), CONTROLLER_SECRETS)
+    seed = pulumi.Output.secret(cfg.secret_seed.value)
+    secrets = derive_secrets(seed, CONTROLLER_SECRETS)
+    # A worker gets only what its app reads, as on prod (not the controller's whole set).
+    worker_secrets = derive_secrets(seed, local_worker_secret_names())
     controller_root = base / "nodes" / "controller"
     controller_settings = local_controller_settings(cfg, controller_root)
     controller_address = controller_settings.private_address
@@ -197,7 +211,7 @@ def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             LocalNodeArgs(
                 role="worker", root=str(root), address=settings.private_address,
                 ssh_port=layout.ssh_port, settings=dataclasses.asdict(settings),
-                authorized_keys=cfg.ssh_public_keys, secrets=secrets,
+                authorized_keys=cfg.ssh_public_keys, secrets=worker_secrets,
                 deploy_lock=str(base / "deploy.lock"),
             ),
             # Migrations need the controller's database.

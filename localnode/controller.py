@@ -25,7 +25,7 @@ from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from provisioning.files import controller_files
 from provisioning.nginx import render_nginx_upstream
-from provisioning.pgbouncer import render_pgbouncer_ini, render_pgbouncer_userlist
+from provisioning.pgbouncer import render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
@@ -122,11 +122,8 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
 
     daemons.make_dirs(paths.pgbouncer_run_dir, Path(paths.pgbouncer_log_file).parent,
                       owner_postgres=True, mode=0o775)
-    ini = daemons.write_file(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings), 0o640,
-                             owner_postgres=True)
-    daemons.write_file(paths.pgbouncer_auth_file,
-                       render_pgbouncer_userlist(settings.db.app_user, verifier), 0o600,
-                       owner_postgres=True)
+    ini = daemons.write_pgbouncer_files(
+        settings, render_pgbouncer_userlist(settings.db.app_user, verifier))
     _start_port_daemon(node, "pgbouncer", daemons.as_postgres(["pgbouncer", str(ini)]),
                        settings.ports.pgbouncer)
 

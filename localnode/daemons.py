@@ -32,7 +32,11 @@ from pathlib import Path
 
 from provisioning.files import RenderedFile
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
-from provisioning.pgbouncer import render_pgbouncer_ini, render_pgbouncer_userlist
+from provisioning.pgbouncer import (
+    render_pgbouncer_hba,
+    render_pgbouncer_ini,
+    render_pgbouncer_userlist,
+)
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.settings import ControllerPaths, ControllerPorts, ControllerSettings
@@ -132,7 +136,10 @@ def loopback_controller_settings(
         app_concurrency=5,
         ports=ports,
         paths=ControllerPaths.under(root),
-        local=True,
+        loopback_address=address,
+        public_listen_address=address,
+        nginx_user=None,
+        redis_supervised="no",
     )
     return replace(settings, **overrides)  # type: ignore[arg-type]
 
@@ -293,15 +300,23 @@ def create_app_role(settings: ControllerSettings, verifier: str) -> None:
     psql(settings, f'CREATE DATABASE "{database}" OWNER "{user}"')
 
 
+def write_pgbouncer_files(settings: ControllerSettings, userlist: str) -> Path:
+    """PgBouncer's ini, hba and auth files, owned by postgres; returns the ini."""
+    paths = settings.paths
+    write_file(paths.pgbouncer_hba_file, render_pgbouncer_hba(settings), 0o640,
+               owner_postgres=True)
+    write_file(paths.pgbouncer_auth_file, userlist, 0o600, owner_postgres=True)
+    return write_file(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings), 0o640,
+                      owner_postgres=True)
+
+
 @contextlib.contextmanager
 def running_pgbouncer(settings: ControllerSettings, userlist: str) -> Iterator[Daemon]:
     """PgBouncer with the rendered ini and ``userlist`` as its auth file."""
     paths = settings.paths
     make_dirs(paths.pgbouncer_run_dir, Path(paths.pgbouncer_log_file).parent,
               owner_postgres=True, mode=0o775)
-    ini = write_file(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings), 0o640,
-                     owner_postgres=True)
-    write_file(paths.pgbouncer_auth_file, userlist, 0o600, owner_postgres=True)
+    ini = write_pgbouncer_files(settings, userlist)
     log = Path(paths.pgbouncer_log_file).with_suffix(".stdout")
     process = _spawn(as_postgres(["pgbouncer", str(ini)]), log)
     daemon = Daemon("pgbouncer", process, settings.private_address, settings.ports.pgbouncer,

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
+from provisioning.sshd import render_sshd_hardening
 
 SSHD = "/usr/sbin/sshd"
 
@@ -21,21 +22,17 @@ def render_sshd_config(
 ) -> str:
     path = ":".join([*(str(d) for d in path_dirs), "/usr/local/sbin", "/usr/sbin", "/usr/bin",
                      "/sbin", "/bin"])
-    return "\n".join(
+    # The prod drop-in first (sshd keeps the first value of each keyword), then what only a
+    # server living in a state dir needs. Every local node may be a jump host here.
+    return render_sshd_hardening(jump_host=True) + "\n".join(
         [
             f"ListenAddress {address}:{port}",
             f"HostKey {node_dir / 'ssh' / 'host_ed25519'}",
             f"PidFile {node_dir / 'run' / 'sshd.pid'}",
             f"AuthorizedKeysFile {authorized_keys}",
-            "PermitRootLogin prohibit-password",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
             # PAM and strict modes assume a system install; this server lives in a state dir.
             "UsePAM no",
             "StrictModes no",
-            # Workers are reached through the controller, as in prod.
-            "AllowTcpForwarding yes",
-            "PermitUserEnvironment no",
             f"SetEnv PATH={path}",
             "LogLevel ERROR",
             "",

@@ -136,6 +136,8 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
     wait_for(lambda: daemons.port_open(address, settings.ports.app), 60, f"{settings.name} app")
     wait_for(lambda: daemons.port_open(address, settings.ports.node_exporter), 20,
              f"{settings.name} metrics")
+    # What cloud-init writes at the end of a prod worker's first boot; readiness waits on it.
+    daemons.write_file(paths.boot_finished_file, "local node started\n")
 
 
 def stop_worker(node: WorkerNode) -> None:

@@ -6,6 +6,7 @@ real checker (shellcheck for scripts, ``systemd-analyze verify`` for units).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -13,14 +14,25 @@ from typing import Literal
 from provisioning.app_env import render_worker_app_env
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream, render_worker_nginx_conf
-from provisioning.pgbouncer import render_pgbouncer_ini
+from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
 from provisioning.redis import render_redis_conf
-from provisioning.settings import ControllerSettings, WorkerSettings
+from provisioning.settings import (
+    VPC_ADDRESS_AT_BOOT,
+    ControllerPaths,
+    ControllerSettings,
+    WorkerPaths,
+    WorkerSettings,
+)
 from provisioning.settings_codec import to_json
+from provisioning.sshd import DROPIN_NAME, render_sshd_hardening
 from provisioning.templates import render, template_text
 
-Kind = Literal["config", "script", "unit"]
+# script: bash (checked by shellcheck); python: the node's system python3 (py_compile).
+Kind = Literal["config", "script", "unit", "python"]
+VPC_ADDRESS_SCRIPT = "gemnar-vpc-address"
+# Vultr's VPC interface is configured by cloud-init early in boot; the lab's by networkd.
+VPC_ADDRESS_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,10 @@ def _unit(directory: str, name: str, content: str) -> RenderedFile:
     return RenderedFile(str(PurePosixPath(directory) / name), content, kind="unit")
 
 
-def _common(node_exporter_listen: str) -> list[RenderedFile]:
+def _common(
+    node_exporter_listen: str, paths: ControllerPaths | WorkerPaths, vpc_subnet: str,
+    *, jump_host: bool,
+) -> list[RenderedFile]:
     return [
         RenderedFile(
             "/etc/apt/apt.conf.d/20auto-upgrades", template_text("common/20auto-upgrades")
@@ -49,6 +64,29 @@ def _common(node_exporter_listen: str) -> list[RenderedFile]:
             "/etc/default/prometheus-node-exporter",
             render("common/prometheus-node-exporter", listen=node_exporter_listen),
         ),
+        RenderedFile(
+            str(PurePosixPath(paths.sshd_dropin_dir) / DROPIN_NAME),
+            render_sshd_hardening(jump_host=jump_host),
+        ),
+        RenderedFile(
+            str(PurePosixPath(paths.scripts_dir) / VPC_ADDRESS_SCRIPT),
+            render(
+                "common/gemnar-vpc-address.py",
+                vpc_subnet=vpc_subnet, token=VPC_ADDRESS_AT_BOOT,
+                address_file=str(PurePosixPath(paths.gemnar_conf_dir) / "vpc-address"),
+                timeout_s=VPC_ADDRESS_TIMEOUT_S,
+            ),
+            kind="python",
+            permissions="0755",
+        ),
+    ]
+
+
+def address_files(files: Sequence[RenderedFile]) -> list[str]:
+    """The files that carry the boot-time VPC address token (filled in on the node)."""
+    return [
+        f.path for f in files
+        if VPC_ADDRESS_AT_BOOT in f.content and not f.path.endswith(VPC_ADDRESS_SCRIPT)
     ]
 
 
@@ -56,11 +94,13 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
     """Every file the controller's cloud-config writes (none holds a secret)."""
     paths = settings.paths
     scripts = PurePosixPath(paths.scripts_dir)
+    commands = PurePosixPath(paths.commands_dir)
     units = paths.systemd_dir
     conf_dir = PurePosixPath(paths.postgres_conf_dir)
     python = f"{paths.project_dir}/.venv/bin/python"
     pg_owner = "postgres:postgres"
     timers = ["gemnar-backup.timer", "gemnar-scaler.timer", "gemnar-healthmon.service"]
+    postgres_setup = commands / "gemnar-postgres-setup"
     files = [
         RenderedFile(str(conf_dir / "postgresql.conf"), render_postgresql_conf(settings),
                      owner=pg_owner),
@@ -70,6 +110,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
                      permissions="0640"),
         RenderedFile(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings),
                      owner=pg_owner, permissions="0640"),
+        RenderedFile(paths.pgbouncer_hba_file, render_pgbouncer_hba(settings),
+                     owner=pg_owner, permissions="0640"),
         RenderedFile(paths.redis_conf_file, render_redis_conf(settings), owner="redis:redis",
                      permissions="0640"),
         RenderedFile(paths.nginx_conf_file, render_nginx_conf(settings)),
@@ -78,18 +120,23 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
                                             vpc_subnet=settings.vpc_subnet)),
         RenderedFile("/etc/nftables.conf", render_nftables_controller(settings),
                      permissions="0755"),
-        *_common(f"{settings.private_address}:{settings.ports.node_exporter}"),
+        # PostgreSQL never starts on the root disk: without the volume mounted it fails.
+        RenderedFile(
+            str(PurePosixPath(units) / "postgresql@15-main.service.d" / "gemnar-volume.conf"),
+            f"[Unit]\nRequiresMountsFor={paths.block_storage_mount}\n",
+        ),
+        RenderedFile(paths.settings_file, to_json(settings)),
+        *_common(f"{settings.private_address}:{settings.ports.node_exporter}", paths,
+                 settings.vpc_subnet, jump_host=True),
+    ]
+    files += [
         _script(scripts / "gemnar-controller-setup.sh", render(
             "controller/gemnar-controller-setup.sh",
-            block_device=settings.block_device or "",
+            vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
+            address_files=" ".join(f"'{path}'" for path in address_files(files)),
             block_storage_mount=paths.block_storage_mount,
-            data_dir=paths.postgres_data_dir,
-            pg_bin=paths.postgres_bin_dir,
-            pg_conf_dir=paths.postgres_conf_dir,
-            pg_run_dir=paths.postgres_run_dir,
-            pg_port=settings.ports.postgres,
-            database=settings.db.database,
-            app_user=settings.db.app_user,
+            postgres_setup=postgres_setup,
+            pgbouncer_auth_file=paths.pgbouncer_auth_file,
             redis_secrets=paths.redis_secrets_file,
             tls_cert=paths.tls_cert_file,
             tls_key=paths.tls_key_file,
@@ -103,6 +150,7 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             state_dir=paths.state_dir,
             timers=" ".join(timers + (["gemnar-certbot.timer"] if settings.domain else [])),
         )),
+        *data_volume_commands(settings),
         _script(scripts / "gemnar-backup.sh", render(
             "controller/gemnar-backup.sh",
             backup_dir=paths.backup_dir,
@@ -119,15 +167,14 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         _unit(units, "gemnar-healthmon.service", render(
             "controller/gemnar-healthmon.service",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
-        RenderedFile(paths.settings_file, to_json(settings)),
-        _script(PurePosixPath(paths.commands_dir) / "gemnar-apply-secrets", render(
+        _script(commands / "gemnar-apply-secrets", render(
             "controller/gemnar-apply-secrets.sh",
             secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
-            app_user=settings.db.app_user, python=python, project_dir=paths.project_dir,
+            app_user=settings.db.app_user,
             pg_run_dir=paths.postgres_run_dir, pg_port=settings.ports.postgres,
             pgbouncer_auth_file=paths.pgbouncer_auth_file,
             redis_secrets=paths.redis_secrets_file)),
-        _script(PurePosixPath(paths.commands_dir) / "gemnar-lb-apply", render(
+        _script(commands / "gemnar-lb-apply", render(
             "controller/gemnar-lb-apply.sh",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
         _unit(units, "gemnar-scaler.service", render(
@@ -140,6 +187,33 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
     if settings.domain:
         files += _certbot_files(settings, scripts, units)
     return files
+
+
+# How long the data volume may take to appear after Vultr reports it attached.
+DATA_VOLUME_TIMEOUT_S = 300
+
+
+def data_volume_commands(settings: ControllerSettings) -> list[RenderedFile]:
+    """``gemnar-data-volume <device>`` (format when blank, mount) and ``gemnar-postgres-setup``
+    (initdb once, start, app role and database): run over SSH once the volume is attached."""
+    paths = settings.paths
+    commands = PurePosixPath(paths.commands_dir)
+    return [
+        _script(commands / "gemnar-data-volume", render(
+            "controller/gemnar-data-volume.sh",
+            mount_point=paths.block_storage_mount, fstab=paths.fstab_file,
+            data_dir=paths.postgres_data_dir, timeout_s=DATA_VOLUME_TIMEOUT_S)),
+        _script(commands / "gemnar-postgres-setup", render(
+            "controller/gemnar-postgres-setup.sh",
+            mount_point=paths.block_storage_mount,
+            data_dir=paths.postgres_data_dir,
+            pg_bin=paths.postgres_bin_dir,
+            pg_conf_dir=paths.postgres_conf_dir,
+            pg_run_dir=paths.postgres_run_dir,
+            pg_port=settings.ports.postgres,
+            database=settings.db.database,
+            app_user=settings.db.app_user)),
+    ]
 
 
 def _certbot_files(
@@ -172,11 +246,12 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
     scripts = PurePosixPath(paths.scripts_dir)
     install = scripts / "gemnar-install-app.sh"
     uvicorn = scripts / "gemnar-uvicorn.sh"
-    return [
+    files = [
         RenderedFile(paths.nginx_conf_file, render_worker_nginx_conf(settings)),
         RenderedFile("/etc/nftables.conf", render_nftables_worker(settings), permissions="0755"),
         RenderedFile(paths.app_env_file, render_worker_app_env(settings)),
-        *_common(f"{settings.private_address}:{settings.ports.node_exporter}"),
+        *_common(f"{settings.private_address}:{settings.ports.node_exporter}", paths,
+                 settings.vpc_subnet, jump_host=False),
         _script(install, render(
             "worker/gemnar-install-app.sh",
             app_source=settings.app_source, app_version=settings.app_version,
@@ -188,11 +263,6 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
             host=settings.private_address, port=settings.ports.app,
             controller_address=settings.controller_address,
             graceful_shutdown_s=settings.graceful_shutdown_s)),
-        _script(scripts / "gemnar-worker-setup.sh", render(
-            "worker/gemnar-worker-setup.sh",
-            app_dir=paths.app_dir, run_dir=paths.run_dir, media_root=paths.media_root,
-            static_root=paths.static_root, app_env_file=paths.app_env_file,
-            install_script=install)),
         *worker_commands(settings),
         _unit(paths.systemd_dir, "gemnar-app.service", render(
             "worker/gemnar-app.service",
@@ -200,6 +270,14 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
             app_env_file=paths.app_env_file, secrets_env_file=paths.app_secrets_env_file,
             script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15)),
     ]
+    files.append(_script(scripts / "gemnar-worker-setup.sh", render(
+        "worker/gemnar-worker-setup.sh",
+        vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
+        address_files=" ".join(f"'{path}'" for path in address_files(files)),
+        app_dir=paths.app_dir, run_dir=paths.run_dir, media_root=paths.media_root,
+        static_root=paths.static_root, app_env_file=paths.app_env_file,
+        install_script=install)))
+    return files
 
 
 # How long a new worker may take from boot to a healthy /health/, and a drain at most.
@@ -214,7 +292,8 @@ def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
     return [
         _script(commands / "gemnar-worker-ready", render(
             "worker/gemnar-worker-ready.sh",
-            timeout_s=READY_TIMEOUT_S, local=settings.local, app_port=settings.ports.app,
+            timeout_s=READY_TIMEOUT_S, boot_finished_file=paths.boot_finished_file,
+            app_port=settings.ports.app,
             drain_flag_file=paths.drain_flag_file)),
         _script(commands / "gemnar-apply-secrets",
                 template_text("worker/gemnar-apply-secrets.sh")),

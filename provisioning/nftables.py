@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+
 from provisioning.settings import ControllerSettings, WorkerSettings
 from provisioning.templates import render
 
 
 def _ports(*ports: int) -> str:
     return ", ".join(str(p) for p in sorted(set(ports)))
+
+
+def admin_ssh_rules(cidrs: Sequence[str], port: int) -> list[str]:
+    """One rule per address family: nft matches IPv4 with ``ip saddr`` and IPv6 with
+    ``ip6 saddr``, and rejects a set that mixes them."""
+    networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    rules = []
+    for family, version in (("ip", 4), ("ip6", 6)):
+        members = [str(n) for n in networks if n.version == version]
+        if members:
+            rules.append(f"{family} saddr {{ {', '.join(members)} }} tcp dport {port} accept")
+    return rules
 
 
 def render_nftables_controller(settings: ControllerSettings) -> str:
@@ -17,8 +32,7 @@ def render_nftables_controller(settings: ControllerSettings) -> str:
     """
     ports = settings.ports
     if settings.ssh_admin_cidrs:
-        admins = ", ".join(settings.ssh_admin_cidrs)
-        ssh_rule = f"ip saddr {{ {admins} }} tcp dport {ports.ssh} accept"
+        ssh_rule = "\n        ".join(admin_ssh_rules(settings.ssh_admin_cidrs, ports.ssh))
     else:
         # Vultr's firewall group limits SSH to the admin CIDRs on the public side.
         ssh_rule = f"tcp dport {ports.ssh} accept"

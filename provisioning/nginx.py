@@ -30,14 +30,17 @@ def _listen(address: str | None, port: int) -> str:
     return f"{address}:{port}" if address else str(port)
 
 
+def _user_line(user: str | None) -> str:
+    return f"user {user};" if user else ""
+
+
 def render_nginx_conf(settings: ControllerSettings) -> str:
     """The controller's ``nginx.conf``."""
     paths = settings.paths
-    # On the local stack Nginx runs as a plain process: no privilege drop, only its 127.x address.
-    listen_address = settings.private_address if settings.local else None
+    listen_address = settings.public_listen_address
     return render(
         "controller/nginx.conf",
-        user_line="" if settings.local else "user www-data;",
+        user_line=_user_line(settings.nginx_user),
         pid_file=paths.nginx_pid_file,
         error_log=paths.nginx_error_log,
         worker_shutdown_timeout=settings.worker_shutdown_timeout_s,
@@ -45,7 +48,6 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         access_log=paths.nginx_access_log,
         temp_dir=paths.nginx_temp_dir,
         upstream_file=paths.nginx_upstream_file,
-        # 0.0.0.0 means "discovered at boot": let the kernel choose the source then.
         fallback_socket=paths.nginx_fallback_socket,
         http_listen=_listen(listen_address, settings.ports.http),
         https_listen=_listen(listen_address, settings.ports.https),
@@ -87,11 +89,9 @@ def render_nginx_upstream(members: Sequence[Member], settings: ControllerSetting
         healthy = sum(1 for m in members if m.healthy)
         summary = f"{healthy} of {len(members)} members healthy"
     # Workers trust forwarded headers only from the controller's private address, so
-    # connections to them leave from it; the unix-socket fallback cannot bind an IP address,
-    # and 0.0.0.0 ("discovered at boot") leaves the choice to the kernel. Empty means no bind.
-    bind = settings.private_address
-    if not members or bind == "0.0.0.0":
-        bind = ""
+    # connections to them leave from it; the unix-socket fallback cannot bind an IP address.
+    # Empty means no bind.
+    bind = settings.private_address if members else ""
     return render(
         "controller/upstream.conf", summary=summary, servers="\n".join(lines), proxy_bind=bind
     )
@@ -102,7 +102,7 @@ def render_worker_nginx_conf(settings: WorkerSettings) -> str:
     paths = settings.paths
     return render(
         "worker/nginx.conf",
-        user_line="" if settings.local else "user www-data;",
+        user_line=_user_line(settings.nginx_user),
         pid_file=paths.nginx_pid_file,
         error_log=paths.nginx_error_log,
         temp_dir=paths.nginx_temp_dir,

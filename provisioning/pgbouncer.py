@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from provisioning.postgres import pool_plan
 from provisioning.settings import ControllerSettings
-from provisioning.templates import listen_addresses, render
+from provisioning.templates import render
 
 
 def render_pgbouncer_ini(settings: ControllerSettings) -> str:
@@ -14,15 +14,16 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
     return render(
         "controller/pgbouncer.ini",
         database=settings.db.database,
-        # Through the private address: pg_hba admits SCRAM from the VPC subnet only.
-        pg_host=settings.private_address,
+        # Over PostgreSQL's unix socket: pg_hba admits the app role only from this host.
+        pg_host=paths.postgres_run_dir,
         pg_port=settings.ports.postgres,
-        listen_addr=",".join(listen_addresses(settings.private_address)),
+        listen_addr=",".join(settings.listen_addresses),
         port=settings.ports.pgbouncer,
         socket_dir=paths.pgbouncer_run_dir,
         pid_file=paths.pgbouncer_pid_file,
         log_file=paths.pgbouncer_log_file,
         auth_file=paths.pgbouncer_auth_file,
+        hba_file=paths.pgbouncer_hba_file,
         admin_user=settings.db.admin_user,
         max_client_conn=plan.max_client_conn,
         default_pool_size=plan.default_pool_size,
@@ -31,6 +32,19 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
         max_db_connections=plan.max_db_connections,
         max_user_connections=plan.max_user_connections,
     )
+
+
+def render_pgbouncer_hba(settings: ControllerSettings) -> str:
+    """Who may connect to PgBouncer: the app role by SCRAM from the VPC subnet (the workers)
+    and from this host; the admin role only over the socket. Everything else is rejected."""
+    db, app, admin = settings.db.database, settings.db.app_user, settings.db.admin_user
+    lines = [
+        "# Rendered by provisioning.pgbouncer. TYPE DATABASE USER ADDRESS METHOD",
+        f"local pgbouncer {admin} peer",
+        f"host {db} {app} {settings.vpc_subnet} scram-sha-256",
+        f"host {db} {app} {settings.loopback_address}/32 scram-sha-256",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def render_pgbouncer_userlist(user: str, scram_or_password: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from provisioning.pool_sizing import PoolPlan, plan_pools
 from provisioning.settings import ControllerSettings
-from provisioning.templates import listen_addresses, render
+from provisioning.templates import render
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def render_postgresql_conf(settings: ControllerSettings) -> str:
         hba_file=conf_dir / "pg_hba.conf",
         ident_file=conf_dir / "pg_ident.conf",
         pid_file=paths.postgres_pid_file,
-        listen_addresses=",".join(listen_addresses(settings.private_address)),
+        listen_addresses=",".join(settings.listen_addresses),
         port=settings.ports.postgres,
         socket_dir=paths.postgres_run_dir,
         max_connections=plan.max_connections,
@@ -77,11 +77,15 @@ def render_postgresql_conf(settings: ControllerSettings) -> str:
 
 
 def render_pg_hba(settings: ControllerSettings) -> str:
-    """SCRAM from the VPC subnet only; the admin role over the local socket by peer."""
+    """Exactly the peers that connect: the admin role over the socket by peer, and the app
+    role by SCRAM from PgBouncer on this host (socket or loopback). Workers never reach
+    PostgreSQL itself; they go through PgBouncer."""
     return render(
         "controller/pg_hba.conf",
         admin_user=settings.db.admin_user,
-        vpc_subnet=settings.vpc_subnet,
+        app_user=settings.db.app_user,
+        database=settings.db.database,
+        loopback=f"{settings.loopback_address}/32",
     )
 
 

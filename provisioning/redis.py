@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from provisioning.settings import ControllerSettings
-from provisioning.templates import listen_addresses, render
+from provisioning.templates import render
 
 
 def redis_maxmemory_mb(settings: ControllerSettings) -> int:
@@ -24,10 +24,10 @@ def render_redis_conf(settings: ControllerSettings, password: str | None = None)
     )
     return render(
         "controller/redis.conf",
-        bind=" ".join(listen_addresses(settings.private_address)),
+        bind=" ".join(settings.listen_addresses),
         port=settings.ports.redis,
         socket=f"{paths.redis_run_dir}/redis-server.sock",
-        supervised="no" if settings.local else "systemd",
+        supervised=settings.redis_supervised,
         pid_file=paths.redis_pid_file,
         log_file=paths.redis_log_file,
         data_dir=paths.redis_data_dir,

@@ -5,6 +5,13 @@ daemons as plain processes, so it builds them with ``ControllerPaths.under(state
 ``WorkerPaths.under(state_dir)``, a 127.x ``private_address`` and free ports. Nothing here is
 secret: secrets reach hosts later, over SSH, in the root-only files named by ``*_secrets_*``
 and ``*_file`` fields.
+
+Platform differences are data here, never flags: which addresses a service binds
+(``loopback_address``, ``private_address``, ``public_listen_address``), who a daemon runs as
+(``nginx_user``), how it is supervised (``redis_supervised``) and every path. A prod node's
+own VPC address is unknown when its user data is rendered (Vultr assigns it), so prod settings
+carry ``VPC_ADDRESS_AT_BOOT`` and the node replaces it with the address it finds on its VPC
+interface before any service starts (``gemnar-vpc-address``).
 """
 
 from __future__ import annotations
@@ -15,6 +22,25 @@ from pathlib import PurePath, PurePosixPath
 
 # Paths of installed programs and their data, which stay where the package put them.
 _SYSTEM = {"system": True}
+
+# Stands for "this node's address on the VPC", filled in on the node at boot. It is a valid
+# token in every file it appears in only until then: nothing starts before the substitution.
+VPC_ADDRESS_AT_BOOT = "__GEMNAR_VPC_ADDRESS__"
+
+
+def check_address(name: str, value: str) -> None:
+    """``value`` must be an IPv4 address or the boot-time VPC address token."""
+    if value == VPC_ADDRESS_AT_BOOT:
+        return
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError as error:
+        raise ValueError(f"{name}: {value!r} is not an IPv4 address") from error
+
+
+def unique(*addresses: str | None) -> tuple[str, ...]:
+    """The given addresses in order, without empties and repeats."""
+    return tuple(dict.fromkeys(a for a in addresses if a))
 
 
 def _rebase(paths: object, root: PurePosixPath) -> dict[str, str]:
@@ -46,6 +72,8 @@ class ControllerPaths:
 
     # PostgreSQL: data lives on the block-storage volume mounted at ``block_storage_mount``.
     block_storage_mount: str = "/mnt/pgdata"
+    # The volume's mount entry; a path so tests can keep it away from the host's /etc/fstab.
+    fstab_file: str = "/etc/fstab"
     postgres_data_dir: str = "/mnt/pgdata/postgresql/15/main"
     postgres_conf_dir: str = "/etc/postgresql/15/main"
     postgres_run_dir: str = "/var/run/postgresql"
@@ -96,6 +124,9 @@ class ControllerPaths:
     commands_dir: str = "/usr/local/sbin"
     project_dir: str = "/opt/gemnar/infra"
     systemd_dir: str = "/etc/systemd/system"
+    sshd_dropin_dir: str = "/etc/ssh/sshd_config.d"
+    # PgBouncer's host-based access rules (auth_type = hba).
+    pgbouncer_hba_file: str = "/etc/pgbouncer/pg_hba.conf"
 
     @classmethod
     def under(cls, root: str | PurePath) -> ControllerPaths:
@@ -135,6 +166,9 @@ class WorkerPaths:
     nginx_temp_dir: str = "/var/lib/nginx"
     nginx_error_log: str = "/var/log/nginx/error.log"
     systemd_dir: str = "/etc/systemd/system"
+    sshd_dropin_dir: str = "/etc/ssh/sshd_config.d"
+    # Written by cloud-init when first boot is over (the local node writes its own).
+    boot_finished_file: str = "/var/lib/cloud/instance/boot-finished"
 
     @classmethod
     def under(cls, root: str | PurePath) -> WorkerPaths:
@@ -169,20 +203,28 @@ class ControllerSettings:
     db: DatabaseNames = field(default_factory=DatabaseNames)
     # Connections kept out of PgBouncer's reach for admin, backups and monitoring.
     admin_connection_reserve: int = 10
-    # The block device holding PostgreSQL's data (Vultr: /dev/disk/by-id/virtio-<mount_id>).
-    block_device: str | None = None
     redis_maxmemory_mb: int | None = None
     ssh_admin_cidrs: tuple[str, ...] = ()
     backup_hour_utc: int = 3
     backup_retention_days: int = 14
     scaler_interval_s: int = 60
     worker_shutdown_timeout_s: int = 30
-    # Local stack: plain processes on 127.x, no systemd, no privilege drop, no certbot.
-    local: bool = False
+    # This node's own loopback address: private services bind it beside the VPC address.
+    # A local node shares 127.0.0.0/8 with the others, so there it is its own 127.x address.
+    loopback_address: str = "127.0.0.1"
+    # Where Nginx listens for the public: None is every address (a VPS's public interface).
+    public_listen_address: str | None = None
+    # The user Nginx's workers drop to; None keeps the starting user (an unprivileged process).
+    nginx_user: str | None = "www-data"
+    # Redis's ``supervised`` mode: ``systemd`` under a unit, ``no`` as a plain process.
+    redis_supervised: str = "systemd"
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Address(self.private_address)
+        check_address("private_address", self.private_address)
+        check_address("loopback_address", self.loopback_address)
         ipaddress.IPv4Network(self.vpc_subnet)
+        if self.redis_supervised not in {"systemd", "no"}:
+            raise ValueError(f"redis_supervised must be systemd or no, got {self.redis_supervised}")
         for name in ("memory_mb", "vcpus", "max_workers", "app_concurrency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -190,6 +232,11 @@ class ControllerSettings:
     @property
     def server_name(self) -> str:
         return self.domain or "_"
+
+    @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        """What private services bind: loopback and the VPC address, nothing else."""
+        return unique(self.loopback_address, self.private_address)
 
     def with_paths_under(self, root: str | PurePath) -> ControllerSettings:
         return replace(self, paths=ControllerPaths.under(root))
@@ -222,11 +269,12 @@ class WorkerSettings:
     domain: str | None = None
     # Host names the site answers to (Django's ALLOWED_HOSTS); empty: the domain and www.
     public_hosts: tuple[str, ...] = ()
-    local: bool = False
+    # The user the worker's Nginx drops to; None keeps the starting user.
+    nginx_user: str | None = "www-data"
 
     def __post_init__(self) -> None:
-        ipaddress.IPv4Address(self.private_address)
-        ipaddress.IPv4Address(self.controller_address)
+        check_address("private_address", self.private_address)
+        check_address("controller_address", self.controller_address)
         ipaddress.IPv4Network(self.vpc_subnet)
         if self.processes is not None and self.processes < 1:
             raise ValueError(f"processes must be at least 1, got {self.processes}")

@@ -39,13 +39,3 @@ def render(relative: str, **values: object) -> str:
     """``cloud-init/<relative>`` with each ``@{name}`` filled; KeyError if one is missing."""
     return FileTemplate(template_text(relative)).substitute({k: str(v) for k, v in values.items()})
 
-
-def listen_addresses(private_address: str) -> list[str]:
-    """Localhost plus the private address, or just the private address when it is loopback.
-
-    On the local stack the private address is itself a 127.x address, and binding 127.0.0.1 on
-    the same port as well would collide with other local nodes.
-    """
-    if private_address.startswith("127."):
-        return [private_address]
-    return ["127.0.0.1", private_address]

@@ -1,8 +1,9 @@
 #!/bin/bash
 # gemnar-apply-secrets: run by Pulumi over SSH right after it writes the controller's root-only
-# secrets file. Applies them idempotently: the app role's SCRAM verifier in PostgreSQL and in
-# PgBouncer's auth file (the plain password never reaches either), and Redis's requirepass,
-# replacing the random one the first boot locked Redis with.
+# secrets file. Applies them idempotently: the app role's password in PostgreSQL, which
+# computes the SCRAM verifier itself; the same verifier in PgBouncer's auth file (the plain
+# password never reaches PgBouncer); Redis's requirepass, replacing the random one the first
+# boot locked Redis with. Needs nothing but what the node's packages installed.
 set -euo pipefail
 umask 077
 secrets_file='@{secrets_file}'
@@ -10,16 +11,26 @@ app_user='@{app_user}'
 # shellcheck disable=SC1090
 . "$secrets_file"
 : "${GEMNAR_DB_PASSWORD:?missing from the secrets file}" "${GEMNAR_REDIS_PASSWORD:?missing}"
-
-# The password goes through stdin, never the command line (other users can read that).
-verifier="$(printf '%s' "$GEMNAR_DB_PASSWORD" | PYTHONPATH='@{project_dir}' '@{python}' -c \
-    'import sys; from provisioning.scram import scram_sha256_verifier as v; print(v(sys.stdin.read()))')"
+case "$GEMNAR_DB_PASSWORD$GEMNAR_REDIS_PASSWORD" in
+    *[!A-Za-z0-9_-]*) echo "gemnar-apply-secrets: passwords must be [A-Za-z0-9_-]" >&2; exit 1 ;;
+esac
 
 cd /
-runuser -u postgres -- psql -h '@{pg_run_dir}' -p '@{pg_port}' -d postgres -v ON_ERROR_STOP=1 \
-    -qAt -f - <<SQL
-ALTER ROLE "$app_user" PASSWORD '$verifier';
+# The password travels on stdin, never a command line; this session logs no statement.
+verifier="$(runuser -u postgres -- psql -h '@{pg_run_dir}' -p '@{pg_port}' -d postgres \
+    -v ON_ERROR_STOP=1 -qAt -f - <<SQL
+SET log_statement = 'none';
+SET log_min_duration_statement = -1;
+SET log_min_error_statement = 'panic';
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE "$app_user" PASSWORD '$GEMNAR_DB_PASSWORD';
+SELECT rolpassword FROM pg_authid WHERE rolname = '$app_user';
 SQL
+)"
+case "$verifier" in
+    SCRAM-SHA-256\$*) ;;
+    *) echo "gemnar-apply-secrets: PostgreSQL returned no SCRAM verifier" >&2; exit 1 ;;
+esac
 
 auth_file='@{pgbouncer_auth_file}'
 printf '"%s" "%s"\n' "$app_user" "$verifier" >"$auth_file.new"

@@ -2,12 +2,20 @@
 # First-boot setup of a gemnar worker, run by cloud-init after packages and files are in place.
 set -euo pipefail
 
+# This node's VPC address into every config that binds it, before anything starts.
+'@{vpc_address_script}' @{address_files}
+
+# The host firewall before any service listens on the VPC address.
+systemctl enable nftables
+systemctl restart nftables
 install -d -o gemnar -g gemnar -m 0755 '@{app_dir}' '@{run_dir}'
 install -d -m 0755 '@{media_root}' '@{static_root}'
 touch '@{app_env_file}'
 '@{install_script}'
 systemctl daemon-reload
-systemctl enable --now nftables prometheus-node-exporter
+systemctl restart ssh
+systemctl enable --now prometheus-node-exporter
+systemctl restart prometheus-node-exporter
 nginx -t && systemctl restart nginx
 # The app starts once its secrets exist; the readiness step delivers them and starts it.
 systemctl enable gemnar-app.service

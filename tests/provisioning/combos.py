@@ -13,12 +13,12 @@ from provisioning.settings import (
 CONTROLLERS: dict[str, ControllerSettings] = {
     "prod-default": ControllerSettings(
         private_address="10.20.0.3", vpc_subnet="10.20.0.0/24", memory_mb=16384, vcpus=6,
-        max_workers=10, block_device="/dev/disk/by-id/virtio-0123abcd",
+        max_workers=10,
     ),
     "prod-domain-big": ControllerSettings(
         private_address="10.40.1.7", vpc_subnet="10.40.0.0/16", memory_mb=32768, vcpus=8,
         max_workers=40, app_concurrency=20, domain="example.org", tls_email="ops@example.org",
-        block_device="/dev/disk/by-id/virtio-feed", ssh_admin_cidrs=("203.0.113.0/24",),
+        ssh_admin_cidrs=("203.0.113.0/24", "2001:db8:7::/48"),
     ),
     "prod-small": ControllerSettings(
         private_address="192.168.5.2", vpc_subnet="192.168.5.0/24", memory_mb=2048, vcpus=1,
@@ -27,7 +27,8 @@ CONTROLLERS: dict[str, ControllerSettings] = {
     "local": ControllerSettings(
         private_address="127.31.0.1", vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=2,
         max_workers=3, paths=ControllerPaths.under("/var/tmp/gemnar-state/controller"),
-        local=True,
+        loopback_address="127.31.0.1", public_listen_address="127.31.0.1", nginx_user=None,
+        redis_supervised="no",
     ),
 }
 
@@ -46,6 +47,6 @@ WORKERS: dict[str, WorkerSettings] = {
         private_address="127.31.0.11", controller_address="127.31.0.1",
         vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=1, name="worker-1",
         ports=WorkerPorts(app=18001, health=18081, node_exporter=19101),
-        paths=WorkerPaths.under("/var/tmp/gemnar-state/worker-1"), local=True,
+        paths=WorkerPaths.under("/var/tmp/gemnar-state/worker-1"), nginx_user=None,
     ),
 }

@@ -57,7 +57,7 @@ def test_rejects_addresses_that_would_inject_config(address: str) -> None:
 
 
 def test_prod_and_local_nginx_differ_only_in_user_and_listen() -> None:
-    local = replace(SETTINGS, local=True)
+    local = replace(SETTINGS, public_listen_address=SETTINGS.private_address, nginx_user=None)
     prod_lines = render_nginx_conf(SETTINGS).splitlines()
     local_lines = render_nginx_conf(local).splitlines()
     differing = {a.strip() for a, b in zip(prod_lines, local_lines, strict=True) if a != b}
@@ -81,12 +81,13 @@ def test_private_services_bind_localhost_and_private_address_only() -> None:
     assert "listen_addresses = '127.31.0.1'" in render_postgresql_conf(local)
 
 
-def test_pg_hba_admits_the_subnet_with_scram_only() -> None:
+def test_pg_hba_admits_only_pgbouncer_on_this_host() -> None:
     rules = [line.split() for line in render_pg_hba(SETTINGS).splitlines()
              if line and not line.startswith("#")]
     assert rules == [
         ["local", "all", "postgres", "peer"],
-        ["host", "all", "all", "10.20.0.0/24", "scram-sha-256"],
+        ["local", "gemnar", "gemnar", "scram-sha-256"],
+        ["host", "gemnar", "gemnar", "127.0.0.1/32", "scram-sha-256"],
     ]
 
 

@@ -10,7 +10,8 @@ def test_controller_round_trip() -> None:
     settings = ControllerSettings(
         private_address="127.9.0.1", vpc_subnet="127.9.0.0/24", memory_mb=2048, vcpus=2,
         max_workers=4, ports=ControllerPorts(https=8443), ssh_admin_cidrs=("198.51.100.0/24",),
-        local=True,
+        loopback_address="127.9.0.1", public_listen_address="127.9.0.1", nginx_user=None,
+        redis_supervised="no",
     ).with_paths_under("/tmp/x")
     assert controller_from_json(to_json(settings)) == settings
 
@@ -18,6 +19,6 @@ def test_controller_round_trip() -> None:
 def test_worker_round_trip() -> None:
     settings = WorkerSettings(
         private_address="127.9.0.10", controller_address="127.9.0.1", vpc_subnet="127.9.0.0/24",
-        memory_mb=512, vcpus=1, processes=2, local=True,
+        memory_mb=512, vcpus=1, processes=2, nginx_user=None,
     ).with_paths_under("/tmp/w")
     assert worker_from_json(to_json(settings)) == settings
