@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pulumi
 
+from components.data_volume import DataVolume, DataVolumeArgs
 from components.host_secrets import (
     APPLY_HOOK,
     CONTROLLER_SECRETS,
@@ -56,6 +57,20 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     seed = pulumi.Output.secret(cfg.secret_seed.value)
 
     controller = nodes.controller
+    controller_ready: list[pulumi.Resource] = list(controller.ready_after)
+    if controller.data_device is not None:
+        controller_ready.append(
+            DataVolume(
+                "gemnar-controller-data",
+                DataVolumeArgs(
+                    connection=controller.connection,
+                    node_identity=controller.identity,
+                    device=controller.data_device,
+                    ssh_user=cfg.ssh_user,
+                ),
+                opts=pulumi.ResourceOptions(depends_on=list(controller.ready_after)),
+            )
+        )
     controller_secrets = HostSecrets(
         "gemnar-controller-secrets",
         HostSecretsArgs(
@@ -68,7 +83,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             ),
             ssh_user=cfg.ssh_user,
         ),
-        opts=pulumi.ResourceOptions(depends_on=list(controller.ready_after)),
+        # PostgreSQL must be up on its volume: the hook sets the app role's password.
+        opts=pulumi.ResourceOptions(depends_on=controller_ready),
     )
     worker_secrets_content = worker_secrets_file(
         cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS)

@@ -2,6 +2,12 @@
 
 Everything stateful here is ``protect``-ed: a change that would replace the controller, its
 address or its data fails loudly instead of happening silently.
+
+The reserved IPv4 is created first and given to the instance at create
+(``Instance(reserved_ip_id=...)``), which makes it the instance's *main* address: the one its
+OS configures on the public interface. Attaching it afterwards (``ReservedIp(instance_id=...)``)
+only adds an address nothing inside the OS configures. ``reserved_ip_id`` forces replacement
+when it changes, so the reserved IP is protected and never changes; see docs/prod.md.
 """
 
 from __future__ import annotations
@@ -56,6 +62,20 @@ class Controller(pulumi.ComponentResource):
                 dow=1 if args.backup_schedule == "weekly" else None,
                 dom=1 if args.backup_schedule == "monthly" else None,
             )
+        # First, and protected: the instance takes it as its main IP at create.
+        self.reserved_ip = vultr.ReservedIp(
+            f"{name}-ip",
+            region=args.region,
+            ip_type="v4",
+            label="gemnar-controller",
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=True,
+                # Vultr reports the holder after the instance takes it; that is not drift
+                # to undo (an update would detach the controller's main address).
+                ignore_changes=["instanceId"],
+            ),
+        )
         self.instance = vultr.Instance(
             f"{name}-instance",
             region=args.region,
@@ -70,6 +90,7 @@ class Controller(pulumi.ComponentResource):
             firewall_group_id=args.firewall_group_id,
             ssh_key_ids=args.ssh_key_ids,
             user_data=args.user_data,
+            reserved_ip_id=self.reserved_ip.id,
             backups="enabled" if args.backups else "disabled",
             backups_schedule=schedule,
             # An unset ddos_protection shows up as a diff that forces replacement (2.27.1).
@@ -83,19 +104,9 @@ class Controller(pulumi.ComponentResource):
                 # matter at first boot, later changes are applied over SSH instead.
                 ignore_changes=["userData", "sshKeyIds"],
                 # The reserved IP cannot be held by two instances: a create-before-delete
-                # replace would retry "already attached" until it times out.
+                # replace would fail with "already attached".
                 delete_before_replace=True,
             ),
-        )
-        # Attached through the reserved-IP resource (an in-place update), never through
-        # Instance.reserved_ip_id, which forces replacement of the instance.
-        self.reserved_ip = vultr.ReservedIp(
-            f"{name}-ip",
-            region=args.region,
-            ip_type="v4",
-            label="gemnar-controller",
-            instance_id=self.instance.id,
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
         self.volume = vultr.BlockStorage(
             f"{name}-pgdata",

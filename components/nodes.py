@@ -35,6 +35,9 @@ class NodeHandle:
     # Non-secret facts only known after the node exists, written beside its secrets
     # (e.g. the controller's PostgreSQL data device).
     host_settings: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # The controller's PostgreSQL block device, when the platform gives it one after the
+    # node exists (Vultr: /dev/disk/by-id/virtio-<mount_id>; lab: a loop device).
+    data_device: pulumi.Output[str] | None = None
     # Where the node's filesystem starts: "" on a real machine; on the local platform every
     # node shares this machine, so each has its own directory and prod paths live below it.
     root: str = ""

@@ -5,13 +5,14 @@ this module only maps stack config onto its settings. What user data may depend 
 
 - never a secret (the metadata service serves user data to any local process);
 - never the node's own private address: Vultr assigns it, and an instance input cannot depend
-  on the instance's own output. Nodes discover it at boot from the metadata service; we pass
-  ``BOOT_DISCOVERED`` (0.0.0.0) where the settings want an address;
+  on the instance's own output. The settings carry ``VPC_ADDRESS_AT_BOOT``; the node finds its
+  address on its VPC interface at boot and writes it into the configs before anything starts;
 - never the worker count: a worker's user data depends on its own name (worker-<index>) and
   pool-wide settings only, so scaling never changes a surviving worker's user data;
 - the controller's private address for workers (an Output, so worker user data is one too);
-- never anything created after the controller (its data volume's device arrives over SSH in
-  ``/etc/gemnar/secrets.env`` as ``GEMNAR_DATA_DEVICE``).
+- never anything created after the controller: its data volume's device
+  (``/dev/disk/by-id/virtio-<mount_id>``) is the argument of ``gemnar-data-volume``, run over
+  SSH once the volume is attached.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pulumi
 import provisioning
 from provisioning.app_env import render_worker_secrets_env
 from provisioning.settings import (
+    VPC_ADDRESS_AT_BOOT,
     ControllerPaths,
     ControllerSettings,
     WorkerPaths,
@@ -31,14 +33,11 @@ from provisioning.settings import (
 )
 from stack_config import StackConfig, plan_size
 
-# Placeholder address: "read my private address from the metadata service at boot".
-BOOT_DISCOVERED = "0.0.0.0"
-
 
 def controller_settings(cfg: StackConfig) -> ControllerSettings:
     vcpus, memory_mb = plan_size(cfg.controller_plan)
     return ControllerSettings(
-        private_address=BOOT_DISCOVERED,
+        private_address=VPC_ADDRESS_AT_BOOT,
         vpc_subnet=cfg.vpc_subnet,
         memory_mb=memory_mb,
         vcpus=vcpus,
@@ -57,7 +56,7 @@ def worker_settings(
 ) -> WorkerSettings:
     vcpus, memory_mb = plan_size(cfg.worker_plan)
     return WorkerSettings(
-        private_address=BOOT_DISCOVERED,
+        private_address=VPC_ADDRESS_AT_BOOT,
         controller_address=controller_address,
         vpc_subnet=cfg.vpc_subnet,
         memory_mb=memory_mb,

@@ -85,7 +85,7 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         connection=controller_connection(controller.public_address, ssh),
         identity=controller.instance_id,
         ready_after=(controller.instance, controller.reserved_ip, controller.volume),
-        host_settings={"GEMNAR_DATA_DEVICE": controller.data_device},
+        data_device=controller.data_device,
     )
     workers = tuple(
         NodeHandle(

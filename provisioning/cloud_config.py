@@ -39,6 +39,9 @@ CONTROLLER_PACKAGES = [
     "git",
 ]
 WORKER_PACKAGES = ["nfs-common", "python3-venv", "git"]
+# Keys only (the sshd drop-in enforces it too); root keeps its keys because Pulumi logs in as
+# gemnar:sshUser, root by default, where Debian's stock cloud.cfg would lock root out.
+SSH_LOGIN = {"ssh_pwauth": False, "disable_root": False}
 
 
 def _write_files(files: Sequence[RenderedFile]) -> list[dict[str, Any]]:
@@ -84,6 +87,7 @@ def controller_cloud_config(settings: ControllerSettings) -> dict[str, Any]:
         "package_upgrade": True,
         "packages": COMMON_PACKAGES + CONTROLLER_PACKAGES,
         "users": ["default", dict(APP_USER)],
+        **SSH_LOGIN,
         "write_files": _write_files(files),
         "runcmd": [[setup]],
     }
@@ -111,6 +115,7 @@ def worker_cloud_config(settings: WorkerSettings) -> dict[str, Any]:
                 "0",
             ]
         ],
+        **SSH_LOGIN,
         "write_files": _write_files(files),
         "runcmd": [[setup]],
     }

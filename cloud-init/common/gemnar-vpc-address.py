@@ -18,7 +18,7 @@ import time
 SUBNET = ipaddress.IPv4Network("@{vpc_subnet}")
 TOKEN = "@{token}"
 ADDRESS_FILE = "@{address_file}"
-TIMEOUT_S = @{timeout_s}
+TIMEOUT_S = int("@{timeout_s}")
 
 
 def vpc_address():

@@ -65,6 +65,8 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (INSTANCE, "gemnar-controller-instance"),
         ("vultr:index/reservedIp:ReservedIp", "gemnar-controller-ip"),
         ("vultr:index/blockStorage:BlockStorage", "gemnar-controller-pgdata"),
+        (f"{infra}DataVolume", "gemnar-controller-data"),
+        (COMMAND, "gemnar-controller-data-mount"),
         (f"{infra}WorkerPool", "gemnar-worker"),
         (f"{infra}HostSecrets", "gemnar-controller-secrets"),
         (COMMAND, "gemnar-controller-secrets-write"),

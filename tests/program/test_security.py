@@ -75,17 +75,20 @@ def check_instance(d: Declared) -> None:
     assert i.get("ddosProtection") is not None, "ddos_protection must be explicit (replace hazard)"
     assert i.get("enableIpv6") is False, "IPv6 is not filtered by the rule set"
     assert i.get("activationEmail") is False
-    assert "reservedIpId" not in i, "reserved_ip_id forces replacement; use ReservedIp"
     assert "vpc2Ids" not in i, "VPC 2.0 is deprecated"
     assert i.get("sshKeyIds"), "instance without admin keys"
     assert contains_secret(i.get("userData", "")) is None, "secret in user data"
     assert str(i.get("userData", "")).startswith("#cloud-config")
     if d.name == "gemnar-controller-instance":
+        # The reserved IP is the controller's main IP only when given at create
+        # (tests/program/test_prod_nodes.py checks it is the declared one).
+        assert i.get("reservedIpId"), "controller without its reserved IP as main IP"
         assert d.opts.protect is True
         assert d.opts.delete_before_replace is True, "reserved IP holder must delete first"
         assert "userData" in (d.opts.ignore_changes or [])
         assert i.get("backups") == "enabled" and i.get("backupsSchedule", {}).get("type")
     else:
+        assert "reservedIpId" not in i, "workers have no public address of their own"
         assert i.get("backups") == "disabled"
 
 

@@ -1,0 +1,96 @@
+"""The Vultr platform's controller under mocks: reserved IP as main IP, the data volume command,
+SSH key order, and user data that leaves the node's own address to the boot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+import program
+from provisioning.settings import VPC_ADDRESS_AT_BOOT
+from stack_config import StackConfig, parse_stack_config
+from tests.program.harness import BASE_VALUES, RECORDER, SSH_KEY, Declared
+
+INSTANCE = "vultr:index/instance:Instance"
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE90aGVya2V5Zm9ydGVzdHNvZmtleW9yZGVyaW5n o@x"
+
+
+def _config(**overrides: str) -> StackConfig:
+    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
+
+
+def _declare(cfg: StackConfig) -> pulumi.Output[list[Declared]]:
+    RECORDER.reset()
+    return RECORDER.settled(program.build(cfg))
+
+
+def _one(declared: list[Declared], name: str) -> Declared:
+    (found,) = [d for d in declared if d.name == name]
+    return found
+
+
+@pulumi.runtime.test
+def test_controller_is_created_with_the_reserved_ip_as_main_ip() -> pulumi.Output[Any]:
+    def check(declared: list[Declared]) -> pulumi.Output[None]:
+        instance = _one(declared, "gemnar-controller-instance")
+        reserved = _one(declared, "gemnar-controller-ip")
+        assert reserved.opts.protect is True
+        assert "instanceId" not in reserved.inputs, "attached later = an extra, unconfigured IP"
+        assert instance.opts.protect is True and instance.opts.delete_before_replace is True
+
+        def compare(reserved_id: str) -> None:
+            assert instance.inputs["reservedIpId"] == reserved_id
+
+        return reserved.resource.id.apply(compare)  # type: ignore[attr-defined,no-any-return]
+
+    return _declare(_config()).apply(check)
+
+
+@pulumi.runtime.test
+def test_data_volume_is_mounted_by_device_id_before_secrets() -> pulumi.Output[Any]:
+    def check(declared: list[Declared]) -> pulumi.Output[None]:
+        mount = _one(declared, "gemnar-controller-data-mount")
+        volume = _one(declared, "gemnar-controller-pgdata")
+        secrets = _one(declared, "gemnar-controller-secrets")
+        assert any(dep is _one(declared, "gemnar-controller-data").resource
+                   for dep in secrets.opts.depends_on or [])  # type: ignore[union-attr]
+
+        def compare(mount_id: str) -> None:
+            create = mount.plain["create"]
+            assert create.startswith(f"/usr/local/sbin/gemnar-data-volume "
+                                     f"/dev/disk/by-id/virtio-{mount_id} && ")
+            assert create.endswith("gemnar-postgres-setup")
+
+        return volume.resource.mount_id.apply(compare)  # type: ignore[attr-defined,no-any-return]
+
+    return _declare(_config()).apply(check)
+
+
+def _instance_inputs(declared: list[Declared]) -> dict[str, Any]:
+    return {d.name: d.plain for d in declared if d.type == INSTANCE}
+
+
+@pulumi.runtime.test
+def test_reordering_ssh_keys_changes_no_instance_input() -> pulumi.Output[Any]:
+    first = _declare(_config(sshPublicKeys=f'["{SSH_KEY}", "{OTHER_KEY}"]'))
+
+    def second(a: list[Declared]) -> pulumi.Output[None]:
+        def compare(b: list[Declared]) -> None:
+            assert _instance_inputs(a) == _instance_inputs(b)
+
+        return _declare(_config(sshPublicKeys=f'["{OTHER_KEY}", "{SSH_KEY}"]')).apply(compare)
+
+    return first.apply(second)
+
+
+@pulumi.runtime.test
+def test_user_data_binds_the_address_found_at_boot() -> pulumi.Output[Any]:
+    def check(declared: list[Declared]) -> None:
+        for name, inputs in _instance_inputs(declared).items():
+            user_data = inputs["userData"]
+            assert VPC_ADDRESS_AT_BOOT in user_data, name
+            assert "0.0.0.0" not in user_data.replace("0.0.0.0/0", ""), name
+            assert "gemnar-vpc-address" in user_data, name
+
+    return _declare(_config()).apply(check)
