@@ -64,6 +64,25 @@ def add_interface(ns: Namespace, name: str, addresses: Sequence[str]) -> None:
     ns.run(["ip", "link", "set", name, "up"])
 
 
+def link(a: Namespace, a_name: str, b: Namespace, b_name: str) -> None:
+    """A veth pair from ``a`` (``a_name``) to ``b`` (``b_name``), both ends up, no address."""
+    a.run(["ip", "link", "add", a_name, "type", "veth", "peer", "name", b_name,
+           "netns", b.path])
+    a.run(["ip", "link", "set", a_name, "up"])
+    b.run(["ip", "link", "set", b_name, "up"])
+
+
+def add_addresses(ns: Namespace, interface: str, addresses: Sequence[str]) -> None:
+    for address in addresses:
+        ns.run(["ip", "address", "add", address, "dev", interface])
+
+
+def listening(ns: Namespace, address: str, port: int) -> bool:
+    """Whether something in ``ns`` listens on ``address:port`` (asked of the kernel, no packet)."""
+    found = ns.run(["ss", "-Hltn", f"src {address}:{port}"], check=False).stdout
+    return bool(found.strip())
+
+
 @contextlib.contextmanager
 def loop_device(image: Path, size_mb: int) -> Iterator[str]:
     """A loop device over a sparse file of ``size_mb``; detached (and the file removed) after."""
