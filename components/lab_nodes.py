@@ -141,7 +141,8 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         connection=controller_connection(public, ssh),
         identity=controller.instance_id,
         ready_after=(controller,),
-        host_settings={"GEMNAR_DATA_DEVICE": data_device()},
+        # Prepared over SSH by gemnar-data-volume, the same command as on Vultr.
+        data_device=pulumi.Output.from_input(data_device()),
     )
     workers = []
     for index in range(cfg.worker_count):
