@@ -1,0 +1,49 @@
+"""Swapping a restored database in while PgBouncer holds the app's queries.
+
+``PAUSE db`` on PgBouncer's admin console waits for running transactions, closes its server
+connections and queues new queries; the databases are renamed (the live one is kept under a
+``_pre_restore_`` name, never dropped here); ``RESUME`` lets the queued queries run against the
+restored one. Clients see a delay, not an error, as long as the swap is shorter than their
+``query_wait_timeout``.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from backups.pgtools import PgTarget
+
+
+class SwapError(Exception):
+    """The swap did not happen; the live database is as it was."""
+
+
+def _admin(bouncer: PgTarget) -> psycopg.Connection[tuple[object, ...]]:
+    # The admin console speaks only the simple query protocol.
+    return psycopg.connect(
+        host=bouncer.host, port=bouncer.port, user=bouncer.user, password=bouncer.password,
+        dbname="pgbouncer", autocommit=True, cursor_factory=psycopg.ClientCursor,
+        connect_timeout=10,
+    )
+
+
+def swap_in(pg: PgTarget, bouncer: PgTarget, live: str, restored: str, keep_as: str) -> None:
+    """Rename ``live`` to ``keep_as`` and ``restored`` to ``live`` with the app paused."""
+    with _admin(bouncer) as admin, pg.connect("postgres") as conn:
+        admin.execute(sql.SQL("PAUSE {}").format(sql.Identifier(live)))
+        try:
+            # Sessions outside PgBouncer (psql, a worker's direct connection) would block the
+            # rename; PgBouncer's own are closed by PAUSE.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (live,))
+            with conn.transaction():
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(live), sql.Identifier(keep_as)))
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(restored), sql.Identifier(live)))
+        except psycopg.Error as error:
+            raise SwapError(f"renaming failed, {live} unchanged: {error}") from error
+        finally:
+            admin.execute(sql.SQL("RESUME {}").format(sql.Identifier(live)))
