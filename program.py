@@ -28,6 +28,7 @@ from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
 from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
+from components.ssh_gate import SshGate, SshGateArgs
 from components.user_data import controller_secrets_path, worker_secrets_file, worker_secrets_path
 from components.vultr_nodes import provision_vultr
 from components.worker_readiness import DRAIN, READY, WorkerReadiness, WorkerReadinessArgs
@@ -90,7 +91,20 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS)
     )
     gates: list[pulumi.Resource] = []
+    previous_secrets: list[pulumi.Resource] = []
     for worker in nodes.workers:
+        # Proves controller -> worker SSH before any command is tunnelled to the worker.
+        ssh_gate = SshGate(
+            f"gemnar-{worker.name}-ssh",
+            SshGateArgs(
+                controller=controller.connection,
+                node_identity=worker.identity,
+                host=worker.private_address,
+                port=worker.connection.port or 22,
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[*controller.ready_after, *worker.ready_after]),
+        )
+        ready = worker.path(READY)
         worker_secrets = HostSecrets(
             f"gemnar-{worker.name}-secrets",
             HostSecretsArgs(
@@ -100,10 +114,16 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                 hook=worker.path(APPLY_HOOK),
                 content=worker_secrets_content,
                 ssh_user=cfg.ssh_user,
+                # A restarted app must be healthy again before the next worker's turn.
+                then=pulumi.Output.concat(ready, " ", worker.private_address),
             ),
             # The controller's secrets first: it is the jump host and the worker's database.
-            opts=pulumi.ResourceOptions(depends_on=[*worker.ready_after, controller_secrets]),
+            # One worker after another (a rolling restart when the secrets change).
+            opts=pulumi.ResourceOptions(
+                depends_on=[*worker.ready_after, controller_secrets, ssh_gate, *previous_secrets]
+            ),
         )
+        previous_secrets = [worker_secrets]
         gates.append(
             WorkerReadiness(
                 f"gemnar-{worker.name}-ready",

@@ -68,13 +68,27 @@ def render_env_file(values: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_script(path: str, hook: str = APPLY_HOOK) -> str:
+def write_script(path: str, hook: str = APPLY_HOOK, then: str | None = None) -> str:
+    """Write stdin to ``path``; run ``hook`` (then ``then``) only if the content changed.
+
+    Why the check: any input change re-runs this command (a rotated SSH key, another SSH user,
+    a new script text), and the hook restarts services. ``<path>.applied`` holds the SHA-256 of
+    the content whose hook finished, so an unchanged file restarts nothing, and a hook that
+    failed runs again next time. ``then`` (e.g. "wait until healthy") makes a caller that
+    chains these commands roll them one host at a time.
+    """
     directory = path.rsplit("/", 1)[0]
+    after = f"{then}; " if then else ""
     return (
         "set -eu; umask 077; "
         f"install -d -m 0700 -o root -g root {directory}; "
         f"cat > {path}.new; chmod 0600 {path}.new; mv -f {path}.new {path}; "
-        f"if [ -x {hook} ]; then {hook}; fi"
+        f"sum=$(sha256sum < {path} | cut -d ' ' -f 1); "
+        f'if [ "$sum" = "$(cat {path}.applied 2>/dev/null || true)" ]; then '
+        "echo 'host secrets unchanged: nothing to apply'; exit 0; fi; "
+        f"if [ -x {hook} ]; then {hook}; fi; "
+        f"{after}"
+        f'echo "$sum" > {path}.applied'
     )
 
 
@@ -87,6 +101,8 @@ class HostSecretsArgs:
     content: pulumi.Input[str]
     ssh_user: str = "root"
     hook: str = APPLY_HOOK
+    # Run after the hook when the content changed, before the change counts as applied.
+    then: pulumi.Input[str] | None = None
 
 
 def env_file_content(
@@ -109,11 +125,22 @@ class HostSecrets(pulumi.ComponentResource):
         self, name: str, args: HostSecretsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gemnar:infra:HostSecrets", name, None, opts)
+        then = pulumi.Output.from_input(args.then) if args.then is not None else None
+        script = (
+            then.apply(lambda t: as_root(write_script(args.path, args.hook, t), args.ssh_user))
+            if then is not None
+            else as_root(write_script(args.path, args.hook), args.ssh_user)
+        )
         remote.Command(
             f"{name}-write",
             connection=args.connection,
-            create=as_root(write_script(args.path, args.hook), args.ssh_user),
+            create=script,
+            # Secrets travel on stdin only: never in the command text (upstream shows it in
+            # failure messages) nor in `environment` (visible to the remote session's env).
             stdin=pulumi.Output.secret(args.content),
+            # Nothing reads PULUMI_COMMAND_*; upstream would send them as `env` requests,
+            # which a stock sshd refuses with a warning.
+            add_previous_output_in_env=False,
             # A replaced machine is a new host that needs the file again.
             triggers=[args.node_identity],
             opts=pulumi.ResourceOptions(parent=self),

@@ -59,6 +59,9 @@ class Membership(pulumi.ComponentResource):
             create=command,
             update=command,
             stdin=self.members,
+            # gemnar-lb-apply reads only stdin; upstream would send PULUMI_COMMAND_* as `env`
+            # requests, which a stock sshd refuses with a warning.
+            add_previous_output_in_env=False,
             triggers=[args.controller_identity],
             opts=pulumi.ResourceOptions(parent=self),
         )

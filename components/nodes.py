@@ -59,7 +59,12 @@ class Nodes:
 
 @dataclass(frozen=True)
 class SshIdentity:
-    """How Pulumi logs in to nodes: user plus a private key, or the SSH agent when key is None."""
+    """How Pulumi logs in to nodes: user plus a private key, or the SSH agent when key is None.
+
+    The upstream command provider connects to ``$SSH_AUTH_SOCK`` whenever it is set, even with
+    a key (whose presence then keeps the agent's keys from being offered), and a stale socket
+    fails every remote command: run with it unset when a key is configured (docs/prod.md).
+    """
 
     user: str
     private_key: pulumi.Output[str] | None = None

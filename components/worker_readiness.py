@@ -55,6 +55,9 @@ class WorkerReadiness(pulumi.ComponentResource):
             delete=self.address.apply(
                 lambda ip: as_root(f"{args.drain_command} {ip}", args.ssh_user)
             ),
+            # The drain script does not read PULUMI_COMMAND_*; upstream would send them as
+            # `env` requests, which a stock sshd refuses with a warning.
+            add_previous_output_in_env=False,
             # A replaced instance is a new machine: wait for it (and drain the old one) again.
             triggers=[args.node_identity],
             opts=pulumi.ResourceOptions(parent=self),

@@ -80,6 +80,8 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
             (COMMAND, f"gemnar-worker-{i}-secrets-write"),
             (f"{infra}WorkerReadiness", f"gemnar-worker-{i}-ready"),
             (COMMAND, f"gemnar-worker-{i}-ready-gate"),
+            (f"{infra}SshGate", f"gemnar-worker-{i}-ssh"),
+            (COMMAND, f"gemnar-worker-{i}-ssh-wait"),
         }
     return names
 
@@ -165,6 +167,8 @@ def test_scale_2_to_3_keeps_surviving_workers() -> pulumi.Output[None]:
                 "gemnar-worker-1-secrets-write",
                 "gemnar-worker-0-ready-gate",
                 "gemnar-worker-1-ready-gate",
+                "gemnar-worker-0-ssh-wait",
+                "gemnar-worker-1-ssh-wait",
             ):
                 assert new[name] == old[name], name
             assert "gemnar-worker-2" in new and "gemnar-worker-2" not in old
