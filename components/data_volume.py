@@ -50,6 +50,9 @@ class DataVolume(pulumi.ComponentResource):
             f"{name}-mount",
             connection=args.connection,
             create=self.device.apply(lambda d: as_root(data_volume_script(d), args.ssh_user)),
+            # Nothing reads PULUMI_COMMAND_*; upstream would send them as `env` requests,
+            # which a stock sshd refuses with a warning.
+            add_previous_output_in_env=False,
             # A new machine (or a new volume, which changes the device) needs it once more;
             # the script is idempotent and never formats a volume that holds a filesystem.
             triggers=[args.node_identity],
