@@ -1,131 +1,33 @@
-"""Django settings for a stateless cluster worker, read from environment variables.
+"""Django settings for a stateless cluster worker, built from ``GEMNAR_*`` variables.
 
 ``cluster_settings(os.environ, base_dir=...)`` returns a dict of upper-case settings that a
 project's ``settings.py`` merges into its globals. It is pure (environment in, dict out), so it
-is tested without configuring Django. Every variable is documented in ``app/README.md``.
+is tested without configuring Django. Reading and validating single variables is
+``gemnar_cluster.env``'s job; every variable is documented in ``app/README.md``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
+from gemnar_cluster.env import (
+    PREFIX,
+    ClusterConfigError,
+    flag,
+    integer,
+    networks,
+    number,
+    raw,
+    required_path,
+    secret,
+    word_list,
+)
 
-PREFIX = "GEMNAR_"
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
-
-
-class ClusterConfigError(ImproperlyConfigured):
-    """A GEMNAR_* environment variable is missing or has a value that cannot be used."""
-
-
-def _raw(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(PREFIX + name)
-    return None if value is None else value.strip()
-
-
-def secret(env: Mapping[str, str], name: str, *, required: bool = False) -> str | None:
-    """Read ``GEMNAR_<name>`` or the file named by ``GEMNAR_<name>_FILE`` (not both)."""
-    direct = env.get(PREFIX + name)
-    file_name = env.get(PREFIX + name + "_FILE")
-    if direct and file_name:
-        raise ClusterConfigError(f"set only one of {PREFIX}{name} and {PREFIX}{name}_FILE")
-    if file_name:
-        try:
-            # Files written by provisioning usually end with a newline that is not the secret.
-            value = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ClusterConfigError(
-                f"{PREFIX}{name}_FILE: cannot read {file_name}: {exc}"
-            ) from exc
-        if not value:
-            raise ClusterConfigError(f"{PREFIX}{name}_FILE: {file_name} is empty")
-        return value
-    if direct:
-        return direct
-    if required:
-        raise ClusterConfigError(f"{PREFIX}{name} (or {PREFIX}{name}_FILE) is required")
-    return None
-
-
-def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    """Read a boolean ``GEMNAR_<name>``; accepts 1/0, true/false, yes/no, on/off."""
-    value = _raw(env, name)
-    if value is None:
-        return default
-    word = value.lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ClusterConfigError(f"{PREFIX}{name}={value!r}: expected 1/0, true/false, yes/no, on/off")
-
-
-def number(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    minimum: float,
-    maximum: float,
-) -> float:
-    """Read a number ``GEMNAR_<name>`` within ``[minimum, maximum]``."""
-    value = _raw(env, name)
-    if value is None or value == "":
-        return default
-    try:
-        parsed = float(value)
-    except ValueError as exc:
-        raise ClusterConfigError(f"{PREFIX}{name}={value!r}: expected a number") from exc
-    if not minimum <= parsed <= maximum:
-        raise ClusterConfigError(
-            f"{PREFIX}{name}={value!r}: must be between {minimum:g} and {maximum:g}"
-        )
-    return parsed
-
-
-def integer(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
-    """Read a whole number ``GEMNAR_<name>`` within ``[minimum, maximum]``."""
-    parsed = number(env, name, default, minimum=minimum, maximum=maximum)
-    if parsed != int(parsed):
-        raise ClusterConfigError(f"{PREFIX}{name}={parsed:g}: expected a whole number")
-    return int(parsed)
-
-
-def word_list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> list[str]:
-    """Read a comma- or space-separated list ``GEMNAR_<name>``."""
-    value = _raw(env, name)
-    if value is None:
-        return list(default)
-    return [item for item in value.replace(",", " ").split() if item]
-
-
-def required_path(env: Mapping[str, str], name: str) -> Path:
-    """Read an absolute path ``GEMNAR_<name>``."""
-    value = _raw(env, name)
-    if not value:
-        raise ClusterConfigError(f"{PREFIX}{name} is required (an absolute path)")
-    path = Path(value)
-    if not path.is_absolute():
-        raise ClusterConfigError(f"{PREFIX}{name}={value!r}: must be an absolute path")
-    return path
-
-
-def networks(env: Mapping[str, str], name: str) -> list[str]:
-    """Read a list of IP addresses or CIDR networks, normalised to CIDR strings."""
-    result: list[str] = []
-    for item in word_list(env, name):
-        try:
-            result.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError as exc:
-            raise ClusterConfigError(f"{PREFIX}{name}: {item!r} is not an IP or CIDR") from exc
-    return result
+__all__ = ["ClusterConfigError", "cluster_settings"]
 
 
 def _database_from_url(url: str) -> dict[str, Any]:
@@ -156,16 +58,16 @@ def database_settings(env: Mapping[str, str]) -> dict[str, Any]:
     if url:
         db = _database_from_url(url)
     else:
-        name = _raw(env, "DB_NAME")
+        name = raw(env, "DB_NAME")
         if not name:
             raise ClusterConfigError(
                 f"set {PREFIX}DATABASE_URL or {PREFIX}DB_HOST/_PORT/_NAME/_USER/_PASSWORD"
             )
         db = {
             "NAME": name,
-            "USER": _raw(env, "DB_USER") or "",
+            "USER": raw(env, "DB_USER") or "",
             "PASSWORD": secret(env, "DB_PASSWORD") or "",
-            "HOST": _raw(env, "DB_HOST") or "127.0.0.1",
+            "HOST": raw(env, "DB_HOST") or "127.0.0.1",
             "PORT": str(integer(env, "DB_PORT", 6432, minimum=1, maximum=65535)),
         }
     connect_timeout = integer(env, "DB_CONNECT_TIMEOUT", 5, minimum=1, maximum=60)
@@ -175,7 +77,7 @@ def database_settings(env: Mapping[str, str]) -> dict[str, Any]:
         # prepared statement made in one transaction may not exist in the next.
         "prepare_threshold": None,
     }
-    sslmode = _raw(env, "DB_SSLMODE")
+    sslmode = raw(env, "DB_SSLMODE")
     if sslmode:
         options["sslmode"] = sslmode
     return {
@@ -201,7 +103,7 @@ def cache_settings(env: Mapping[str, str], redis_url: str) -> dict[str, Any]:
         "default": {
             "BACKEND": "gemnar_cluster.cache.FailOpenRedisCache",
             "LOCATION": redis_url,
-            "KEY_PREFIX": _raw(env, "CACHE_KEY_PREFIX") or "gemnar",
+            "KEY_PREFIX": raw(env, "CACHE_KEY_PREFIX") or "gemnar",
             "TIMEOUT": integer(env, "CACHE_TIMEOUT", 300, minimum=0, maximum=30 * 86400),
             "OPTIONS": {
                 "socket_connect_timeout": timeout,
@@ -214,14 +116,33 @@ def cache_settings(env: Mapping[str, str], redis_url: str) -> dict[str, Any]:
 
 
 def channel_layer_settings(env: Mapping[str, str], redis_url: str) -> dict[str, Any]:
-    """A Channels layer on Redis, shared by every worker so groups span processes."""
+    """A Channels layer on Redis, shared by every worker so groups span processes.
+
+    The socket timeout must exceed the layer's 5 s blocking BZPOPMIN, or idle sockets die.
+    """
     url = secret(env, "CHANNELS_REDIS_URL") or redis_url
     return {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "gemnar_cluster.channel_layer.ResilientRedisChannelLayer",
             "CONFIG": {
-                "hosts": [url],
-                "prefix": _raw(env, "CHANNELS_PREFIX") or "gemnar-asgi",
+                "hosts": [
+                    {
+                        "address": url,
+                        "socket_timeout": number(
+                            env, "CHANNELS_SOCKET_TIMEOUT", 15.0, minimum=7, maximum=300
+                        ),
+                        "socket_connect_timeout": number(
+                            env, "CHANNELS_CONNECT_TIMEOUT", 2.0, minimum=0.1, maximum=30
+                        ),
+                        "socket_keepalive": True,
+                        # A pooled connection idle this long is PINGed before use, so one
+                        # that a Redis restart killed is replaced before a command fails.
+                        "health_check_interval": number(
+                            env, "CHANNELS_HEALTH_CHECK_INTERVAL", 10.0, minimum=0, maximum=3600
+                        ),
+                    }
+                ],
+                "prefix": raw(env, "CHANNELS_PREFIX") or "gemnar-asgi",
                 "capacity": integer(env, "CHANNELS_CAPACITY", 100, minimum=1, maximum=100000),
                 "expiry": 60,
             },
@@ -243,7 +164,7 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         if flag(env, "STATIC_MANIFEST", True)
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     )
-    worker_name = _raw(env, "WORKER_NAME") or socket.gethostname()
+    worker_name = raw(env, "WORKER_NAME") or socket.gethostname()
     health_timeout = number(env, "HEALTH_TIMEOUT", 2.0, minimum=0.1, maximum=30)
     disk_paths = word_list(env, "HEALTH_DISK_PATHS") or [str(media_root), "/"]
     return {
@@ -270,9 +191,9 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         # TLS ends at the controller's Nginx, which normally redirects plain HTTP and sets HSTS.
         "SECURE_SSL_REDIRECT": flag(env, "SSL_REDIRECT", False),
         "SECURE_HSTS_SECONDS": integer(env, "HSTS_SECONDS", 0, minimum=0, maximum=2 * 31536000),
-        "STATIC_URL": _raw(env, "STATIC_URL") or "/static/",
+        "STATIC_URL": raw(env, "STATIC_URL") or "/static/",
         "STATIC_ROOT": static_root,
-        "MEDIA_URL": _raw(env, "MEDIA_URL") or "/media/",
+        "MEDIA_URL": raw(env, "MEDIA_URL") or "/media/",
         "MEDIA_ROOT": media_root,
         "STORAGES": {
             "default": {
@@ -283,6 +204,8 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         },
         "FILE_UPLOAD_PERMISSIONS": 0o644,
         "GEMNAR_WORKER_NAME": worker_name,
+        # What a database outage's 503 tells clients (gemnar_cluster.outage).
+        "GEMNAR_DB_RETRY_AFTER": integer(env, "DB_RETRY_AFTER", 5, minimum=1, maximum=3600),
         "GEMNAR_HEALTH": {
             "path": "/health/",
             "timeout": health_timeout,
@@ -301,12 +224,15 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
                 env, "HEALTH_MIN_DISK_FREE_MB", 256.0, minimum=0, maximum=1 << 30
             ),
             "disk_paths": disk_paths,
+            # Present while the worker drains: /health/ fails first, so the controller stops
+            # sending new requests before anything is stopped.
+            "drain_flag": raw(env, "DRAIN_FLAG_FILE") or None,
         },
         "GEMNAR_LOCAL_DEBUG_MEMORY": flag(env, "LOCAL_DEBUG_MEMORY", False),
         "GEMNAR_LOCAL_DEBUG_MEMORY_MAX_MB": integer(
             env, "LOCAL_DEBUG_MEMORY_MAX_MB", 4096, minimum=1, maximum=1 << 20
         ),
-        "LOGGING": logging_settings(_raw(env, "LOG_LEVEL") or "INFO"),
+        "LOGGING": logging_settings(raw(env, "LOG_LEVEL") or "INFO"),
     }
 
 

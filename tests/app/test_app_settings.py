@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gemnar_cluster.env import ClusterConfigError
 from gemnar_cluster.middleware import client_address, is_trusted
-from gemnar_cluster.settings_helper import ClusterConfigError, cluster_settings
+from gemnar_cluster.settings_helper import cluster_settings
 
 
 def minimal_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -47,8 +48,11 @@ def test_sessions_cache_channels_and_storage(tmp_path: Path) -> None:
     assert cache["LOCATION"] == "redis://10.0.0.2:6379/0"
     assert cache["OPTIONS"]["fail_open"] is True
     layer = s["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://10.0.0.2:6379/0"]
+    assert layer["BACKEND"] == "gemnar_cluster.channel_layer.ResilientRedisChannelLayer"
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == "redis://10.0.0.2:6379/0"
+    # Above the layer's 5 s BZPOPMIN, or idle sockets die (redis-py's default is 5 s).
+    assert host["socket_timeout"] > 5 + 1
     assert s["MEDIA_ROOT"] == tmp_path / "media"
     assert s["STATIC_ROOT"] == tmp_path / "static"
     assert s["STORAGES"]["default"]["OPTIONS"]["location"] == str(tmp_path / "media")
