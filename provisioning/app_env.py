@@ -39,6 +39,8 @@ def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
         "GEMNAR_ALLOWED_HOSTS": ",".join(allowed_hosts(settings)),
         "GEMNAR_MEDIA_ROOT": settings.paths.media_root,
         "GEMNAR_STATIC_ROOT": settings.paths.static_root,
+        # gemnar-worker-drain creates it; /health/ then fails first (gemnar_health.views).
+        "GEMNAR_DRAIN_FLAG_FILE": settings.paths.drain_flag_file,
     }
     if settings.domain:
         values["GEMNAR_CSRF_TRUSTED_ORIGINS"] = f"https://{settings.domain}"

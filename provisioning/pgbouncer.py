@@ -6,6 +6,11 @@ from provisioning.postgres import pool_plan
 from provisioning.settings import ControllerSettings
 from provisioning.templates import render
 
+# After PostgreSQL refused or dropped a login, PgBouncer fails every client at once for this
+# long before trying again (default 15 s): service returns at most this long after PostgreSQL.
+SERVER_LOGIN_RETRY_S = 1
+SERVER_CONNECT_TIMEOUT_S = 2
+
 
 def render_pgbouncer_ini(settings: ControllerSettings) -> str:
     """``pgbouncer.ini``; the credentials are in ``auth_file``, delivered over SSH."""
@@ -31,6 +36,8 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
         reserve_pool_size=plan.reserve_pool_size,
         max_db_connections=plan.max_db_connections,
         max_user_connections=plan.max_user_connections,
+        server_login_retry=SERVER_LOGIN_RETRY_S,
+        server_connect_timeout=SERVER_CONNECT_TIMEOUT_S,
     )
 
 

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "min_disk_free_percent": 5.0,
     "min_disk_free_mb": 256.0,
     "disk_paths": ["/"],
+    "drain_flag": None,
 }
 
 # Options Django understands but the driver does not.

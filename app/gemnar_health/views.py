@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
@@ -15,11 +17,18 @@ async def health_response(request: HttpRequest) -> HttpResponse:
         response: HttpResponse = HttpResponse(status=405)
         response["Allow"] = "GET, HEAD"
         return response
-    results = await run_checks_shared(health_settings())
+    config = health_settings()
     extra = {}
     worker = getattr(settings, "GEMNAR_WORKER_NAME", None)
     if worker:
         extra["worker"] = worker
+    if config["drain_flag"] and Path(config["drain_flag"]).exists():
+        # Draining: fail before any check, so the monitor takes this worker out of the load
+        # balancer while it still serves what it already has.
+        response = JsonResponse({"status": "draining", **extra}, status=503)
+        add_never_cache_headers(response)
+        return response
+    results = await run_checks_shared(config)
     body = summarise(results, extra)
     response = JsonResponse(body, status=200 if body["status"] == "ok" else 503)
     # Every probe must see the live state, never a proxy's or browser's copy.

@@ -27,6 +27,8 @@ MIDDLEWARE = [
     # First, so probes skip sessions, CSRF and HTTPS redirects and get their own Host rule.
     "gemnar_health.middleware.HealthCheckMiddleware",
     "gemnar_cluster.middleware.TrustedProxyMiddleware",
+    # A database outage is a 503 with Retry-After, logged once per burst.
+    "gemnar_cluster.outage.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -6,6 +6,9 @@ from django.urls import URLPattern, path
 
 from sampleproject import views
 
+# A database error raised outside a view (say, saving a session) is a 503 too.
+handler500 = "gemnar_cluster.outage.server_error"
+
 urlpatterns: list[URLPattern] = [
     path("", views.index, name="index"),
     path("whoami/", views.whoami, name="whoami"),
