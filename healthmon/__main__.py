@@ -2,7 +2,8 @@
 
 ``run`` is the controller's health-monitor daemon. ``apply`` is ``gemnar-lb-apply``: it reads a
 JSON list of ``"ip:port"`` members on stdin, stores it and reloads Nginx with exactly those
-members. Both render the upstream with the controller's own settings.
+members, exiting non-zero when ``nginx -t`` or the reload fails. Both render the upstream with
+the controller's own settings; probe timing comes from ``ControllerSettings.health``.
 """
 
 from __future__ import annotations
@@ -18,23 +19,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from healthmon.checks import MemberHealth, Thresholds
-from healthmon.monitor import MonitorConfig, apply_membership, run
+from healthmon.monitor import ApplyError, MonitorConfig, apply_membership, run
 from provisioning.nginx import render_nginx_upstream
 from provisioning.settings import ControllerSettings
 from provisioning.settings_codec import controller_from_json
 
 
-def monitor_config(settings: ControllerSettings, interval_s: float) -> MonitorConfig:
+def monitor_config(settings: ControllerSettings) -> MonitorConfig:
     paths = settings.paths
+    nginx = ("nginx", "-c", paths.nginx_conf_file, "-e", paths.nginx_error_log)
+    health = settings.health
     return MonitorConfig(
         membership_file=Path(paths.membership_file),
         upstream_file=Path(paths.nginx_upstream_file),
         lock_file=Path(paths.state_dir) / "membership.lock",
-        reload_argv=(
-            "nginx", "-c", paths.nginx_conf_file, "-e", paths.nginx_error_log, "-s", "reload",
-        ),
-        interval_s=interval_s,
-        thresholds=Thresholds(rise=2, fall=2),
+        reload_argv=(*nginx, "-s", "reload"),
+        test_argv=(*nginx, "-t", "-q"),
+        applied_file=Path(paths.state_dir) / "upstream.applied",
+        status_file=Path(paths.state_dir) / "health.json",
+        interval_s=health.interval_s,
+        timeout_s=health.timeout_s,
+        thresholds=Thresholds(rise=health.rise, fall=health.fall),
     )
 
 
@@ -57,12 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m healthmon", description=__doc__)
     parser.add_argument("action", choices=["run", "apply"])
     parser.add_argument("--settings", type=Path, required=True, help="controller.json")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between rounds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe is noise
     settings = controller_from_json(args.settings.read_text())
-    cfg = monitor_config(settings, args.interval)
+    cfg = monitor_config(settings)
 
     def render(members: Sequence[MemberHealth]) -> str:
         return render_nginx_upstream(members, settings)
@@ -73,7 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as err:
             print(f"gemnar-lb-apply: {err}", file=sys.stderr)
             return 2
-        changed = apply_membership(cfg, members, render)
+        try:
+            changed = apply_membership(cfg, members, render)
+        except ApplyError as err:
+            # Loudly: Pulumi shows this and fails the step; the monitor keeps retrying.
+            print(f"gemnar-lb-apply: {err}", file=sys.stderr)
+            return 1
         print(f"members: {len(members)} ({'reloaded' if changed else 'unchanged'})")
         return 0
 

@@ -1,8 +1,13 @@
-"""The monitor loop: probe members, update rise/fall state, rewrite the upstream on change.
+"""The monitor loop: probe members, update rise/fall state, apply the upstream until it holds.
 
 Members come from the membership file that ``gemnar-lb-apply`` writes (a JSON list of
-``"ip:port"``); probes are parallel HTTP GETs of ``/health/`` with a short timeout. Nginx is
-reloaded only when the rendered upstream text changes, so a steady fleet causes no reloads.
+``"ip:port"``); probes are parallel HTTP GETs of ``/health/`` with a short timeout. A new
+upstream is written, checked with ``nginx -t`` (a rejected one is put back and reported) and
+reloaded. What Nginx last accepted is recorded in the *applied* file, so a failed reload is
+retried every round until it succeeds, and a steady fleet causes no reloads at all.
+
+Everything with a side effect is injected (prober, command runner, clock), so the logic is
+tested without sockets, Nginx or waiting.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import fcntl
 import json
 import logging
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +30,15 @@ from healthmon.checks import MemberHealth, Thresholds, observe, reconcile
 log = logging.getLogger("gemnar.healthmon")
 
 RenderUpstream = Callable[[Sequence[MemberHealth]], str]
+# argv -> (exit status, output): how nginx -t and nginx -s reload are run.
+Runner = Callable[[Sequence[str]], tuple[int, str]]
+# address -> (healthy, error)
+Prober = Callable[[str], Awaitable[tuple[bool, str]]]
+Clock = Callable[[], float]
+
+
+class ApplyError(RuntimeError):
+    """Nginx did not take the new upstream (rejected by ``nginx -t``, or the reload failed)."""
 
 
 @dataclass(frozen=True)
@@ -34,10 +49,21 @@ class MonitorConfig:
     # a monitor round can never write back a member that membership has just removed.
     lock_file: Path
     reload_argv: tuple[str, ...]
+    test_argv: tuple[str, ...] = ()
+    # The upstream text Nginx last accepted (tested and reloaded); beside the upstream file.
+    applied_file: Path | None = None
+    # What the monitor knows, for operators and tools: JSON, rewritten every round.
+    status_file: Path | None = None
     health_path: str = "/health/"
-    interval_s: float = 2.0
-    timeout_s: float = 2.0
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def applied(self) -> Path:
+        return self.applied_file or self.upstream_file.with_name(
+            self.upstream_file.name + ".applied"
+        )
 
 
 def read_members(path: Path) -> list[str]:
@@ -53,29 +79,43 @@ def read_members(path: Path) -> list[str]:
     return [str(item) for item in data]
 
 
-async def probe(client: httpx.AsyncClient, address: str, cfg: MonitorConfig) -> tuple[bool, str]:
+def run_command(argv: Sequence[str]) -> tuple[int, str]:
+    """The real runner: the command's exit status and its combined output."""
     try:
-        response = await client.get(
-            f"http://{address}{cfg.health_path}",
-            timeout=cfg.timeout_s,
-        )
-    except httpx.HTTPError as err:
-        return False, f"{type(err).__name__}: {err}"
-    if response.status_code != 200:
-        return False, f"HTTP {response.status_code}"
-    return True, ""
+        result = subprocess.run(list(argv), check=False, capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return 127, str(err)
+    return result.returncode, (result.stderr + result.stdout).strip()
 
 
-def write_if_changed(path: Path, text: str) -> bool:
+def http_prober(client: httpx.AsyncClient, cfg: MonitorConfig) -> Prober:
+    async def probe(address: str) -> tuple[bool, str]:
+        try:
+            response = await client.get(
+                f"http://{address}{cfg.health_path}", timeout=cfg.timeout_s
+            )
+        except httpx.HTTPError as err:
+            return False, f"{type(err).__name__}: {err}"
+        if response.status_code != 200:
+            return False, f"HTTP {response.status_code}"
+        return True, ""
+
+    return probe
+
+
+def _read(path: Path) -> str | None:
     try:
-        if path.read_text() == text:
-            return False
+        return path.read_text()
     except FileNotFoundError:
-        pass
+        return None
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
-    return True
 
 
 @contextlib.contextmanager
@@ -89,64 +129,147 @@ def membership_lock(cfg: MonitorConfig) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def publish(cfg: MonitorConfig, members: Sequence[MemberHealth], render: RenderUpstream) -> bool:
-    """Write the upstream for ``members`` and reload Nginx if the text changed (hold the lock)."""
-    if not write_if_changed(cfg.upstream_file, render(list(members))):
+def publish(
+    cfg: MonitorConfig, members: Sequence[MemberHealth], render: RenderUpstream, runner: Runner
+) -> bool:
+    """Make Nginx run the upstream for ``members`` (hold the lock). False: already running it.
+
+    Raises ``ApplyError`` when Nginx does not take it; the applied file then still names the
+    old text, so the next call tries again.
+    """
+    text = render(list(members))
+    previous = _read(cfg.upstream_file)
+    if previous == text and _read(cfg.applied) == text:
         return False
-    result = subprocess.run(cfg.reload_argv, check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        log.error("nginx reload failed: %s", result.stderr.strip())
+    _write(cfg.upstream_file, text)
+    if cfg.test_argv:
+        status, output = runner(cfg.test_argv)
+        if status != 0:
+            # Never leave a file behind that would break the next unrelated reload.
+            if previous is None:
+                cfg.upstream_file.unlink(missing_ok=True)
+            else:
+                _write(cfg.upstream_file, previous)
+            raise ApplyError(f"nginx -t rejected the new upstream: {output}")
+    status, output = runner(cfg.reload_argv)
+    if status != 0:
+        raise ApplyError(f"nginx reload failed (exit {status}): {output}")
+    _write(cfg.applied, text)
     return True
 
 
-def apply_membership(cfg: MonitorConfig, addresses: list[str], render: RenderUpstream) -> bool:
+def apply_membership(
+    cfg: MonitorConfig, addresses: list[str], render: RenderUpstream, runner: Runner = run_command
+) -> bool:
     """What `gemnar-lb-apply` does: store the member list and route to all of them now.
 
     Members join only after their readiness check passed, so they start healthy; the
-    monitor's next round takes any that fail out again.
+    monitor's next round takes any that fail out again. Raises ``ApplyError`` when Nginx does
+    not take the change (the membership is stored; the monitor keeps retrying it).
     """
     with membership_lock(cfg):
-        write_if_changed(cfg.membership_file, json.dumps(addresses))
-        return publish(cfg, [MemberHealth(a) for a in addresses], render)
+        if _read(cfg.membership_file) != json.dumps(addresses):
+            _write(cfg.membership_file, json.dumps(addresses))
+        return publish(cfg, [MemberHealth(a) for a in addresses], render, runner)
 
 
-async def tick(
-    client: httpx.AsyncClient,
-    state: dict[str, MemberHealth],
-    cfg: MonitorConfig,
-    render: RenderUpstream,
-) -> dict[str, MemberHealth]:
-    """One round: probe the members, then under the lock re-read them, update and publish."""
-    probed = reconcile(state, read_members(cfg.membership_file))
-    results = dict(
-        zip(probed, await asyncio.gather(*(probe(client, a, cfg) for a in probed)), strict=True)
-    )
-    with membership_lock(cfg):
-        current = reconcile(probed, read_members(cfg.membership_file))
-        new_state = {}
-        for address, member in current.items():
-            if address not in results:
-                new_state[address] = member  # joined during the probes: as apply left it
-                continue
-            ok, error = results[address]
-            new_state[address] = observe(member, ok, error, cfg.thresholds)
-            if new_state[address].healthy != member.healthy:
-                log.warning(
-                    "member %s is now %s %s",
-                    address,
-                    "UP" if new_state[address].healthy else "DOWN",
-                    new_state[address].last_error,
-                )
-        publish(cfg, list(new_state.values()), render)
-    return new_state
+def fail_open(members: Sequence[MemberHealth]) -> bool:
+    """Every member is unhealthy: the upstream then routes to all of them."""
+    return bool(members) and not any(m.healthy for m in members)
+
+
+@dataclass
+class Monitor:
+    """The monitor's memory between rounds and one round's work."""
+
+    cfg: MonitorConfig
+    render: RenderUpstream
+    prober: Prober
+    runner: Runner = run_command
+    clock: Clock = time.time
+    state: dict[str, MemberHealth] = field(default_factory=dict)
+    down_since: dict[str, float] = field(default_factory=dict)
+    apply_error: str = ""
+    failing_open: bool = False
+
+    async def tick(self) -> None:
+        """One round: probe the members, then under the lock re-read them, update and publish."""
+        cfg = self.cfg
+        probed = reconcile(self.state, read_members(cfg.membership_file))
+        results = dict(
+            zip(probed, await asyncio.gather(*(self.prober(a) for a in probed)), strict=True)
+        )
+        now = self.clock()
+        with membership_lock(cfg):
+            current = reconcile(probed, read_members(cfg.membership_file))
+            new_state: dict[str, MemberHealth] = {}
+            for address, member in current.items():
+                if address not in results:
+                    new_state[address] = member  # joined during the probes: as apply left it
+                    continue
+                ok, error = results[address]
+                new_state[address] = observe(member, ok, error, cfg.thresholds)
+                if new_state[address].healthy != member.healthy:
+                    log.warning(
+                        "member %s is now %s %s",
+                        address,
+                        "UP" if new_state[address].healthy else "DOWN",
+                        new_state[address].last_error,
+                    )
+            self.state = new_state
+            self._note_fail_open()
+            try:
+                publish(cfg, list(new_state.values()), self.render, self.runner)
+            except ApplyError as err:
+                if str(err) != self.apply_error:
+                    log.error("%s; retrying every round", err)
+                self.apply_error = str(err)
+            else:
+                if self.apply_error:
+                    log.warning("nginx took the upstream after earlier failures")
+                self.apply_error = ""
+        self.down_since = {
+            a: self.down_since.get(a, now) for a, m in self.state.items() if not m.healthy
+        }
+        self._write_status(now)
+
+    def _note_fail_open(self) -> None:
+        members = list(self.state.values())
+        now_open = fail_open(members)
+        if now_open and not self.failing_open:
+            log.error(
+                "every member (%d) is unhealthy: routing to all of them (fail open)", len(members)
+            )
+        elif self.failing_open and not now_open:
+            log.warning("fail open ended: %d healthy members", sum(m.healthy for m in members))
+        self.failing_open = now_open
+
+    def _write_status(self, now: float) -> None:
+        if self.cfg.status_file is None:
+            return
+        status = {
+            "time": now,
+            "fail_open": self.failing_open,
+            "apply_error": self.apply_error or None,
+            "members": [
+                {
+                    "address": m.address,
+                    "healthy": m.healthy,
+                    "down_since": self.down_since.get(m.address),
+                    "last_error": m.last_error or None,
+                }
+                for m in self.state.values()
+            ],
+        }
+        _write(self.cfg.status_file, json.dumps(status, sort_keys=True))
 
 
 async def run(cfg: MonitorConfig, render: RenderUpstream, stop: asyncio.Event) -> None:
-    state: dict[str, MemberHealth] = {}
     async with httpx.AsyncClient() as client:
+        monitor = Monitor(cfg, render, http_prober(client, cfg))
         while not stop.is_set():
             try:
-                state = await tick(client, state, cfg, render)
+                await monitor.tick()
             except (OSError, ValueError) as err:
                 log.error("health round failed: %s", err)
             with contextlib.suppress(TimeoutError):

@@ -186,6 +186,23 @@ class DatabaseNames:
 
 
 @dataclass(frozen=True)
+class HealthCheckSettings:
+    """The controller's active checks of the workers (healthmon). A hung worker leaves the
+    upstream after about ``fall * interval_s + timeout_s`` seconds."""
+
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+    rise: int = 2
+    fall: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.interval_s <= 60 or not 0.1 <= self.timeout_s <= 60:
+            raise ValueError("health check interval and timeout must be within 0.1..60 s")
+        if not 1 <= self.rise <= 10 or not 1 <= self.fall <= 10:
+            raise ValueError("health check rise and fall must be within 1..10")
+
+
+@dataclass(frozen=True)
 class ControllerSettings:
     """Everything the controller's cloud-config and service configs are rendered from."""
 
@@ -218,6 +235,7 @@ class ControllerSettings:
     nginx_user: str | None = "www-data"
     # Redis's ``supervised`` mode: ``systemd`` under a unit, ``no`` as a plain process.
     redis_supervised: str = "systemd"
+    health: HealthCheckSettings = field(default_factory=HealthCheckSettings)
 
     def __post_init__(self) -> None:
         check_address("private_address", self.private_address)
