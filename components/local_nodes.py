@@ -60,7 +60,6 @@ def local_controller_settings(cfg: StackConfig, root: Path) -> ControllerSetting
         ports=ControllerPorts(
             ssh=layout.ssh_port, http=layout.http_port, https=layout.https_port
         ),
-        worker_shutdown_timeout_s=LOCAL_GRACEFUL_SHUTDOWN_S + 5,
         # Plain processes sharing 127.0.0.0/8: every service binds the node's own 127.x
         # address only, runs as the starting user and is supervised by localnode.
         loopback_address=layout.controller_address(),

@@ -282,6 +282,9 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
 
 # How long a new worker may take from boot to a healthy /health/, and a drain at most.
 READY_TIMEOUT_S = 600
+# A draining worker counts its connections only after this long: longer than the health
+# monitor needs to take it out of Nginx (fall x interval + timeout with the defaults).
+DRAIN_OUT_OF_ROTATION_S = 4
 
 
 def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
@@ -300,5 +303,5 @@ def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
         _script(commands / "gemnar-worker-drain", render(
             "worker/gemnar-worker-drain.sh",
             timeout_s=settings.graceful_shutdown_s, app_port=settings.ports.app,
-            drain_flag_file=paths.drain_flag_file)),
+            out_of_rotation_s=DRAIN_OUT_OF_ROTATION_S, drain_flag_file=paths.drain_flag_file)),
     ]

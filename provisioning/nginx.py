@@ -12,8 +12,15 @@ from typing import Protocol
 from provisioning.settings import ControllerSettings, WorkerSettings
 from provisioning.templates import render
 
-MAX_FAILS = 3
+# Nginx's passive check: one failed attempt (refused, reset, timed out) takes a member out of
+# the rotation for FAIL_TIMEOUT_S, between the health monitor's active probes.
+MAX_FAILS = 1
 FAIL_TIMEOUT_S = 10
+# Proxy timeouts to the workers (seconds). A hung worker holds an idempotent request for
+# READ_TIMEOUT_S before Nginx retries it elsewhere; NEXT_UPSTREAM_TIMEOUT_S bounds the retries.
+CONNECT_TIMEOUT_S = 2
+READ_TIMEOUT_S = 10
+NEXT_UPSTREAM_TIMEOUT_S = 25
 
 
 class Member(Protocol):
@@ -44,6 +51,9 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         pid_file=paths.nginx_pid_file,
         error_log=paths.nginx_error_log,
         worker_shutdown_timeout=settings.worker_shutdown_timeout_s,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        next_upstream_timeout=NEXT_UPSTREAM_TIMEOUT_S,
         mime_types=paths.nginx_mime_types_file,
         access_log=paths.nginx_access_log,
         temp_dir=paths.nginx_temp_dir,

@@ -31,8 +31,8 @@ def test_unhealthy_members_are_down() -> None:
     text = render_nginx_upstream(
         [Member("10.20.0.5:8000", True), Member("10.20.0.6:8000", False)], SETTINGS)
     assert _servers(text) == [
-        "server 10.20.0.5:8000 max_fails=3 fail_timeout=10s;",
-        "server 10.20.0.6:8000 max_fails=3 fail_timeout=10s down;",
+        "server 10.20.0.5:8000 max_fails=1 fail_timeout=10s;",
+        "server 10.20.0.6:8000 max_fails=1 fail_timeout=10s down;",
     ]
     assert "keepalive 32;" in text
 
@@ -66,8 +66,10 @@ def test_prod_and_local_nginx_differ_only_in_user_and_listen() -> None:
 
 def test_nginx_routing_policy() -> None:
     conf = render_nginx_conf(SETTINGS)
-    assert "worker_shutdown_timeout 30s;" in conf
-    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in conf
+    assert "worker_shutdown_timeout 3600s;" in conf
+    # The app's 503 means "the database is down": no other worker can do better.
+    assert "proxy_next_upstream error timeout http_502 http_504;" in conf
+    assert "proxy_read_timeout 10s;" in conf and "proxy_next_upstream_timeout 25s;" in conf
     assert not re.search(r"^\s*proxy_next_upstream [^#]*non_idempotent", conf, re.MULTILINE)
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
     assert "expires 1y;" in conf and "expires 1d;" in conf
