@@ -20,6 +20,7 @@ from pulumi_command import local, remote
 
 from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
+from components.user_data import health_checks
 from engine.toolchain import PROJECT_ROOT
 from provisioning.settings import (
     ControllerPorts,
@@ -66,6 +67,7 @@ def local_controller_settings(cfg: StackConfig, root: Path) -> ControllerSetting
         public_listen_address=layout.controller_address(),
         nginx_user=None,
         redis_supervised="no",
+        health=health_checks(cfg),
     ).with_paths_under(root)
     # The project itself (health monitor, gemnar-lb-apply) runs from this checkout.
     paths = dataclasses.replace(settings.paths, project_dir=str(PROJECT_ROOT))

@@ -27,11 +27,22 @@ from provisioning.settings import (
     VPC_ADDRESS_AT_BOOT,
     ControllerPaths,
     ControllerSettings,
+    HealthCheckSettings,
     WorkerPaths,
     WorkerPorts,
     WorkerSettings,
 )
 from stack_config import StackConfig, plan_size
+
+
+def health_checks(cfg: StackConfig) -> HealthCheckSettings:
+    """The controller's active checks of the workers, from the healthCheck* keys."""
+    return HealthCheckSettings(
+        interval_s=cfg.get("healthCheckIntervalMs") / 1000,
+        timeout_s=cfg.get("healthCheckTimeoutMs") / 1000,
+        rise=cfg.get("healthCheckRise"),
+        fall=cfg.get("healthCheckFall"),
+    )
 
 
 def controller_settings(cfg: StackConfig) -> ControllerSettings:
@@ -48,6 +59,7 @@ def controller_settings(cfg: StackConfig) -> ControllerSettings:
         backup_hour_utc=cfg.backups.hour_utc,
         backup_retention_days=cfg.backups.retention_days,
         scaler_interval_s=cfg.scaling.interval_s,
+        health=health_checks(cfg),
     )
 
 
