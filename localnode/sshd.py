@@ -60,7 +60,9 @@ def start_sshd(
         return
     # -D keeps sshd in the foreground of its own session, so the pid we record is the one
     # sshd writes to its PidFile (the same file); -e logs to stderr.
-    start_detached([SSHD, "-D", "-e", "-f", str(config)], pidfile, node_dir / "log" / "sshd.log")
+    # Not under the restarting supervisor: sshd writes this pid file itself.
+    start_detached([SSHD, "-D", "-e", "-f", str(config)], pidfile, node_dir / "log" / "sshd.log",
+                   restart=False)
     wait_for(lambda: running(pidfile), 10, f"sshd on {address}:{port}")
 
 

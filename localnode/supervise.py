@@ -5,7 +5,7 @@ waits for that command to exit), so each is started in a new session with its ou
 log file, and found again through its pid file.
 
 Like systemd's ``Restart=always`` on a prod node, each daemon runs under a small supervisor
-(``python -m localnode.supervise -- argv...``, whose pid is the one in the pid file): when the
+(``python -I localnode/supervise.py -- argv...``, whose pid is the one in the pid file): when the
 daemon exits without the supervisor having been told to stop, it is started again after
 ``RESTART_DELAY_S``, at most ``START_LIMIT_BURST`` times within ``START_LIMIT_INTERVAL_S``
 (systemd's start limit), after which the supervisor gives up and exits. Stopping signals the
@@ -59,8 +59,10 @@ def running(pidfile: Path) -> bool:
 
 
 def supervised_argv(argv: Sequence[str]) -> list[str]:
-    """``argv`` run under this module's restarting supervisor."""
-    return [sys.executable, "-m", "localnode.supervise", "--", *argv]
+    """``argv`` run under this module's restarting supervisor. Run as a file in isolated
+    mode: daemons start in their own working directory, where the project is not importable,
+    and the supervisor needs only the standard library."""
+    return [sys.executable, "-I", str(Path(__file__).resolve()), "--", *argv]
 
 
 def start_detached(
