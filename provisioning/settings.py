@@ -225,7 +225,9 @@ class ControllerSettings:
     backup_hour_utc: int = 3
     backup_retention_days: int = 14
     scaler_interval_s: int = 60
-    worker_shutdown_timeout_s: int = 30
+    # How long Nginx's old worker processes keep the WebSockets they hold after a reload; as
+    # long as /ws/'s idle timeout, so a membership change never cuts a live socket.
+    worker_shutdown_timeout_s: int = 3600
     # This node's own loopback address: private services bind it beside the VPC address.
     # A local node shares 127.0.0.0/8 with the others, so there it is its own 127.x address.
     loopback_address: str = "127.0.0.1"
