@@ -42,8 +42,12 @@ redis_secrets='@{redis_secrets}'
 printf 'requirepass %s\n' "$GEMNAR_REDIS_PASSWORD" >"$redis_secrets.new"
 chown redis:redis "$redis_secrets.new"
 chmod 0600 "$redis_secrets.new"
+# Redis reads requirepass only when it starts, and a restart drops every client: restart it
+# only when its password changed (the hook also runs when only other secrets did).
+redis_changed=1
+if cmp -s "$redis_secrets.new" "$redis_secrets"; then redis_changed=0; fi
 mv -f "$redis_secrets.new" "$redis_secrets"
 
 systemctl reload pgbouncer
-systemctl restart redis-server
+if ((redis_changed)); then systemctl restart redis-server; fi
 echo "gemnar-apply-secrets: applied"

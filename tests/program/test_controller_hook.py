@@ -1,0 +1,80 @@
+"""The controller's gemnar-apply-secrets hook restarts Redis only when Redis's password changed.
+
+The hook runs whenever the controller's secrets file changed, which may be for a value Redis
+never reads; a Redis restart drops every client (cache, channel layer), so it is kept for a
+changed `requirepass`. PostgreSQL and PgBouncer are only given the new password (a reload).
+The system commands (`runuser`, `chown`, `systemctl`) are shims that record their calls; the
+script itself is the rendered template, run by bash.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from provisioning.templates import render
+from tests.support.tooling import require_executable
+
+VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
+
+
+def _shims(bin_dir: Path, calls: Path) -> None:
+    bin_dir.mkdir()
+    for name, body in {
+        # psql through runuser: swallow the SQL, answer with a verifier.
+        "runuser": f"cat > /dev/null; echo '{VERIFIER}'",
+        "chown": "true",
+        "systemctl": f'echo "$*" >> {calls}',
+    }.items():
+        shim = bin_dir / name
+        shim.write_text(f"#!/bin/sh\n{body}\n")
+        shim.chmod(0o755)
+
+
+def _hook(tmp_path: Path) -> Path:
+    hook = tmp_path / "gemnar-apply-secrets"
+    hook.write_text(
+        render(
+            "controller/gemnar-apply-secrets.sh",
+            secrets_file=tmp_path / "controller.env",
+            app_user="gemnar",
+            pg_run_dir=tmp_path,
+            pg_port=5432,
+            pgbouncer_auth_file=tmp_path / "userlist.txt",
+            redis_secrets=tmp_path / "redis-secrets.conf",
+        )
+    )
+    hook.chmod(0o755)
+    return hook
+
+
+def _apply(tmp_path: Path, hook: Path, db: str, redis: str) -> list[str]:
+    calls = tmp_path / "calls.log"
+    calls.write_text("")
+    (tmp_path / "controller.env").write_text(
+        f"GEMNAR_DB_PASSWORD='{db}'\nGEMNAR_REDIS_PASSWORD='{redis}'\n"
+    )
+    bash = require_executable("bash")
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    result = subprocess.run(
+        [str(bash), str(hook)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return calls.read_text().splitlines()
+
+
+def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
+    _shims(tmp_path / "bin", tmp_path / "calls.log")
+    hook = _hook(tmp_path)
+    assert _apply(tmp_path, hook, "db1", "redis1") == [
+        "reload pgbouncer",
+        "restart redis-server",
+    ]
+    assert (tmp_path / "redis-secrets.conf").read_text() == "requirepass redis1\n"
+    # Only the database password changed: Redis keeps running.
+    assert _apply(tmp_path, hook, "db2", "redis1") == ["reload pgbouncer"]
+    assert _apply(tmp_path, hook, "db2", "redis2") == [
+        "reload pgbouncer",
+        "restart redis-server",
+    ]
+    assert (tmp_path / "userlist.txt").read_text() == f'"gemnar" "{VERIFIER}"\n'
