@@ -62,6 +62,7 @@ def hypervisor_argv(action: str, net: LabNetwork, name: str) -> list[str]:
 @dataclass(frozen=True)
 class LabMachineArgs:
     network: LabNetwork
+    role: str
     vpc_address: str
     user_data: pulumi.Input[str]
     public_keys: Sequence[str]
@@ -83,6 +84,7 @@ class LabMachine(pulumi.ComponentResource):
         machine = name.removeprefix("gemnar-")
         create = [
             *hypervisor_argv("create", args.network, machine), "--vpc-address", args.vpc_address,
+            "--role", args.role,
         ]
         if args.public_address:
             create += ["--public-address", args.public_address]
@@ -124,6 +126,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         "gemnar-controller",
         LabMachineArgs(
             network=net,
+            role="controller",
             vpc_address=controller_vpc_address(net),
             user_data=controller_user_data(cfg),
             public_keys=cfg.ssh_public_keys,
@@ -151,6 +154,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             f"gemnar-{hostname}",
             LabMachineArgs(
                 network=net,
+                role="worker",
                 vpc_address=worker_vpc_address(net, index),
                 user_data=worker_user_data(cfg, controller.private_address, hostname),
                 public_keys=cfg.ssh_public_keys,

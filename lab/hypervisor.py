@@ -46,15 +46,18 @@ def destroy_all(net: LabNetwork, directory: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.hypervisor", description=__doc__)
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("image")
+    p = sub.add_parser("image")
+    p.add_argument("--role", action="append", choices=sorted(image.ROLE_PACKAGES))
     for action in ("net-up", "net-down", "create", "delete", "destroy-all"):
         p = sub.add_parser(action)
         p.add_argument("--stack", required=True)
-        p.add_argument("--vpc-subnet", required=True)
+        # Only creating a machine needs the subnet (its addresses); the rest find things by name.
+        p.add_argument("--vpc-subnet", required=action == "create", default="")
         if action in ("create", "delete"):
             p.add_argument("--name", required=True)
         if action == "create":
             p.add_argument("--vpc-address", required=True)
+            p.add_argument("--role", required=True, choices=sorted(image.ROLE_PACKAGES))
             p.add_argument("--public-address", default="")
             p.add_argument("--data-disk-mb", type=int, default=0)
             p.add_argument("--data-disk-id", default="")
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.action == "image":
-        print(image.build(image.default_spec(PROJECT_ROOT)))
+        for role in args.role or sorted(image.ROLE_PACKAGES):
+            print(image.lower_dirs(image.default_spec(PROJECT_ROOT), role))
         return 0
     if args.action == "exec":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -90,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         if user_data is None:
             parser.error("create needs the user data in GEMNAR_USER_DATA")
         netns.create(net)
-        root = image.build(image.default_spec(PROJECT_ROOT))
+        lower = image.lower_dirs(image.default_spec(PROJECT_ROOT), args.role)
         state = machine.create(
-            net, directory, root,
+            net, directory, lower,
             machine.MachineSpec(
                 name=args.name, vpc_address=args.vpc_address, user_data=user_data,
                 public_address=args.public_address, data_disk_mb=args.data_disk_mb,

@@ -1,7 +1,10 @@
-"""The lab's machine image: Debian 12 from Debian's packages, cached by its package list.
+"""The lab's machine images: Debian 12 from Debian's packages, cached by their package lists.
 
-Like a Vultr snapshot, the image already holds every package the prod cloud-config installs,
-so cloud-init's ``packages`` step finds them installed. The lab has no route to the internet,
+Two layers, like a base image and a snapshot per role: the base (``debootstrap`` plus what a
+Debian cloud image has: systemd, cloud-init, sshd, locales, ...) and, over it, one layer per
+role holding exactly the packages that role's prod cloud-config installs, so cloud-init's
+``packages`` step finds them installed and a worker runs no controller daemon. A machine
+mounts ``role:base`` as the lower layers of its overlay root. The lab has no route to the internet,
 so the image's apt source is an empty local repository (``apt-get update`` succeeds, nothing
 new is offered) and pip reads a wheelhouse baked into the image. Those two are image data,
 never user data.
@@ -47,12 +50,18 @@ WHEEL_REQUIREMENTS_SECTION = "# Application (app/)"
 LOCAL_REPO = "/var/lib/gemnar-lab/apt"
 WHEELHOUSE = "/var/lib/gemnar-lab/wheels"
 # Bump when the build recipe below changes, so cached images are rebuilt.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
+
+
+ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "controller": tuple(sorted({*COMMON_PACKAGES, *CONTROLLER_PACKAGES})),
+    "worker": tuple(sorted({*COMMON_PACKAGES, *WORKER_PACKAGES})),
+}
 
 
 def prod_packages() -> tuple[str, ...]:
     """Every package the prod cloud-configs install, in a stable order."""
-    return tuple(sorted({*COMMON_PACKAGES, *CONTROLLER_PACKAGES, *WORKER_PACKAGES}))
+    return tuple(sorted({p for packages in ROLE_PACKAGES.values() for p in packages}))
 
 
 def app_requirements(requirements_txt: str) -> tuple[str, ...]:
@@ -87,11 +96,18 @@ class ImageSpec:
 
 
 def default_spec(project_root: Path) -> ImageSpec:
+    """The base layer."""
     requirements = (project_root / "requirements.txt").read_text()
     return ImageSpec(
-        packages=tuple(sorted({*BASE_PACKAGES, *prod_packages()})),
+        packages=tuple(sorted(BASE_PACKAGES)),
         wheels=(*app_requirements(requirements), "pip"),
     )
+
+
+def role_key(base: ImageSpec, role: str) -> str:
+    """Cache name of ``role``'s layer: changes with the base and with the role's packages."""
+    text = "\n".join([base.key, role, *ROLE_PACKAGES[role]])
+    return f"{base.key}-{role}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def cache_dir() -> Path:
@@ -126,20 +142,25 @@ def _write(root: Path, path: str, content: str, mode: int = 0o644) -> None:
     target.chmod(mode)
 
 
-def _bake(root: Path, spec: ImageSpec) -> None:
+def _apt_install(root: Path, packages: Sequence[str]) -> None:
     # Packaged daemons must not start inside the build chroot.
     _write(root, "/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
-    for mount in ("proc", "sys", "dev"):
-        (root / mount).mkdir(exist_ok=True)
+    (root / "proc").mkdir(exist_ok=True)
     _run(["mount", "-t", "proc", "proc", str(root / "proc")])
     try:
         _chroot(
             root,
             "apt-get update -q && apt-get install -y -q --no-install-recommends "
-            + " ".join(spec.packages),
+            + " ".join(packages)
+            + " && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"
+            " /var/cache/apt/archives/*.deb && rm -f /usr/sbin/policy-rc.d",
         )
     finally:
         _run(["umount", str(root / "proc")])
+
+
+def _bake_base(root: Path, spec: ImageSpec) -> None:
+    _apt_install(root, spec.packages)
     # The wheelhouse: downloaded on this host (same Debian, same Python) for the image's pip.
     wheels = root / WHEELHOUSE.lstrip("/")
     wheels.mkdir(parents=True, exist_ok=True)
@@ -150,20 +171,21 @@ def _bake(root: Path, spec: ImageSpec) -> None:
         ]
     )
     _write(root, "/etc/pip.conf", f"[global]\nno-index = true\nfind-links = {WHEELHOUSE}\n")
-    # The lab has no internet: apt reads an empty local repository instead of Debian's mirror.
     repo = root / LOCAL_REPO.lstrip("/")
     repo.mkdir(parents=True, exist_ok=True)
     (repo / "Packages").write_text("")
-    _write(root, "/etc/apt/sources.list", f"deb [trusted=yes] file:{LOCAL_REPO} ./\n")
     _chroot(
         root,
-        "rm -f /usr/sbin/policy-rc.d /etc/machine-id /var/lib/dbus/machine-id "
-        "&& touch /etc/machine-id "
-        "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb "
+        "rm -f /etc/machine-id /var/lib/dbus/machine-id && touch /etc/machine-id "
         "&& rm -f /etc/ssh/ssh_host_* "
         "&& systemctl enable systemd-networkd "
         "&& sed -i 's/^# *en_US.UTF-8/en_US.UTF-8/' /etc/locale.gen && locale-gen",
     )
+
+
+def _offline_apt(root: Path) -> None:
+    # The lab has no internet: apt reads an empty local repository instead of Debian's mirror.
+    _write(root, "/etc/apt/sources.list", f"deb [trusted=yes] file:{LOCAL_REPO} ./\n")
 
 
 def build(spec: ImageSpec, cache: Path | None = None) -> Path:
@@ -183,9 +205,44 @@ def build(spec: ImageSpec, cache: Path | None = None) -> Path:
                 spec.suite, str(root), spec.mirror,
             ]
         )
-        _bake(root, spec)
+        _bake_base(root, spec)
         root.rename(final)
         print(f"lab image: ready at {final}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def build_role(base: ImageSpec, role: str, cache: Path | None = None) -> Path:
+    """``role``'s layer over the base (built first if needed); cached, built atomically.
+
+    The layer is the upper directory of an overlay over the base in which the role's packages
+    were installed, so it holds only what they added (and whiteouts for what they removed).
+    """
+    base_root = build(base, cache)
+    final = (cache or cache_dir()) / role_key(base, role)
+    if (final / "etc").exists():
+        return final
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    upper, scratch, merged = work / "upper", work / "work", work / "merged"
+    for directory in (upper, scratch, merged):
+        directory.mkdir()
+    try:
+        print(f"lab image: building the {role} layer {final} (first use)", flush=True)
+        _run(["mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={base_root},upperdir={upper},workdir={scratch}", str(merged)])
+        try:
+            _apt_install(merged, ROLE_PACKAGES[role])
+            _offline_apt(merged)
+        finally:
+            _run(["umount", str(merged)])
+        upper.rename(final)
+        print(f"lab image: ready at {final}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def lower_dirs(base: ImageSpec, role: str, cache: Path | None = None) -> str:
+    """The overlay ``lowerdir=`` value for a machine of ``role`` (top layer first)."""
+    return f"{build_role(base, role, cache)}:{build(base, cache)}"

@@ -136,8 +136,11 @@ def exec_in(
     )
 
 
-def create(net: LabNetwork, stack_dir: Path, image: Path, spec: MachineSpec) -> MachineState:
-    """Boot a new machine; returns once its systemd has started (like Vultr's ``running``)."""
+def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> MachineState:
+    """Boot a new machine; returns once its systemd has started (like Vultr's ``running``).
+
+    ``lower`` is the overlay's ``lowerdir`` (the image layers, top first).
+    """
     directory = machine_dir(stack_dir, spec.name)
     if directory.exists():
         delete(net, stack_dir, spec.name)
@@ -148,7 +151,7 @@ def create(net: LabNetwork, stack_dir: Path, image: Path, spec: MachineSpec) -> 
     root = directory / "root"
     try:
         _run(["mount", "-t", "overlay", "overlay", "-o",
-              f"lowerdir={image},upperdir={directory / 'upper'},workdir={directory / 'work'}",
+              f"lowerdir={lower},upperdir={directory / 'upper'},workdir={directory / 'work'}",
               str(root)])
         state.mounted = True
         _save(directory, state)

@@ -46,9 +46,9 @@ def lab_available() -> None:
 
 
 @pytest.fixture(scope="session")
-def lab_image(lab_available: None) -> Path:
-    """The machine image, built on first use (a few minutes with a cold cache)."""
-    return image.build(image.default_spec(PROJECT_ROOT))
+def lab_image(lab_available: None) -> str:
+    """The controller's image layers (overlay lowerdir), built on first use (minutes, once)."""
+    return image.lower_dirs(image.default_spec(PROJECT_ROOT), "controller")
 
 
 def leftovers(net: LabNetwork, stack_dir: Path) -> list[str]:

@@ -14,12 +14,20 @@ from lab.seed import PUBLIC_INTERFACE, VPC_INTERFACE, SeedSpec, meta_data, netwo
 from provisioning.cloud_config import COMMON_PACKAGES, CONTROLLER_PACKAGES, WORKER_PACKAGES
 
 
-def test_image_holds_every_package_the_prod_cloud_configs_install() -> None:
+def test_each_role_layer_holds_exactly_the_packages_its_cloud_config_installs() -> None:
+    assert set(image.ROLE_PACKAGES["controller"]) == {*COMMON_PACKAGES, *CONTROLLER_PACKAGES}
+    assert set(image.ROLE_PACKAGES["worker"]) == {*COMMON_PACKAGES, *WORKER_PACKAGES}
     spec = image.default_spec(image.Path(__file__).resolve().parents[2])
-    for package in (*COMMON_PACKAGES, *CONTROLLER_PACKAGES, *WORKER_PACKAGES):
-        assert package in spec.packages
     for package in ("systemd", "dbus", "cloud-init", "locales", "iproute2"):
         assert package in spec.packages
+
+
+def test_role_layer_key_follows_the_base_and_the_role() -> None:
+    base = image.ImageSpec(packages=("a",), wheels=())
+    other = image.ImageSpec(packages=("b",), wheels=())
+    assert image.role_key(base, "worker") != image.role_key(base, "controller")
+    assert image.role_key(base, "worker") != image.role_key(other, "worker")
+    assert image.role_key(base, "worker") == image.role_key(base, "worker")
 
 
 def test_image_key_changes_with_its_package_list_and_not_with_order() -> None:

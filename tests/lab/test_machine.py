@@ -30,7 +30,7 @@ def _probe(net: LabNetwork, address: str, port: int) -> bool:
 
 
 def test_machine_boots_runs_its_user_data_and_is_reachable_in_the_vpc(
-    lab_image: Path, lab_net: tuple[LabNetwork, Path]
+    lab_image: str, lab_net: tuple[LabNetwork, Path]
 ) -> None:
     net, stack_dir = lab_net
     spec = machine.MachineSpec(
@@ -67,7 +67,7 @@ def test_machine_boots_runs_its_user_data_and_is_reachable_in_the_vpc(
 
 
 def test_a_machine_that_cannot_boot_leaves_nothing_behind(
-    lab_image: Path, lab_net: tuple[LabNetwork, Path], tmp_path: Path
+    lab_image: str, lab_net: tuple[LabNetwork, Path], tmp_path: Path
 ) -> None:
     net, stack_dir = lab_net
     empty = tmp_path / "not-an-image"
@@ -75,7 +75,7 @@ def test_a_machine_that_cannot_boot_leaves_nothing_behind(
     spec = machine.MachineSpec(name="broken", vpc_address=net.vpc_host(4), user_data=USER_DATA,
                                data_disk_mb=16, data_disk_id="broken")
     try:
-        machine.create(net, stack_dir, empty, spec)
+        machine.create(net, stack_dir, str(empty), spec)
     except (RuntimeError, TimeoutError) as err:
         assert "broken" in str(err)
     else:

@@ -1,0 +1,104 @@
+"""The lab platform in the program (Pulumi mocks): machines instead of Vultr resources, and
+user data byte-identical to what the Vultr platform renders for the same stack config.
+
+The documented platform data that may differ between the two (docs/lab.md): the controller's
+VPC address, which Vultr assigns and which workers' user data names. Everything else Vultr
+supplies (instance id, SSH keys, the node's own addresses) travels as metadata, not user data.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+import program
+from components.lab_nodes import controller_vpc_address
+from lab.netns import LabNetwork
+from stack_config import StackConfig, parse_stack_config
+from tests.program.harness import (
+    BASE_VALUES,
+    CONTROLLER_PRIVATE_IP,
+    PRIVATE_KEY,
+    RECORDER,
+    Declared,
+    reveal,
+)
+
+MACHINE = "command:local:Command"
+
+
+def config(platform: str, **extra: str) -> StackConfig:
+    return parse_stack_config(
+        {**BASE_VALUES, "platform": platform, "sshPrivateKey": PRIVATE_KEY, **extra},
+        secret_keys={"secretSeed", "sshPrivateKey"},
+    )
+
+
+def declared(cfg: StackConfig) -> pulumi.Output[list[Declared]]:
+    RECORDER.reset()
+    return RECORDER.settled(program.build(cfg))
+
+
+def test_the_lab_assigns_the_controller_the_address_the_vultr_mocks_report() -> None:
+    # Precondition of the byte-for-byte comparison below; see the module docstring.
+    assert controller_vpc_address(LabNetwork("s", "10.20.0.0/24")) == CONTROLLER_PRIVATE_IP
+
+
+@pulumi.runtime.test
+def test_lab_user_data_is_the_vultr_user_data_byte_for_byte() -> pulumi.Output[None]:
+    vultr = declared(config("vultr", workerCount="3", maxWorkers="4"))
+
+    def with_lab(vultr_resources: list[Declared]) -> pulumi.Output[None]:
+        expected = {
+            d.name.removesuffix("-instance"): reveal(d.inputs["userData"])
+            for d in vultr_resources
+            if d.type == "vultr:index/instance:Instance"
+        }
+
+        def check(lab_resources: list[Declared]) -> None:
+            got = {
+                d.name.removesuffix("-machine"): reveal(d.inputs["environment"])[
+                    "GEMNAR_USER_DATA"
+                ]
+                for d in lab_resources
+                if d.type == MACHINE and d.name.endswith("-machine")
+            }
+            assert sorted(got) == sorted(expected)
+            assert len(got) == 4
+            for name, user_data in got.items():
+                assert user_data == expected[name], name
+                assert user_data.startswith("#cloud-config\n")
+
+        return declared(config("lab", workerCount="3", maxWorkers="4")).apply(check)
+
+    return vultr.apply(with_lab)
+
+
+@pulumi.runtime.test
+def test_lab_declares_machines_and_no_cloud_resource() -> pulumi.Output[None]:
+    def check(resources: list[Declared]) -> None:
+        assert not [d for d in resources if d.type.startswith("vultr:")]
+        machines = {d.name: d for d in resources if d.type == "gemnar:infra:LabMachine"}
+        assert sorted(machines) == ["gemnar-controller", "gemnar-worker-0", "gemnar-worker-1"]
+        commands = {d.name: d for d in resources if d.type == MACHINE}
+        controller = commands["gemnar-controller-machine"]
+        create = controller.inputs["create"]
+        assert "lab.hypervisor create" in create and "--role controller" in create
+        assert "--data-disk-id" in create and "--public-address 192.0.2.10" in create
+        assert "lab.hypervisor delete" in controller.inputs["delete"]
+        worker = commands["gemnar-worker-1-machine"].inputs["create"]
+        assert "--role worker" in worker and "--vpc-address 10.20.0.11" in worker
+        assert "--public-address" not in worker
+        # Same machine name and addresses: the old one must be gone before the new one boots.
+        assert controller.opts.delete_before_replace
+
+    return declared(config("lab")).apply(check)
+
+
+def test_lab_platform_needs_its_ssh_key() -> None:
+    cfg = parse_stack_config(
+        {"platform": "lab", "secretSeed": BASE_VALUES["secretSeed"]},
+        secret_keys={"secretSeed"},
+    )
+    with pytest.raises(ValueError, match="sshPrivateKey"):
+        program.build(cfg)
