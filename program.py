@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pulumi
 
 from components.data_volume import DataVolume, DataVolumeArgs
+from components.first_boot import FirstBoot, FirstBootArgs
 from components.host_secrets import (
     APPLY_HOOK,
     CONTROLLER_SECRETS,
@@ -59,6 +60,15 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
 
     controller = nodes.controller
     controller_ready: list[pulumi.Resource] = list(controller.ready_after)
+    if controller.first_boot:
+        controller_ready.append(
+            FirstBoot(
+                "gemnar-controller-boot",
+                FirstBootArgs(controller.connection, controller.identity, controller.first_boot,
+                              cfg.ssh_user),
+                opts=pulumi.ResourceOptions(depends_on=list(controller.ready_after)),
+            )
+        )
     if controller.data_device is not None:
         controller_ready.append(
             DataVolume(
@@ -69,7 +79,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                     device=controller.data_device,
                     ssh_user=cfg.ssh_user,
                 ),
-                opts=pulumi.ResourceOptions(depends_on=list(controller.ready_after)),
+                opts=pulumi.ResourceOptions(depends_on=list(controller_ready)),
             )
         )
     controller_secrets = HostSecrets(
@@ -104,6 +114,16 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             ),
             opts=pulumi.ResourceOptions(depends_on=[*controller.ready_after, *worker.ready_after]),
         )
+        worker_ready: list[pulumi.Resource] = [ssh_gate]
+        if worker.first_boot:
+            worker_ready.append(
+                FirstBoot(
+                    f"gemnar-{worker.name}-boot",
+                    FirstBootArgs(worker.connection, worker.identity, worker.first_boot,
+                                  cfg.ssh_user),
+                    opts=pulumi.ResourceOptions(depends_on=[ssh_gate]),
+                )
+            )
         ready = worker.path(READY)
         worker_secrets = HostSecrets(
             f"gemnar-{worker.name}-secrets",
@@ -120,7 +140,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             # The controller's secrets first: it is the jump host and the worker's database.
             # One worker after another (a rolling restart when the secrets change).
             opts=pulumi.ResourceOptions(
-                depends_on=[*worker.ready_after, controller_secrets, ssh_gate, *previous_secrets]
+                depends_on=[*worker.ready_after, controller_secrets, *worker_ready,
+                            *previous_secrets]
             ),
         )
         previous_secrets = [worker_secrets]

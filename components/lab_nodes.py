@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local
 
+from components.first_boot import CLOUD_INIT_WAIT
 from components.nodes import (
     NodeHandle,
     Nodes,
@@ -146,6 +147,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         ready_after=(controller,),
         # Prepared over SSH by gemnar-data-volume, the same command as on Vultr.
         data_device=pulumi.Output.from_input(data_device()),
+        first_boot=CLOUD_INIT_WAIT,
     )
     workers = []
     for index in range(cfg.worker_count):
@@ -168,6 +170,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
                 connection=worker_connection(worker.private_address, public, ssh),
                 identity=worker.instance_id,
                 ready_after=(worker,),
+                first_boot=CLOUD_INIT_WAIT,
             )
         )
     return Nodes(

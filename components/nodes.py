@@ -38,6 +38,9 @@ class NodeHandle:
     # The controller's PostgreSQL block device, when the platform gives it one after the
     # node exists (Vultr: /dev/disk/by-id/virtio-<mount_id>; lab: a loop device).
     data_device: pulumi.Output[str] | None = None
+    # Shell that returns once the node's first boot is over (fails if it went wrong); the
+    # node's commands run after it. Empty where nothing boots (the local platform).
+    first_boot: str = ""
     # Where the node's filesystem starts: "" on a real machine; on the local platform every
     # node shares this machine, so each has its own directory and prod paths live below it.
     root: str = ""

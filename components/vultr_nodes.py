@@ -10,6 +10,7 @@ import pulumi
 
 from components.controller import Controller, ControllerArgs
 from components.firewall import Firewall, FirewallArgs
+from components.first_boot import CLOUD_INIT_WAIT
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import (
     NodeHandle,
@@ -86,6 +87,7 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         identity=controller.instance_id,
         ready_after=(controller.instance, controller.reserved_ip, controller.volume),
         data_device=controller.data_device,
+        first_boot=CLOUD_INIT_WAIT,
     )
     workers = tuple(
         NodeHandle(
@@ -95,6 +97,7 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             connection=worker_connection(instance.internal_ip, controller.public_address, ssh),
             identity=instance.id,
             ready_after=(instance, controller.reserved_ip),
+            first_boot=CLOUD_INIT_WAIT,
         )
         for hostname, instance in zip(pool.names, pool.instances, strict=True)
     )

@@ -102,3 +102,21 @@ def test_lab_platform_needs_its_ssh_key() -> None:
     )
     with pytest.raises(ValueError, match="sshPrivateKey"):
         program.build(cfg)
+
+
+@pytest.mark.parametrize("platform", ["vultr", "lab"])
+@pulumi.runtime.test
+def test_node_commands_wait_for_the_first_boot(platform: str) -> pulumi.Output[None]:
+    """Scripts cloud-init installs are called only after cloud-init has finished."""
+
+    def check(resources: list[Declared]) -> None:
+        by = {d.name: d for d in resources}
+        boot = by["gemnar-controller-boot"].resource
+        assert boot in (by["gemnar-controller-data"].opts.depends_on or [])
+        for worker in ("worker-0", "worker-1"):
+            worker_boot = by[f"gemnar-{worker}-boot"].resource
+            assert worker_boot in (by[f"gemnar-{worker}-secrets"].opts.depends_on or [])
+            wait = by[f"gemnar-{worker}-boot-wait"].inputs["create"]
+            assert "cloud-init status --wait" in wait
+
+    return declared(config(platform)).apply(check)

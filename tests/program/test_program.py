@@ -65,6 +65,8 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (INSTANCE, "gemnar-controller-instance"),
         ("vultr:index/reservedIp:ReservedIp", "gemnar-controller-ip"),
         ("vultr:index/blockStorage:BlockStorage", "gemnar-controller-pgdata"),
+        (f"{infra}FirstBoot", "gemnar-controller-boot"),
+        (COMMAND, "gemnar-controller-boot-wait"),
         (f"{infra}DataVolume", "gemnar-controller-data"),
         (COMMAND, "gemnar-controller-data-mount"),
         (f"{infra}WorkerPool", "gemnar-worker"),
@@ -82,6 +84,8 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
             (COMMAND, f"gemnar-worker-{i}-ready-gate"),
             (f"{infra}SshGate", f"gemnar-worker-{i}-ssh"),
             (COMMAND, f"gemnar-worker-{i}-ssh-wait"),
+            (f"{infra}FirstBoot", f"gemnar-worker-{i}-boot"),
+            (COMMAND, f"gemnar-worker-{i}-boot-wait"),
         }
     return names
 

@@ -1,0 +1,51 @@
+"""First boot: wait on a node until cloud-init has finished, and fail if it ended in error.
+
+Why: a new instance answers SSH long before cloud-init is done (Vultr reports it running as
+soon as it boots; packages take minutes). The commands the program runs next call scripts that
+cloud-init installs at the end of its run (``gemnar-data-volume``, ``gemnar-worker-ready``,
+``gemnar-lb-apply``); run earlier, they are "not found" (exit 127). Seen first on the lab
+platform, where machines boot in a second. When cloud-init ends in error the node is broken:
+the command fails with cloud-init's own account of what went wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.nodes import as_root
+
+# `--wait` blocks on cloud-init itself (no polling here); `--long` names the failed module.
+CLOUD_INIT_WAIT = (
+    "out=$(cloud-init status --wait --long 2>&1); rc=$?; "
+    "printf '%s\\n' \"$out\" | sed 's/^[.]*//'; exit $rc"
+)
+
+
+@dataclass(frozen=True)
+class FirstBootArgs:
+    connection: remote.ConnectionArgs
+    node_identity: pulumi.Input[str]
+    wait_command: str
+    ssh_user: str = "root"
+
+
+class FirstBoot(pulumi.ComponentResource):
+    """Create returns once the node's first boot is over (and failed if it went wrong)."""
+
+    def __init__(
+        self, name: str, args: FirstBootArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:FirstBoot", name, None, opts)
+        remote.Command(
+            f"{name}-wait",
+            connection=args.connection,
+            create=as_root(args.wait_command, args.ssh_user),
+            add_previous_output_in_env=False,
+            # A new machine boots once more.
+            triggers=[args.node_identity],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})
