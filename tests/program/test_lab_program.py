@@ -109,13 +109,16 @@ def test_lab_platform_needs_its_ssh_key() -> None:
 def test_node_commands_wait_for_the_first_boot(platform: str) -> pulumi.Output[None]:
     """Scripts cloud-init installs are called only after cloud-init has finished."""
 
+    def deps(d: Declared) -> list[object]:
+        return list(d.opts.depends_on or [])  # type: ignore[arg-type]  # a list here
+
     def check(resources: list[Declared]) -> None:
         by = {d.name: d for d in resources}
         boot = by["gemnar-controller-boot"].resource
-        assert boot in (by["gemnar-controller-data"].opts.depends_on or [])
+        assert boot in deps(by["gemnar-controller-data"])
         for worker in ("worker-0", "worker-1"):
             worker_boot = by[f"gemnar-{worker}-boot"].resource
-            assert worker_boot in (by[f"gemnar-{worker}-secrets"].opts.depends_on or [])
+            assert worker_boot in deps(by[f"gemnar-{worker}-secrets"])
             wait = by[f"gemnar-{worker}-boot-wait"].inputs["create"]
             assert "cloud-init status --wait" in wait
 
