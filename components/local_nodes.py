@@ -94,7 +94,6 @@ def local_worker_settings(
         ports=WorkerPorts(ssh=layout.ssh_port, app=cfg.app_port),
         controller_ports=controller.ports,
         public_hosts=(controller.private_address,),
-        nginx_user=None,
     ).with_paths_under(root)
     # The controller's static and media directories are the "NFS share" every worker mounts.
     paths = dataclasses.replace(

@@ -26,8 +26,9 @@ APP_USER = {
     "shell": "/usr/sbin/nologin",
     "lock_passwd": True,
 }
-COMMON_PACKAGES = ["nftables", "prometheus-node-exporter", "unattended-upgrades", "nginx"]
+COMMON_PACKAGES = ["nftables", "prometheus-node-exporter", "unattended-upgrades"]
 CONTROLLER_PACKAGES = [
+    "nginx",
     "postgresql-15",
     "postgresql-client-15",
     "pgbouncer",

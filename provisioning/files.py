@@ -13,7 +13,7 @@ from typing import Literal
 
 from provisioning.app_env import render_worker_app_env
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
-from provisioning.nginx import render_nginx_conf, render_nginx_upstream, render_worker_nginx_conf
+from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
 from provisioning.redis import render_redis_conf
@@ -247,7 +247,6 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
     install = scripts / "gemnar-install-app.sh"
     uvicorn = scripts / "gemnar-uvicorn.sh"
     files = [
-        RenderedFile(paths.nginx_conf_file, render_worker_nginx_conf(settings)),
         RenderedFile("/etc/nftables.conf", render_nftables_worker(settings), permissions="0755"),
         RenderedFile(paths.app_env_file, render_worker_app_env(settings)),
         *_common(f"{settings.private_address}:{settings.ports.node_exporter}", paths,

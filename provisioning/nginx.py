@@ -1,4 +1,7 @@
-"""Nginx for the controller (TLS, load balancer, static and media) and the worker's health check.
+"""Nginx for the controller: TLS, load balancer, static and media.
+
+Workers run no Nginx: the controller probes each app's own ``/health/``, which fails while the
+worker's drain flag exists (``gemnar_health``), so a draining worker leaves the rotation first.
 
 The main controller config includes a separate upstream file. Membership changes rewrite only
 that file (``render_nginx_upstream``) and reload Nginx.
@@ -9,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from provisioning.settings import ControllerSettings, WorkerSettings
+from provisioning.settings import ControllerSettings
 from provisioning.templates import render
 
 # Nginx's passive check: one failed attempt (refused, reset, timed out) takes a member out of
@@ -104,19 +107,4 @@ def render_nginx_upstream(members: Sequence[Member], settings: ControllerSetting
     bind = settings.private_address if members else ""
     return render(
         "controller/upstream.conf", summary=summary, servers="\n".join(lines), proxy_bind=bind
-    )
-
-
-def render_worker_nginx_conf(settings: WorkerSettings) -> str:
-    """The worker's minimal ``nginx.conf``: ``/health/`` on the health port, nothing else."""
-    paths = settings.paths
-    return render(
-        "worker/nginx.conf",
-        user_line=_user_line(settings.nginx_user),
-        pid_file=paths.nginx_pid_file,
-        error_log=paths.nginx_error_log,
-        temp_dir=paths.nginx_temp_dir,
-        listen=f"{settings.private_address}:{settings.ports.health}",
-        drain_flag=paths.drain_flag_file,
-        app_address=f"{settings.private_address}:{settings.ports.app}",
     )

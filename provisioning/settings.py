@@ -140,7 +140,6 @@ class WorkerPorts:
 
     ssh: int = 22
     app: int = 8000
-    health: int = 8080
     node_exporter: int = 9100
 
 
@@ -161,10 +160,6 @@ class WorkerPaths:
     commands_dir: str = "/usr/local/sbin"
     media_root: str = "/srv/gemnar/media"
     static_root: str = "/srv/gemnar/static"
-    nginx_conf_file: str = "/etc/nginx/nginx.conf"
-    nginx_pid_file: str = "/run/nginx.pid"
-    nginx_temp_dir: str = "/var/lib/nginx"
-    nginx_error_log: str = "/var/log/nginx/error.log"
     systemd_dir: str = "/etc/systemd/system"
     sshd_dropin_dir: str = "/etc/ssh/sshd_config.d"
     # Written by cloud-init when first boot is over (the local node writes its own).
@@ -289,8 +284,6 @@ class WorkerSettings:
     domain: str | None = None
     # Host names the site answers to (Django's ALLOWED_HOSTS); empty: the domain and www.
     public_hosts: tuple[str, ...] = ()
-    # The user the worker's Nginx drops to; None keeps the starting user.
-    nginx_user: str | None = "www-data"
 
     def __post_init__(self) -> None:
         check_address("private_address", self.private_address)

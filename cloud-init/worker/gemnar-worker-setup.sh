@@ -16,6 +16,5 @@ systemctl daemon-reload
 systemctl restart ssh
 systemctl enable --now prometheus-node-exporter
 systemctl restart prometheus-node-exporter
-nginx -t && systemctl restart nginx
 # The app starts once its secrets exist; the readiness step delivers them and starts it.
 systemctl enable gemnar-app.service

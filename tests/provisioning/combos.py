@@ -46,7 +46,7 @@ WORKERS: dict[str, WorkerSettings] = {
     "local": WorkerSettings(
         private_address="127.31.0.11", controller_address="127.31.0.1",
         vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=1, name="worker-1",
-        ports=WorkerPorts(app=18001, health=18081, node_exporter=19101),
-        paths=WorkerPaths.under("/var/tmp/gemnar-state/worker-1"), nginx_user=None,
+        ports=WorkerPorts(app=18001, node_exporter=19101),
+        paths=WorkerPaths.under("/var/tmp/gemnar-state/worker-1"),
     ),
 }

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from localnode import daemons
 from provisioning.files import RenderedFile, controller_files, worker_files
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
-from provisioning.nginx import render_worker_nginx_conf
 from provisioning.settings import ControllerPaths, WorkerPaths
 from tests.provisioning.combos import CONTROLLERS, WORKERS
 from tests.support.tooling import require_executable
@@ -54,7 +52,7 @@ def test_controller_firewall_opens_private_ports_to_the_subnet_only() -> None:
 
 def test_worker_firewall_admits_only_the_controller() -> None:
     rules = render_nftables_worker(WORKERS["prod-default"])
-    assert "ip saddr 10.20.0.3 tcp dport { 22, 8000, 8080, 9100 } accept" in rules
+    assert "ip saddr 10.20.0.3 tcp dport { 22, 8000, 9100 } accept" in rules
 
 
 def _scripts() -> Iterator[object]:
@@ -114,16 +112,3 @@ def test_units_pass_systemd_analyze_verify(which: str, tmp_path: Path) -> None:
     assert result.returncode == 0 and not own, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", list(WORKERS))
-def test_worker_nginx_passes_nginx_t(name: str) -> None:
-    require_executable("nginx")
-    with daemons.state_directory() as root:
-        # nginx -t binds its listeners, so the private address becomes a loopback one here.
-        worker = replace(WORKERS[name], paths=WorkerPaths.under(root),
-                         private_address=daemons.random_loopback_address())
-        paths = worker.paths
-        daemons.make_dirs(paths.nginx_temp_dir, Path(paths.nginx_error_log).parent,
-                          Path(paths.nginx_pid_file).parent)
-        conf = daemons.write_file(paths.nginx_conf_file, render_worker_nginx_conf(worker))
-        result = daemons.nginx_test(conf, paths.nginx_error_log)
-        assert result.returncode == 0, result.stderr

@@ -64,7 +64,7 @@ def test_every_file_that_binds_the_vpc_address_is_filled_in_at_boot() -> None:
     for path in address_files(worker):
         assert f"'{path}'" in worker_setup
     assert {Path(p).name for p in address_files(worker)} >= {
-        "gemnar-uvicorn.sh", "nginx.conf", "prometheus-node-exporter"}
+        "gemnar-uvicorn.sh", "prometheus-node-exporter"}
 
 
 def test_vpc_address_found_on_the_vpc_interface_and_written_into_configs(

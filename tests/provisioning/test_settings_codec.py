@@ -19,6 +19,6 @@ def test_controller_round_trip() -> None:
 def test_worker_round_trip() -> None:
     settings = WorkerSettings(
         private_address="127.9.0.10", controller_address="127.9.0.1", vpc_subnet="127.9.0.0/24",
-        memory_mb=512, vcpus=1, processes=2, nginx_user=None,
+        memory_mb=512, vcpus=1, processes=2,
     ).with_paths_under("/tmp/w")
     assert worker_from_json(to_json(settings)) == settings
