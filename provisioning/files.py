@@ -244,17 +244,14 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
     """Every file a worker's cloud-config writes (none holds a secret)."""
     paths = settings.paths
     scripts = PurePosixPath(paths.scripts_dir)
-    install = scripts / "gemnar-install-app.sh"
+    install = PurePosixPath(paths.commands_dir) / "gemnar-install-app"
     uvicorn = scripts / "gemnar-uvicorn.sh"
     files = [
         RenderedFile("/etc/nftables.conf", render_nftables_worker(settings), permissions="0755"),
         RenderedFile(paths.app_env_file, render_worker_app_env(settings)),
         *_common(f"{settings.private_address}:{settings.ports.node_exporter}", paths,
                  settings.vpc_subnet, jump_host=False),
-        _script(install, render(
-            "worker/gemnar-install-app.sh",
-            app_source=settings.app_source, app_version=settings.app_version,
-            app_dir=paths.app_dir, venv_dir=paths.venv_dir)),
+        render_install_app(settings),
         _script(uvicorn, render(
             "worker/gemnar-uvicorn.sh",
             processes=settings.processes or "auto",
@@ -273,10 +270,20 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
         "worker/gemnar-worker-setup.sh",
         vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
         address_files=" ".join(f"'{path}'" for path in address_files(files)),
-        app_dir=paths.app_dir, run_dir=paths.run_dir, media_root=paths.media_root,
+        run_dir=paths.run_dir, media_root=paths.media_root, artifacts_dir=paths.artifacts_dir,
         static_root=paths.static_root, app_env_file=paths.app_env_file,
         install_script=install)))
     return files
+
+
+def render_install_app(settings: WorkerSettings) -> RenderedFile:
+    """``gemnar-install-app``: installs a pushed artifact (bundled) or a tag/commit (git)."""
+    paths = settings.paths
+    return _script(PurePosixPath(paths.commands_dir) / "gemnar-install-app", render(
+        "worker/gemnar-install-app.sh",
+        app_source=settings.app_source, app_version=settings.app_version,
+        releases_dir=paths.releases_dir, app_dir=paths.app_dir, venv_dir=paths.venv_dir,
+        python=paths.system_python, secrets_env_file=paths.app_secrets_env_file))
 
 
 # How long a new worker may take from boot to a healthy /health/, and a drain at most.

@@ -147,8 +147,14 @@ class WorkerPorts:
 class WorkerPaths:
     """Every filesystem path a worker uses (prod defaults)."""
 
+    # Both are symlinks into the current release under ``releases_dir``.
     app_dir: str = "/opt/gemnar/app"
     venv_dir: str = "/opt/gemnar/venv"
+    releases_dir: str = "/opt/gemnar/releases"
+    # Where bundled app artifacts land when pushed over SSH.
+    artifacts_dir: str = "/var/lib/gemnar/artifacts"
+    # The node's own interpreter (Debian 12: 3.11), which builds each release's venv.
+    system_python: str = field(default="/usr/bin/python3", metadata=_SYSTEM)
     app_env_file: str = "/etc/gemnar/app.env"
     # Root-only; systemd reads EnvironmentFile= before dropping privileges.
     app_secrets_env_file: str = "/etc/gemnar/secrets.env"

@@ -1,33 +1,77 @@
 #!/bin/bash
-# Install (or update) the gemnar app into its virtualenv. Also run by rolling updates with a
-# new version as $1. "bundled" means the app tree is copied to the app directory over SSH.
+# gemnar-install-app [ARTIFACT SHA256]: install (or update) the app and point @{app_dir} and
+# @{venv_dir} at it, then restart the app if its secrets are already in place.
+#   bundled:  ARTIFACT is a tarball pushed over SSH (app/, wheels/, requirements.txt); the
+#             venv is built from its wheels with --no-index: no package index is needed.
+#             Without an argument (first boot) there is nothing to install yet.
+#   git URL:  @{app_version} must be a tag or a full commit id, never a branch: a branch
+#             moves, and a replaced worker would silently run other code than its peers.
+# Each release lives in its own directory under @{releases_dir}, keyed by content; switching
+# is a symlink swap, so a failed install leaves the running release alone.
 set -euo pipefail
-
 app_source='@{app_source}'
-app_version="${1:-@{app_version}}"
+app_version='@{app_version}'
+releases='@{releases_dir}'
 app_dir='@{app_dir}'
 venv_dir='@{venv_dir}'
+python='@{python}'
 
-if [ "$app_source" != bundled ]; then
-    if [ -d "$app_dir/.git" ]; then
-        git -C "$app_dir" fetch --depth 1 origin "$app_version"
-        git -C "$app_dir" checkout --force FETCH_HEAD
-    else
-        rm -rf "$app_dir"
-        git clone --depth 1 --branch "$app_version" "$app_source" "$app_dir"
+install -d -m 0755 "$releases"
+if [ "$app_source" = bundled ]; then
+    artifact="${1:-}"
+    if [ -z "$artifact" ]; then
+        echo "gemnar-install-app: no artifact yet; it is pushed over SSH by the deploy"
+        exit 0
+    fi
+    expected="${2:?usage: gemnar-install-app ARTIFACT SHA256}"
+    actual="$(sha256sum "$artifact" | cut -d' ' -f1)"
+    if [ "$actual" != "$expected" ]; then
+        echo "gemnar-install-app: $artifact has sha256 $actual, expected $expected" >&2
+        exit 1
+    fi
+    name="$(basename "$artifact" .tar.gz)"
+    release="$releases/${name#gemnar-app-}"
+    if [ ! -e "$release/.installed" ]; then
+        rm -rf "$release"
+        install -d -m 0755 "$release"
+        tar -xzf "$artifact" -C "$release" --no-same-owner
+        "$python" -m venv "$release/venv"
+        "$release/venv/bin/pip" install --quiet --disable-pip-version-check --no-index \
+            --find-links "$release/wheels" -r "$release/requirements.txt"
+        touch "$release/.installed"
+    fi
+else
+    if [[ ! "$app_version" =~ ^[0-9a-f]{40}$ ]] && [[ ! "$app_version" =~ ^v?[0-9][A-Za-z0-9._-]*$ ]]; then
+        echo "gemnar-install-app: appVersion '$app_version' is neither a tag (v1.2.3) nor a" \
+            "full commit id; refusing a branch that can move" >&2
+        exit 1
+    fi
+    release="$releases/git-$app_version"
+    if [ ! -e "$release/.installed" ]; then
+        rm -rf "$release"
+        install -d -m 0755 "$release/app"
+        git -C "$release/app" init --quiet
+        if [[ "$app_version" =~ ^[0-9a-f]{40}$ ]]; then
+            git -C "$release/app" fetch --quiet --depth 1 "$app_source" "$app_version"
+        else
+            # Only the tag: a branch of the same name is never fetched.
+            git -C "$release/app" fetch --quiet --depth 1 "$app_source" \
+                "refs/tags/$app_version:refs/tags/$app_version"
+        fi
+        git -C "$release/app" checkout --quiet --detach FETCH_HEAD
+        "$python" -m venv "$release/venv"
+        if [ -f "$release/app/requirements.txt" ]; then
+            "$release/venv/bin/pip" install --quiet -r "$release/app/requirements.txt"
+        fi
+        touch "$release/.installed"
     fi
 fi
-if [ ! -d "$app_dir" ]; then
-    echo "app not present in $app_dir yet; it is delivered over SSH" >&2
-    exit 0
-fi
 
-[ -x "$venv_dir/bin/python" ] || python3 -m venv "$venv_dir"
-"$venv_dir/bin/pip" install --quiet --upgrade pip
-if [ -f "$app_dir/requirements.txt" ]; then
-    "$venv_dir/bin/pip" install --quiet -r "$app_dir/requirements.txt"
+ln -sfn "$release/app" "$app_dir.new"
+mv -Tf "$app_dir.new" "$app_dir"
+ln -sfn "$release/venv" "$venv_dir.new"
+mv -Tf "$venv_dir.new" "$venv_dir"
+echo "gemnar-install-app: $(basename "$release") installed"
+if [ -f '@{secrets_env_file}' ] && command -v systemctl >/dev/null; then
+    systemctl restart gemnar-app.service
 fi
-if [ -f "$app_dir/pyproject.toml" ] || [ -f "$app_dir/setup.py" ]; then
-    "$venv_dir/bin/pip" install --quiet "$app_dir"
-fi
-"$venv_dir/bin/pip" install --quiet 'uvicorn[standard]'

@@ -8,7 +8,8 @@ set -euo pipefail
 # The host firewall before any service listens on the VPC address.
 systemctl enable nftables
 systemctl restart nftables
-install -d -o gemnar -g gemnar -m 0755 '@{app_dir}' '@{run_dir}'
+install -d -o gemnar -g gemnar -m 0755 '@{run_dir}'
+install -d -m 0700 '@{artifacts_dir}'
 install -d -m 0755 '@{media_root}' '@{static_root}'
 touch '@{app_env_file}'
 '@{install_script}'
