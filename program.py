@@ -11,11 +11,16 @@ and reaches nodes over SSH, workers through the controller, on every platform.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pulumi
 
+from appdelivery.push import INSTALL
+from appdelivery.source import AppSource
+from components.app_delivery import AppDelivery, AppDeliveryArgs
 from components.data_volume import DataVolume, DataVolumeArgs
 from components.first_boot import FirstBoot, FirstBootArgs
+from components.host_keys import connection_port, pin_nodes
 from components.host_secrets import (
     APPLY_HOOK,
     CONTROLLER_SECRETS,
@@ -33,10 +38,11 @@ from components.ssh_gate import SshGate, SshGateArgs
 from components.user_data import controller_secrets_path, worker_secrets_file, worker_secrets_path
 from components.vultr_nodes import provision_vultr
 from components.worker_readiness import DRAIN, READY, WorkerReadiness, WorkerReadinessArgs
-from provisioning.settings import WorkerPorts
+from provisioning.settings import WorkerPaths, WorkerPorts
 from stack_config import StackConfig, load_stack_config
 
 NODE_EXPORTER_PORT = WorkerPorts().node_exporter
+PROJECT_ROOT = Path(__file__).resolve().parent
 
 Provisioner = Callable[[StackConfig, SshIdentity], Nodes]
 
@@ -55,8 +61,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         user=cfg.ssh_user,
         private_key=pulumi.Output.secret(private_key.value) if private_key else None,
     )
-    nodes = PROVISIONERS[cfg.platform](cfg, ssh)
+    # Every connection after the platform's own checks the host key first seen.
+    access = pin_nodes(PROVISIONERS[cfg.platform](cfg, ssh))
+    nodes = access.nodes
     seed = pulumi.Output.secret(cfg.secret_seed.value)
+    deliver = nodes.delivers_app and cfg.app_source == "bundled"
+    source_hash = AppSource.of_project(PROJECT_ROOT).content_hash if deliver else ""
 
     controller = nodes.controller
     controller_ready: list[pulumi.Resource] = list(controller.ready_after)
@@ -102,7 +112,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     )
     gates: list[pulumi.Resource] = []
     previous_secrets: list[pulumi.Resource] = []
-    for worker in nodes.workers:
+    previous_delivery: list[pulumi.Resource] = []
+    for worker, worker_key in zip(nodes.workers, access.worker_keys, strict=True):
         # Proves controller -> worker SSH before any command is tunnelled to the worker.
         ssh_gate = SshGate(
             f"gemnar-{worker.name}-ssh",
@@ -125,6 +136,31 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                 )
             )
         ready = worker.path(READY)
+        delivered: list[pulumi.Resource] = []
+        if deliver:
+            delivery = AppDelivery(
+                f"gemnar-{worker.name}-app",
+                AppDeliveryArgs(
+                    source_hash=source_hash,
+                    target_host=worker.connection.host,
+                    target_port=connection_port(worker.connection),
+                    target_host_key=worker_key,
+                    jump_host=nodes.controller.connection.host,
+                    jump_port=connection_port(nodes.controller.connection),
+                    jump_host_key=access.controller_key,
+                    node_identity=worker.identity,
+                    user=cfg.ssh_user,
+                    private_key=ssh.private_key,
+                    artifacts_dir=worker.path(WorkerPaths().artifacts_dir),
+                    install=worker.path(INSTALL),
+                    ready=ready,
+                    secrets_file=worker.path(worker_secrets_path()),
+                ),
+                # One worker at a time: an app update rolls through the pool.
+                opts=pulumi.ResourceOptions(
+                    depends_on=[*worker.ready_after, *worker_ready, *previous_delivery]),
+            )
+            delivered = previous_delivery = [delivery]
         worker_secrets = HostSecrets(
             f"gemnar-{worker.name}-secrets",
             HostSecretsArgs(
@@ -141,7 +177,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             # One worker after another (a rolling restart when the secrets change).
             opts=pulumi.ResourceOptions(
                 depends_on=[*worker.ready_after, controller_secrets, *worker_ready,
-                            *previous_secrets]
+                            *previous_secrets, *delivered]
             ),
         )
         previous_secrets = [worker_secrets]

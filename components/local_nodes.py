@@ -233,4 +233,5 @@ def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         controller=controller,
         workers=tuple(workers),
         site_url=pulumi.Output.from_input(site),
+        delivers_app=False,
     )

@@ -58,6 +58,8 @@ class Nodes:
     workers: tuple[NodeHandle, ...]
     site_url: pulumi.Output[str]
     extras: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    # Whether workers receive the bundled app over SSH (a local worker runs this checkout).
+    delivers_app: bool = True
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from engine.toolchain import PROJECT_ROOT
 from healthmon.checks import MemberHealth
 from healthmon.monitor import read_members
-from localnode import daemons
+from localnode import files, services
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from provisioning.files import controller_files
@@ -51,28 +51,28 @@ class ControllerNode:
 
 def _ensure_app_role(settings: ControllerSettings, verifier: str) -> None:
     user, database = settings.db.app_user, settings.db.database
-    exists = daemons.psql(settings, f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'")
+    exists = services.psql(settings, f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'")
     verb = "ALTER" if exists == "1" else "CREATE"
-    daemons.psql(settings, f"{verb} ROLE \"{user}\" LOGIN PASSWORD '{verifier}'")
-    if daemons.psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
-        daemons.psql(settings, f'CREATE DATABASE "{database}" OWNER "{user}"')
+    services.psql(settings, f"{verb} ROLE \"{user}\" LOGIN PASSWORD '{verifier}'")
+    if services.psql(settings, f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
+        services.psql(settings, f'CREATE DATABASE "{database}" OWNER "{user}"')
 
 
 def _start_postgres(node: ControllerNode) -> None:
     settings = node.settings
-    daemons.prepare_postgres(settings)
+    services.prepare_postgres(settings)
     pidfile = node.supervised / "postgres.pid"
     if not running(pidfile):
         conf = Path(settings.paths.postgres_conf_dir) / "postgresql.conf"
         start_detached(
-            daemons.as_postgres(
-                [daemons.postgres_bin(settings, "postgres"), "-c", f"config_file={conf}"]
+            services.as_postgres(
+                [services.postgres_bin(settings, "postgres"), "-c", f"config_file={conf}"]
             ),
             pidfile,
             node.log_dir / "postgres.log",
         )
     ready = [
-        daemons.postgres_bin(settings, "pg_isready"), "-q",
+        services.postgres_bin(settings, "pg_isready"), "-q",
         "-h", settings.paths.postgres_run_dir, "-p", str(settings.ports.postgres),
     ]
     wait_for(lambda: subprocess.run(ready, check=False).returncode == 0, 60, "PostgreSQL")
@@ -85,7 +85,7 @@ def _start_port_daemon(
     if not running(pidfile):
         start_detached(argv, pidfile, node.log_dir / f"{name}.log")
     address = node.settings.private_address
-    wait_for(lambda: daemons.port_open(address, port), timeout_s, f"{name} on {address}:{port}")
+    wait_for(lambda: services.port_open(address, port), timeout_s, f"{name} on {address}:{port}")
 
 
 def make_traversable(path: Path) -> None:
@@ -105,9 +105,9 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     make_traversable(node.root)
     db_password = secrets["GEMNAR_DB_PASSWORD"]
     redis_password = secrets["GEMNAR_REDIS_PASSWORD"]
-    daemons.make_dirs(node.supervised, node.log_dir, paths.state_dir, paths.static_root,
+    files.make_dirs(node.supervised, node.log_dir, paths.state_dir, paths.static_root,
                       paths.media_root)
-    daemons.install_rendered(
+    files.install_rendered(
         controller_files(settings), {"gemnar-lb-apply", Path(paths.settings_file).name}
     )
     start_sshd(
@@ -120,17 +120,17 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     verifier = scram_sha256_verifier(db_password)
     _ensure_app_role(settings, verifier)
 
-    daemons.make_dirs(paths.pgbouncer_run_dir, Path(paths.pgbouncer_log_file).parent,
+    files.make_dirs(paths.pgbouncer_run_dir, Path(paths.pgbouncer_log_file).parent,
                       owner_postgres=True, mode=0o775)
-    ini = daemons.write_pgbouncer_files(
+    ini = services.write_pgbouncer_files(
         settings, render_pgbouncer_userlist(settings.db.app_user, verifier))
-    _start_port_daemon(node, "pgbouncer", daemons.as_postgres(["pgbouncer", str(ini)]),
+    _start_port_daemon(node, "pgbouncer", services.as_postgres(["pgbouncer", str(ini)]),
                        settings.ports.pgbouncer)
 
-    daemons.make_dirs(paths.redis_data_dir, paths.redis_run_dir,
+    files.make_dirs(paths.redis_data_dir, paths.redis_run_dir,
                       Path(paths.redis_log_file).parent)
-    daemons.write_file(paths.redis_secrets_file, render_redis_secrets(redis_password), 0o600)
-    conf = daemons.write_file(paths.redis_conf_file, render_redis_conf(settings), 0o640)
+    files.write_file(paths.redis_secrets_file, render_redis_secrets(redis_password), 0o600)
+    conf = files.write_file(paths.redis_conf_file, render_redis_conf(settings), 0o640)
     _start_port_daemon(node, "redis", ["redis-server", str(conf)], settings.ports.redis)
 
     # Keep the current members on a restart; a new node starts with none (answers 503).
@@ -140,7 +140,7 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     elif Path(paths.membership_file).exists():
         members = [MemberHealth(a) for a in read_members(Path(paths.membership_file))]
         upstream = render_nginx_upstream(members, settings)
-    nginx_conf = daemons.prepare_nginx(settings, upstream)
+    nginx_conf = services.prepare_nginx(settings, upstream)
     _start_port_daemon(
         node, "nginx",
         ["nginx", "-c", str(nginx_conf), "-e", paths.nginx_error_log, "-g", "daemon off;"],

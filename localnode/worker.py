@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.toolchain import PROJECT_ROOT
-from localnode import daemons
+from localnode import files, services
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from provisioning.app_env import (
@@ -69,8 +69,8 @@ def app_environment(node: WorkerNode, secrets: Mapping[str, str]) -> dict[str, s
         secret_key=secrets["secret_key"],
     )
     # The public env file too, as cloud-init writes it: tools on the node read both.
-    daemons.write_file(settings.paths.app_env_file, render_worker_app_env(settings))
-    daemons.make_dirs(secrets_file.parent, mode=0o700)
+    files.write_file(settings.paths.app_env_file, render_worker_app_env(settings))
+    files.make_dirs(secrets_file.parent, mode=0o700)
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
@@ -101,9 +101,9 @@ def _deploy_once(node: WorkerNode, env: Mapping[str, str]) -> None:
 
 def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
     settings, paths = node.settings, node.settings.paths
-    daemons.make_dirs(node.supervised, node.root / "log", paths.run_dir)
+    files.make_dirs(node.supervised, node.root / "log", paths.run_dir)
     # Readiness and drain as in prod; secrets are applied by this start itself (no systemd).
-    daemons.install_rendered(worker_commands(settings), LOCAL_COMMANDS)
+    files.install_rendered(worker_commands(settings), LOCAL_COMMANDS)
     start_sshd(settings.private_address, node.ssh_port, node.root, node.authorized_keys,
                [Path(paths.commands_dir)])
     env = app_environment(node, secrets)
@@ -133,11 +133,11 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
             exporter_pid, node.root / "log" / "memory-exporter.log", cwd=PROJECT_ROOT,
         )
     address = settings.private_address
-    wait_for(lambda: daemons.port_open(address, settings.ports.app), 60, f"{settings.name} app")
-    wait_for(lambda: daemons.port_open(address, settings.ports.node_exporter), 20,
+    wait_for(lambda: services.port_open(address, settings.ports.app), 60, f"{settings.name} app")
+    wait_for(lambda: services.port_open(address, settings.ports.node_exporter), 20,
              f"{settings.name} metrics")
     # What cloud-init writes at the end of a prod worker's first boot; readiness waits on it.
-    daemons.write_file(paths.boot_finished_file, "local node started\n")
+    files.write_file(paths.boot_finished_file, "local node started\n")
 
 
 def stop_worker(node: WorkerNode) -> None:

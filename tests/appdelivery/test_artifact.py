@@ -23,13 +23,13 @@ import pytest
 from appdelivery.artifact import build, sha256_of
 from appdelivery.source import AppSource, app_requirements
 from engine.toolchain import PROJECT_ROOT
-from localnode import daemons
 from localnode.supervise import start_detached, stop_pid, wait_for
 from localnode.worker import parse_env_file
 from provisioning.app_env import render_worker_app_env, render_worker_secrets_env
 from provisioning.files import render_install_app, worker_files
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import WorkerPaths, WorkerPorts, WorkerSettings
+from tests.support import daemons
 from tests.support.tooling import require_executable
 
 

@@ -3,6 +3,7 @@ SSH key order, and user data that leaves the node's own address to the boot."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pulumi
@@ -10,14 +11,15 @@ import pulumi
 import program
 from provisioning.settings import VPC_ADDRESS_AT_BOOT
 from stack_config import StackConfig, parse_stack_config
-from tests.program.harness import BASE_VALUES, RECORDER, SSH_KEY, Declared
+from tests.program.harness import BASE_VALUES, PRIVATE_KEY, RECORDER, SSH_KEY, Declared
 
 INSTANCE = "vultr:index/instance:Instance"
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE90aGVya2V5Zm9ydGVzdHNvZmtleW9yZGVyaW5n o@x"
 
 
 def _config(**overrides: str) -> StackConfig:
-    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
+    return parse_stack_config({**BASE_VALUES, **overrides},
+                              secret_keys={"secretSeed", "sshPrivateKey"})
 
 
 def _declare(cfg: StackConfig) -> pulumi.Output[list[Declared]]:
@@ -94,3 +96,48 @@ def test_user_data_binds_the_address_found_at_boot() -> pulumi.Output[Any]:
             assert "gemnar-vpc-address" in user_data, name
 
     return _declare(_config()).apply(check)
+
+
+@pulumi.runtime.test
+def test_every_remote_command_checks_the_pinned_host_keys() -> pulumi.Output[Any]:
+    def check(declared: list[Declared]) -> None:
+        pins = {d.name: d for d in declared if d.type == "gemnar:infra:HostKeyPin"}
+        assert set(pins) == {"gemnar-controller-hostkey", "gemnar-worker-0-hostkey",
+                             "gemnar-worker-1-hostkey"}
+        for d in declared:
+            if d.type != "command:remote:Command":
+                continue
+            connection = d.plain["connection"]
+            assert "hostKey" in connection, f"{d.name} does not check the host key"
+            if "proxy" in connection:
+                assert "hostKey" in connection["proxy"], f"{d.name}: jump host unchecked"
+        # A worker's key is read on the (pinned) controller, never from the public side.
+        worker_scan = _one(declared, "gemnar-worker-0-hostkey-scan")
+        assert "proxy" not in worker_scan.plain["connection"]
+        assert "ssh-keyscan" in worker_scan.plain["create"]
+        assert "10.20.0.10" in worker_scan.plain["create"]
+
+    return _declare(_config(workerCount="2")).apply(check)
+
+
+@pulumi.runtime.test
+def test_app_is_pushed_by_content_hash_one_worker_at_a_time() -> pulumi.Output[Any]:
+    from appdelivery.source import AppSource
+    from program import PROJECT_ROOT
+
+    expected = AppSource.of_project(PROJECT_ROOT).content_hash
+
+    def check(declared: list[Declared]) -> None:
+        pushes = [_one(declared, f"gemnar-worker-{i}-app-push") for i in range(3)]
+        for push in pushes:
+            assert f"--source-hash {expected}" in push.plain["create"]
+            assert push.plain["triggers"][0] == expected
+            assert push.plain["environment"]["GEMNAR_SSH_PRIVATE_KEY"]
+        deliveries = [_one(declared, f"gemnar-worker-{i}-app") for i in range(3)]
+        for earlier, later in itertools.pairwise(deliveries):
+            assert earlier.resource in (later.opts.depends_on or [])  # type: ignore[operator]
+        for i, delivery in enumerate(deliveries):
+            secrets = _one(declared, f"gemnar-worker-{i}-secrets")
+            assert delivery.resource in (secrets.opts.depends_on or [])  # type: ignore[operator]
+
+    return _declare(_config(workerCount="3", sshPrivateKey=PRIVATE_KEY)).apply(check)

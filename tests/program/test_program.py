@@ -69,6 +69,8 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (COMMAND, "gemnar-controller-boot-wait"),
         (f"{infra}DataVolume", "gemnar-controller-data"),
         (COMMAND, "gemnar-controller-data-mount"),
+        (f"{infra}HostKeyPin", "gemnar-controller-hostkey"),
+        ("command:local:Command", "gemnar-controller-hostkey-scan"),
         (f"{infra}WorkerPool", "gemnar-worker"),
         (f"{infra}HostSecrets", "gemnar-controller-secrets"),
         (COMMAND, "gemnar-controller-secrets-write"),
@@ -86,6 +88,10 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
             (COMMAND, f"gemnar-worker-{i}-ssh-wait"),
             (f"{infra}FirstBoot", f"gemnar-worker-{i}-boot"),
             (COMMAND, f"gemnar-worker-{i}-boot-wait"),
+            (f"{infra}HostKeyPin", f"gemnar-worker-{i}-hostkey"),
+            (COMMAND, f"gemnar-worker-{i}-hostkey-scan"),
+            (f"{infra}AppDelivery", f"gemnar-worker-{i}-app"),
+            ("command:local:Command", f"gemnar-worker-{i}-app-push"),
         }
     return names
 
@@ -261,9 +267,14 @@ def test_local_platform_declares_local_nodes_and_no_cloud_resources() -> pulumi.
             "gemnar-controller", "gemnar-worker-0", "gemnar-worker-1", "gemnar-worker-2"
         ]
         for d in declared:
-            if d.type == "command:local:Command":
+            if d.type == "command:local:Command" and d.name.endswith("-processes"):
                 env = reveal(d.inputs["environment"])
                 assert "GEMNAR_DB_PASSWORD" in env
+                if "worker" in d.name:
+                    # A worker gets only what its app reads, never the controller's set.
+                    assert {k for k in env if k.startswith("GEMNAR_")} == {
+                        "GEMNAR_NODE_SPEC", "GEMNAR_DB_PASSWORD", "GEMNAR_REDIS_PASSWORD",
+                        "GEMNAR_SECRET_KEY"}
                 raw = d.inputs["environment"]
                 assert is_secret(raw) or is_secret(raw["GEMNAR_DB_PASSWORD"])
                 spec = env["GEMNAR_NODE_SPEC"]

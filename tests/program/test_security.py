@@ -136,6 +136,19 @@ def no_check(d: Declared) -> None:
     return None
 
 
+def check_local_command(d: Declared) -> None:
+    """Commands on the deployer: no secret on the command line, secrets only in the
+    environment, and every environment value that holds one is secret."""
+    i = d.inputs
+    for field in ("create", "update", "delete"):
+        assert contains_secret(i.get(field, "")) is None, f"secret on a {field} command line"
+    environment = i.get("environment") or {}
+    if not is_secret(environment):
+        for key, value in environment.items():
+            if contains_secret(value) or key == "GEMNAR_SSH_PRIVATE_KEY":
+                assert is_secret(value), f"{d.name}: {key} carries a secret but is not secret"
+
+
 CHECKS: dict[str, Callable[[Declared], None]] = {
     "vultr:index/instance:Instance": check_instance,
     "vultr:index/firewallRule:FirewallRule": check_firewall_rule,
@@ -144,6 +157,7 @@ CHECKS: dict[str, Callable[[Declared], None]] = {
     "vultr:index/sSHKey:SSHKey": no_check,
     "vultr:index/dnsRecord:DnsRecord": no_check,
     "command:remote:Command": check_command,
+    "command:local:Command": check_local_command,
     **{t: check_stateful for t in STATEFUL},
 }
 

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 import redis
 
-from localnode import daemons
 from provisioning.nginx import render_nginx_upstream
 from provisioning.postgres import pool_plan
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
+from tests.support import daemons
 from tests.support.tooling import require_executable
 
 pytestmark = pytest.mark.daemons

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from localnode import daemons
 from provisioning.files import (
     VPC_ADDRESS_SCRIPT,
     RenderedFile,
@@ -27,6 +26,7 @@ from provisioning.nftables import admin_ssh_rules
 from provisioning.settings import VPC_ADDRESS_AT_BOOT, ControllerPaths
 from provisioning.sshd import DROPIN_NAME
 from tests.provisioning.combos import CONTROLLERS, WORKERS
+from tests.support import daemons
 from tests.support.netns import add_interface, loop_device, network_namespace
 from tests.support.tooling import require_executable
 

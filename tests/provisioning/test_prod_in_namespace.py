@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from engine.toolchain import PROJECT_ROOT
-from localnode import daemons
 from localnode.supervise import start_detached, stop_pid
 from localnode.worker import parse_env_file
 from provisioning.app_env import render_worker_app_env, render_worker_secrets_env
@@ -35,6 +34,7 @@ from provisioning.pgbouncer import render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerPaths, ControllerSettings, WorkerPaths, WorkerSettings
+from tests.support import daemons
 from tests.support.netns import Namespace, add_addresses, link, listening, network_namespace
 from tests.support.tooling import require_executable
 

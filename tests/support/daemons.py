@@ -1,12 +1,13 @@
-"""Run the controller's real daemons from rendered configs, as plain processes on loopback.
+"""Real daemons from rendered configs for tests: started in the foreground, waited for, and
+always stopped (SIGTERM, then SIGKILL), also when the test body raises.
 
 Each ``running_*`` context manager writes the rendered text to the paths named in the
-settings, starts the program in the foreground, waits until it answers, yields a ``Daemon``
-and stops it (SIGTERM, then SIGKILL) on exit, also when the body raises. PostgreSQL and
-PgBouncer refuse to run as root, so they run as the ``postgres`` system user; the state
-directory therefore lives outside pytest's root-only temp tree (see ``state_directory``).
+settings, starts the program, waits until it answers and yields a ``Daemon``. The state
+directory lives outside pytest's root-only temp tree so the ``postgres`` user can traverse it
+(see ``state_directory``). The preparation helpers come from ``localnode`` and are
+re-exported here, so a test reads ``daemons.psql(...)`` whatever module holds it.
 
-Typical use (tests and the local stack alike)::
+Typical use::
 
     with state_directory() as root:
         settings = loopback_controller_settings(root)
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import random
 import shutil
 import signal
@@ -26,22 +26,34 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from provisioning.files import RenderedFile
-from provisioning.nginx import render_nginx_conf, render_nginx_upstream
-from provisioning.pgbouncer import (
-    render_pgbouncer_hba,
-    render_pgbouncer_ini,
-    render_pgbouncer_userlist,
+from localnode.files import install_rendered, make_dirs, write_file
+from localnode.services import (
+    as_postgres,
+    port_open,
+    postgres_bin,
+    prepare_nginx,
+    prepare_postgres,
+    psql,
+    self_signed_certificate,
+    write_pgbouncer_files,
 )
-from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
+from provisioning.pgbouncer import render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.settings import ControllerPaths, ControllerPorts, ControllerSettings
 
-POSTGRES_USER = "postgres"
+__all__ = [
+    "Daemon", "DaemonError", "as_postgres", "create_app_role", "free_port", "free_ports",
+    "install_rendered", "loopback_controller_settings", "make_dirs", "nginx_reload",
+    "nginx_test", "port_open", "postgres_bin", "prepare_nginx", "prepare_postgres", "psql",
+    "random_loopback_address", "running_nginx", "running_pgbouncer",
+    "running_pgbouncer_with_role", "running_postgres", "running_redis",
+    "self_signed_certificate", "state_directory", "write_file", "write_pgbouncer_files",
+]
+
 START_TIMEOUT_S = 30.0
 
 
@@ -144,46 +156,6 @@ def loopback_controller_settings(
     return replace(settings, **overrides)  # type: ignore[arg-type]
 
 
-def _postgres_ids() -> tuple[int, int]:
-    entry = pwd.getpwnam(POSTGRES_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def make_dirs(*paths: str | Path, owner_postgres: bool = False, mode: int = 0o755) -> None:
-    """Create directories (and parents, world-traversable), optionally owned by postgres."""
-    for path in paths:
-        target = Path(path)
-        target.mkdir(parents=True, exist_ok=True, mode=0o755)
-        target.chmod(mode)
-        if owner_postgres:
-            os.chown(target, *_postgres_ids())
-
-
-def write_file(
-    path: str | Path, text: str, mode: int = 0o644, owner_postgres: bool = False
-) -> Path:
-    """Write ``text`` to ``path`` (parents created) with ``mode`` and optional postgres owner."""
-    target = Path(path)
-    make_dirs(target.parent)
-    target.write_text(text)
-    target.chmod(mode)
-    if owner_postgres:
-        os.chown(target, *_postgres_ids())
-    return target
-
-
-def install_rendered(files: Sequence[RenderedFile], names: Collection[str]) -> None:
-    """Write those of ``files`` whose file name is in ``names``, with their permissions."""
-    for rendered in files:
-        if Path(rendered.path).name in names:
-            write_file(rendered.path, rendered.content, int(rendered.permissions, 8))
-
-
-def as_postgres(argv: Sequence[str]) -> list[str]:
-    """``argv`` run as the postgres system user."""
-    return ["runuser", "-u", POSTGRES_USER, "--", *argv]
-
-
 # --- starting and waiting -------------------------------------------------------------------
 
 
@@ -213,14 +185,6 @@ def wait_until(
     raise DaemonError(f"{daemon.name} not ready after {timeout_s}s:\n{daemon.log_tail()}")
 
 
-def port_open(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def _supervised(daemon: Daemon, ready: Callable[[], bool]) -> Iterator[Daemon]:
     try:
@@ -231,44 +195,6 @@ def _supervised(daemon: Daemon, ready: Callable[[], bool]) -> Iterator[Daemon]:
 
 
 # --- the daemons ----------------------------------------------------------------------------
-
-
-def postgres_bin(settings: ControllerSettings, program: str) -> str:
-    return str(Path(settings.paths.postgres_bin_dir) / program)
-
-
-def prepare_postgres(settings: ControllerSettings) -> None:
-    """``initdb`` the data directory (once) and write the rendered configs."""
-    paths = settings.paths
-    make_dirs(paths.postgres_run_dir, paths.postgres_log_dir, owner_postgres=True, mode=0o775)
-    make_dirs(paths.postgres_conf_dir, owner_postgres=True)
-    if not (Path(paths.postgres_data_dir) / "PG_VERSION").exists():
-        make_dirs(paths.postgres_data_dir, owner_postgres=True, mode=0o700)
-        subprocess.run(
-            as_postgres([
-                postgres_bin(settings, "initdb"), "-D", paths.postgres_data_dir,
-                "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8",
-                "--locale=C.UTF-8", "--username", settings.db.admin_user,
-            ]),
-            check=True, capture_output=True,
-        )
-    conf_dir = Path(paths.postgres_conf_dir)
-    write_file(conf_dir / "postgresql.conf", render_postgresql_conf(settings), owner_postgres=True)
-    write_file(conf_dir / "pg_hba.conf", render_pg_hba(settings), 0o640, owner_postgres=True)
-    write_file(conf_dir / "pg_ident.conf", render_pg_ident(), 0o640, owner_postgres=True)
-
-
-def psql(settings: ControllerSettings, sql: str, database: str = "postgres") -> str:
-    """Run ``sql`` as the admin role over the unix socket (peer auth); return the output."""
-    result = subprocess.run(
-        as_postgres([
-            "psql", "-h", settings.paths.postgres_run_dir, "-p", str(settings.ports.postgres),
-            "-U", settings.db.admin_user, "-d", database, "-v", "ON_ERROR_STOP=1", "-qtA",
-            "-c", sql,
-        ]),
-        check=True, capture_output=True, text=True,
-    )
-    return result.stdout.strip()
 
 
 @contextlib.contextmanager
@@ -300,16 +226,6 @@ def create_app_role(settings: ControllerSettings, verifier: str) -> None:
     psql(settings, f'CREATE DATABASE "{database}" OWNER "{user}"')
 
 
-def write_pgbouncer_files(settings: ControllerSettings, userlist: str) -> Path:
-    """PgBouncer's ini, hba and auth files, owned by postgres; returns the ini."""
-    paths = settings.paths
-    write_file(paths.pgbouncer_hba_file, render_pgbouncer_hba(settings), 0o640,
-               owner_postgres=True)
-    write_file(paths.pgbouncer_auth_file, userlist, 0o600, owner_postgres=True)
-    return write_file(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings), 0o640,
-                      owner_postgres=True)
-
-
 @contextlib.contextmanager
 def running_pgbouncer(settings: ControllerSettings, userlist: str) -> Iterator[Daemon]:
     """PgBouncer with the rendered ini and ``userlist`` as its auth file."""
@@ -337,31 +253,6 @@ def running_redis(settings: ControllerSettings, password: str) -> Iterator[Daemo
     daemon = Daemon("redis", process, settings.private_address, settings.ports.redis, log)
     with _supervised(daemon, lambda: port_open(daemon.address, daemon.port)) as started:
         yield started
-
-
-def self_signed_certificate(cert: str | Path, key: str | Path, common_name: str) -> None:
-    """What the controller's setup script does before certbot has issued a certificate."""
-    make_dirs(Path(cert).parent, Path(key).parent)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "2",
-         "-subj", f"/CN={common_name}", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    Path(key).chmod(0o600)
-
-
-def prepare_nginx(settings: ControllerSettings, upstream: str | None = None) -> Path:
-    """Write ``nginx.conf``, the upstream file (default: no members) and a certificate."""
-    paths = settings.paths
-    make_dirs(paths.nginx_temp_dir, Path(paths.nginx_pid_file).parent,
-              Path(paths.nginx_error_log).parent, Path(paths.nginx_access_log).parent,
-              Path(paths.nginx_fallback_socket).parent, paths.static_root, paths.media_root,
-              paths.acme_webroot)
-    if not Path(paths.tls_cert_file).exists():
-        self_signed_certificate(paths.tls_cert_file, paths.tls_key_file, settings.server_name)
-    write_file(paths.nginx_upstream_file,
-               upstream if upstream is not None else render_nginx_upstream([], settings))
-    return write_file(paths.nginx_conf_file, render_nginx_conf(settings))
 
 
 def nginx_test(conf: str | Path, error_log: str | Path) -> subprocess.CompletedProcess[str]:

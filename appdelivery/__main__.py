@@ -1,0 +1,88 @@
+"""``python -m appdelivery push|hash|scan``: what the deploy runs on the operator's machine.
+
+push  build (or reuse) the artifact and install it on one node over SSH
+hash  print the app's content hash (what the program keys deliveries by)
+scan  wait until HOST:PORT answers SSH and print its ed25519 host key (first contact)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from appdelivery.push import ARTIFACTS_DIR, INSTALL, PushError, plan, run
+from appdelivery.source import AppSource
+from appdelivery.ssh import Endpoint
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _endpoint(spec: str | None, user: str, host_key: str | None) -> Endpoint | None:
+    if not spec:
+        return None
+    host, _, port = spec.rpartition(":") if spec.count(":") == 1 else (spec, "", "")
+    return Endpoint(host=host or spec, port=int(port or 22), user=user,
+                    host_key=host_key or None)
+
+
+def scan(host: str, port: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = subprocess.run(
+            ["ssh-keyscan", "-T", "5", "-t", "ed25519", "-p", str(port), host],
+            capture_output=True, text=True, check=False,
+        )
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] == "ssh-ed25519":
+                print(f"{parts[1]} {parts[2]}")
+                return 0
+        if time.monotonic() >= deadline:
+            print(f"no SSH host key from {host}:{port} within {timeout_s:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(2)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m appdelivery")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("hash")
+    push = sub.add_parser("push")
+    push.add_argument("--target", required=True, help="host[:port]")
+    push.add_argument("--jump", help="host[:port] of the jump host (the controller)")
+    push.add_argument("--user", default="root")
+    push.add_argument("--source-hash", required=True)
+    push.add_argument("--artifacts-dir", default=ARTIFACTS_DIR)
+    push.add_argument("--install", default=INSTALL)
+    push.add_argument("--ready", help="readiness command run with the target's address")
+    push.add_argument("--secrets-file", help="the app waits for its secrets while this is absent")
+    scanner = sub.add_parser("scan")
+    scanner.add_argument("host")
+    scanner.add_argument("--port", type=int, default=22)
+    scanner.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    if args.action == "hash":
+        print(AppSource.of_project(PROJECT_ROOT).content_hash)
+        return 0
+    if args.action == "scan":
+        return scan(args.host, args.port, args.timeout)
+    target = _endpoint(args.target, args.user, os.environ.get("GEMNAR_TARGET_HOST_KEY"))
+    jump = _endpoint(args.jump, args.user, os.environ.get("GEMNAR_JUMP_HOST_KEY"))
+    assert target is not None
+    try:
+        pushed = plan(PROJECT_ROOT, args.source_hash, target, jump,
+                      artifacts_dir=args.artifacts_dir, install=args.install,
+                      ready=args.ready, secrets_file=args.secrets_file)
+        print(run(pushed, os.environ.get("GEMNAR_SSH_PRIVATE_KEY")))
+    except PushError as error:
+        print(f"appdelivery: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

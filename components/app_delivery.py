@@ -1,0 +1,82 @@
+"""Bundled app delivery to one worker: ``python -m appdelivery push`` from the deployer.
+
+Keyed by the app's content hash (and the machine): an unchanged app is not pushed again, a
+new one is pushed and installed (``gemnar-install-app``), and once the worker holds its
+secrets the app restarts and the push waits for it to be healthy. The program chains the
+workers' deliveries, so an app update rolls through them one at a time.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_command import local
+
+# The project's root: the deployer runs ``python -m appdelivery`` from there.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def push_command(
+    source_hash: str, target: str, jump: str, user: str, artifacts_dir: str, install: str,
+    ready: str, secrets_file: str,
+) -> str:
+    """The deployer's command line (pure); secrets and host keys travel in the environment."""
+    return shlex.join([
+        sys.executable, "-m", "appdelivery", "push", "--target", target, "--jump", jump,
+        "--user", user, "--source-hash", source_hash, "--artifacts-dir", artifacts_dir,
+        "--install", install, "--ready", ready, "--secrets-file", secrets_file,
+    ])
+
+
+@dataclass(frozen=True)
+class AppDeliveryArgs:
+    source_hash: str
+    target_host: pulumi.Input[str]
+    target_port: pulumi.Input[int]
+    target_host_key: pulumi.Input[str]
+    jump_host: pulumi.Input[str]
+    jump_port: pulumi.Input[int]
+    jump_host_key: pulumi.Input[str]
+    node_identity: pulumi.Input[str]
+    user: str
+    private_key: pulumi.Input[str] | None
+    artifacts_dir: str = "/var/lib/gemnar/artifacts"
+    install: str = "/usr/local/sbin/gemnar-install-app"
+    ready: str = "/usr/local/sbin/gemnar-worker-ready"
+    secrets_file: str = "/etc/gemnar/secrets.env"
+
+
+class AppDelivery(pulumi.ComponentResource):
+    """Pushes and installs the artifact named by ``source_hash`` on one worker."""
+
+    source_hash: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: AppDeliveryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gemnar:infra:AppDelivery", name, None, opts)
+        endpoints = pulumi.Output.all(args.target_host, args.target_port, args.jump_host,
+                                      args.jump_port)
+        environment: dict[str, pulumi.Input[str]] = {
+            "GEMNAR_TARGET_HOST_KEY": args.target_host_key,
+            "GEMNAR_JUMP_HOST_KEY": args.jump_host_key,
+        }
+        if args.private_key is not None:
+            environment["GEMNAR_SSH_PRIVATE_KEY"] = pulumi.Output.secret(args.private_key)
+        local.Command(
+            f"{name}-push",
+            create=endpoints.apply(lambda e: push_command(
+                args.source_hash, f"{e[0]}:{e[1]}", f"{e[2]}:{e[3]}", args.user,
+                args.artifacts_dir, args.install, args.ready, args.secrets_file)),
+            environment=environment,
+            dir=str(PROJECT_ROOT),
+            # Re-run for a new app or a new machine, never otherwise.
+            triggers=[args.source_hash, args.node_identity],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.source_hash = pulumi.Output.from_input(args.source_hash)
+        self.register_outputs({"sourceHash": self.source_hash})
