@@ -80,6 +80,8 @@ class HostKeyPin(pulumi.ComponentResource):
                 connection=args.via,
                 create=target.apply(lambda hp: remote_scan_script(str(hp[0]), int(hp[1]))),
                 triggers=[args.node_identity],
+                # Nothing reads them, and upstream sends them with SSH setenv.
+                add_previous_output_in_env=False,
                 opts=child,
             )
         self.key = scan.stdout.apply(lambda text: (text or "").strip())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from localnode.daemons import free_port, port_open, random_loopback_address
+from localnode.services import port_open
 from localnode.supervise import (
     START_LIMIT_BURST,
     alive,
@@ -25,6 +25,7 @@ from localnode.supervise import (
     stop_pidfile,
     wait_for,
 )
+from tests.support.daemons import free_port, random_loopback_address
 from tests.support.tooling import missing
 
 
