@@ -27,7 +27,7 @@ import httpx
 import pytest
 import websockets
 
-from localnode.daemons import port_open
+from localnode.services import port_open
 from localnode.supervise import alive, child_pids, read_pid, wait_for
 from tests.e2e.conftest import LocalStack
 

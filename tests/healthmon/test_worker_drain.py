@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from localnode.daemons import random_loopback_address
 from localnode.supervise import wait_for
 from provisioning.templates import render
+from tests.support.daemons import random_loopback_address
 from tests.support.tooling import missing
 
 OUT_OF_ROTATION_S = 1
