@@ -48,7 +48,7 @@ def node() -> Iterator[Node]:
         port = daemons.free_port(address)
         settings = WorkerSettings(
             private_address=address, controller_address=address, vpc_subnet="127.0.0.0/8",
-            memory_mb=512, vcpus=1, nginx_user=None, paths=WorkerPaths.under(root),
+            memory_mb=512, vcpus=1, paths=WorkerPaths.under(root),
         )
         script = render_install_app(settings)
         daemons.write_file(script.path, script.content, 0o755)

@@ -19,7 +19,6 @@ from provisioning.files import RenderedFile, controller_files, worker_files
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
 from provisioning.settings import ControllerPaths, WorkerPaths
 from tests.provisioning.combos import CONTROLLERS, WORKERS
-from tests.support import daemons
 from tests.support.tooling import require_executable
 
 ALL_FILES = [
