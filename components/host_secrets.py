@@ -8,7 +8,8 @@ Why SSH and not user data: any process on a Vultr instance can read its user dat
 metadata service, so secrets never go there. The command writes the node's secrets file (mode
 0600, root; workers: ``WorkerPaths.app_secrets_env_file``, controller: ``controller.env`` in
 ``ControllerPaths.secrets_dir``) from stdin, then runs ``/usr/local/sbin/gemnar-apply-secrets``
-if cloud-init has installed it. Contract for the provisioning side: services that need a secret
+if cloud-init has installed it and the content changed since it last succeeded (see
+``write_script``). Contract for the provisioning side: services that need a secret
 read that file (systemd ``EnvironmentFile=``) and tolerate it appearing after boot; the hook
 applies new values (role passwords, Redis ``requirepass``, starting the app) idempotently.
 """
