@@ -1,8 +1,9 @@
 """``python -m appdelivery push|hash|scan``: what the deploy runs on the operator's machine.
 
-push  build (or reuse) the artifact and install it on one node over SSH
-hash  print the app's content hash (what the program keys deliveries by)
-scan  wait until HOST:PORT answers SSH and print its ed25519 host key (first contact)
+push      build (or reuse) the app artifact and install it on one worker over SSH
+push-ops  the controller's project, venv wheels and pinned Pulumi CLI, installed over SSH
+hash      print the app's (or with --ops the project's) content hash
+scan      wait until HOST:PORT answers SSH and print its ed25519 host key (first contact)
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from appdelivery.operations import OpsSource
+from appdelivery.ops_push import INSTALL_OPS, OPS_DIR, plan_ops, run_ops
 from appdelivery.push import ARTIFACTS_DIR, INSTALL, PushError, plan, run
 from appdelivery.source import AppSource
 from appdelivery.ssh import Endpoint
@@ -50,7 +54,18 @@ def scan(host: str, port: int, timeout_s: float) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m appdelivery")
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("hash")
+    hasher = sub.add_parser("hash")
+    hasher.add_argument("--ops", action="store_true")
+    ops = sub.add_parser("push-ops")
+    ops.add_argument("--target", required=True, help="host[:port] of the controller")
+    ops.add_argument("--user", default="root")
+    ops.add_argument("--source-hash", required=True)
+    ops.add_argument("--cli", type=Path, required=True)
+    ops.add_argument("--cli-version", required=True)
+    ops.add_argument("--fetch-plugin", action="append", default=[],
+                     help="NAME:VERSION installed the official way on the controller")
+    ops.add_argument("--ops-dir", default=OPS_DIR)
+    ops.add_argument("--install", default=INSTALL_OPS)
     push = sub.add_parser("push")
     push.add_argument("--target", required=True, help="host[:port]")
     push.add_argument("--jump", help="host[:port] of the jump host (the controller)")
@@ -66,7 +81,20 @@ def main(argv: list[str]) -> int:
     scanner.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
     if args.action == "hash":
-        print(AppSource.of_project(PROJECT_ROOT).content_hash)
+        source = OpsSource if args.ops else AppSource
+        print(source.of_project(PROJECT_ROOT).content_hash)
+        return 0
+    if args.action == "push-ops":
+        controller = _endpoint(args.target, args.user, os.environ.get("GEMNAR_TARGET_HOST_KEY"))
+        assert controller is not None
+        try:
+            pushed = plan_ops(PROJECT_ROOT, args.source_hash, args.cli, args.cli_version,
+                              controller, tuple(args.fetch_plugin), args.ops_dir, args.install)
+            with tempfile.TemporaryDirectory(prefix="gemnar-ops-") as scratch:
+                print(run_ops(pushed, os.environ.get("GEMNAR_SSH_PRIVATE_KEY"), Path(scratch)))
+        except PushError as error:
+            print(f"appdelivery: {error}", file=sys.stderr)
+            return 1
         return 0
     if args.action == "scan":
         return scan(args.host, args.port, args.timeout)

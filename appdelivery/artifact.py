@@ -57,9 +57,11 @@ def wheelhouse(requirements: tuple[str, ...], cache: Path) -> Path:
     if not (resolver / "bin" / "pip").exists():
         subprocess.run([python, "-m", "venv", str(resolver)], check=True)
     target.mkdir(parents=True, exist_ok=True)
+    # `pip wheel`, not `pip download --only-binary`: a few pins (ediri-vultr) ship only an
+    # sdist, which is built into a wheel here once so that the node never builds anything.
     subprocess.run(
-        [str(resolver / "bin" / "pip"), "download", "--quiet", "--disable-pip-version-check",
-         "--only-binary=:all:", "--dest", str(target), *requirements],
+        [str(resolver / "bin" / "pip"), "wheel", "--quiet", "--disable-pip-version-check",
+         "--prefer-binary", "--wheel-dir", str(target), *requirements],
         check=True,
     )
     (target / ".complete").write_text("")

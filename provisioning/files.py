@@ -27,6 +27,7 @@ from provisioning.settings import (
 from provisioning.settings_codec import to_json
 from provisioning.sshd import DROPIN_NAME, render_sshd_hardening
 from provisioning.templates import render, template_text
+from provisioning.toolchain import COMMAND_PROVIDER_VERSION, PULUMI_CLI_VERSION
 
 # script: bash (checked by shellcheck); python: the node's system python3 (py_compile).
 Kind = Literal["config", "script", "unit", "python"]
@@ -166,7 +167,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             "controller/gemnar-backup.timer", hour=f"{settings.backup_hour_utc:02d}")),
         _unit(units, "gemnar-healthmon.service", render(
             "controller/gemnar-healthmon.service",
-            project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
+            project_dir=paths.project_dir, python=python, settings_file=paths.settings_file,
+            state_directory="gemnar-healthmon")),
         _script(commands / "gemnar-apply-secrets", render(
             "controller/gemnar-apply-secrets.sh",
             secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
@@ -180,7 +182,10 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         _unit(units, "gemnar-scaler.service", render(
             "controller/gemnar-scaler.service",
             project_dir=paths.project_dir, python=python,
+            state_directory=PurePosixPath(paths.scaler_state_dir).name,
+            tools_dir=paths.tools_dir,
             secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env")),
+        render_install_ops(settings),
         _unit(units, "gemnar-scaler.timer", render(
             "controller/gemnar-scaler.timer", interval=settings.scaler_interval_s)),
     ]
@@ -191,6 +196,18 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
 
 # How long the data volume may take to appear after Vultr reports it attached.
 DATA_VOLUME_TIMEOUT_S = 300
+
+
+def render_install_ops(settings: ControllerSettings) -> RenderedFile:
+    """``gemnar-install-ops``: the project, its venv, the Pulumi CLI and plugins, over SSH."""
+    paths = settings.paths
+    cli_dir = PurePosixPath(paths.tools_dir) / f"pulumi-cli-v{PULUMI_CLI_VERSION}"
+    return _script(PurePosixPath(paths.commands_dir) / "gemnar-install-ops", render(
+        "controller/gemnar-install-ops.sh",
+        releases_dir=paths.ops_releases_dir, project_dir=paths.project_dir,
+        python=paths.system_python, cli_path=cli_dir / "bin" / "pulumi",
+        cli_version=PULUMI_CLI_VERSION, command_version=COMMAND_PROVIDER_VERSION,
+        pulumi_home=PurePosixPath(paths.scaler_state_dir) / "pulumi-home"))
 
 
 def data_volume_commands(settings: ControllerSettings) -> list[RenderedFile]:

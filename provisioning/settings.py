@@ -122,7 +122,16 @@ class ControllerPaths:
     settings_file: str = "/etc/gemnar/controller.json"
     # Commands that Pulumi runs over SSH (gemnar-lb-apply, ...).
     commands_dir: str = "/usr/local/sbin"
+    # The project at the deployed revision: a symlink into ``ops_releases_dir``.
     project_dir: str = "/opt/gemnar/infra"
+    ops_releases_dir: str = "/opt/gemnar/infra-releases"
+    # Where the deploy pushes the operations bundle and the Pulumi CLI.
+    ops_artifacts_dir: str = "/var/lib/gemnar/ops"
+    # The scaler's toolchain: GEMNAR_TOOLS_CACHE (the CLI) and its systemd StateDirectory=,
+    # which is GEMNAR_STATE_DIR (Pulumi home with the plugins, the scaler's own state).
+    tools_dir: str = "/opt/gemnar/tools"
+    scaler_state_dir: str = "/var/lib/gemnar-scaler"
+    system_python: str = field(default="/usr/bin/python3", metadata=_SYSTEM)
     systemd_dir: str = "/etc/systemd/system"
     sshd_dropin_dir: str = "/etc/ssh/sshd_config.d"
     # PgBouncer's host-based access rules (auth_type = hba).

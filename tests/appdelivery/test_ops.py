@@ -1,0 +1,116 @@
+"""The controller's operations delivery over real SSH: the project at the deployed revision,
+its venv from wheels, the pinned Pulumi CLI and the command provider plugin; sent once.
+
+The "controller" is a real sshd on a random loopback address whose paths live under a temp
+root; ``gemnar-install-ops`` is the rendered script.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from appdelivery.operations import OpsSource, runtime_requirements
+from appdelivery.ops_push import plan_ops, run_ops
+from appdelivery.ssh import Endpoint
+from engine import toolchain
+from engine.toolchain import PROJECT_ROOT, tool_paths
+from localnode.sshd import start_sshd, stop_sshd
+from provisioning import toolchain as node_toolchain
+from provisioning.files import render_install_ops
+from provisioning.settings import ControllerPaths, ControllerSettings
+from tests.support import daemons
+from tests.support.tooling import missing, require_executable
+
+
+def test_node_pins_equal_the_deployer_pins() -> None:
+    assert node_toolchain.PULUMI_CLI_VERSION == toolchain.PULUMI_CLI_VERSION
+    assert node_toolchain.COMMAND_PROVIDER_VERSION == toolchain.COMMAND_PROVIDER_VERSION
+
+
+def test_runtime_requirements_leave_out_the_test_tools() -> None:
+    text = "# Engine\npulumi==3\n# Application (app/)\nDjango==5\n# Tests and checks\npytest==9\n"
+    assert runtime_requirements(text) == ("pulumi==3", "Django==5")
+
+
+@dataclass(frozen=True)
+class Controller:
+    address: str
+    port: int
+    settings: ControllerSettings
+    host_key: str
+    private_key: str
+
+
+@pytest.fixture
+def controller() -> Iterator[Controller]:
+    require_executable("ssh")
+    require_executable("sshd", "/usr/sbin")
+    with daemons.state_directory("gemnar-ops-") as root:
+        address = daemons.random_loopback_address()
+        port = daemons.free_port(address)
+        settings = ControllerSettings(
+            private_address=address, vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=1,
+            max_workers=2, paths=ControllerPaths.under(root),
+        )
+        # The node's python is the system one, as on Debian 12.
+        settings = replace(settings, paths=replace(settings.paths,
+                                                   system_python="/usr/bin/python3"))
+        script = render_install_ops(settings)
+        daemons.write_file(script.path, script.content, 0o755)
+        key = root / "client"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                       check=True)
+        authorized = daemons.write_file(root / "authorized_keys",
+                                        Path(f"{key}.pub").read_text(), 0o600)
+        start_sshd(address, port, root, authorized, [Path(settings.paths.commands_dir)])
+        try:
+            host_key = " ".join((root / "ssh" / "host_ed25519.pub").read_text().split()[:2])
+            yield Controller(address, port, settings, host_key, key.read_text())
+        finally:
+            stop_sshd(root)
+
+
+def _push(node: Controller, scratch: Path) -> str:
+    cli = tool_paths().cli
+    if not cli.exists():
+        missing(f"the Pulumi CLI at {cli}")
+    paths = node.settings.paths
+    plan = plan_ops(PROJECT_ROOT, OpsSource.of_project(PROJECT_ROOT).content_hash, cli,
+                    toolchain.PULUMI_CLI_VERSION,
+                    Endpoint(node.address, node.port, "root", node.host_key),
+                    ops_dir=paths.ops_artifacts_dir,
+                    install=str(Path(paths.commands_dir) / "gemnar-install-ops"))
+    return run_ops(plan, node.private_key, scratch)
+
+
+def test_controller_gets_project_venv_cli_and_plugins_once(
+    controller: Controller, tmp_path: Path
+) -> None:
+    first = _push(controller, tmp_path)
+    assert first.splitlines()[:2] == ["cli sent", "bundle sent"]
+    paths = controller.settings.paths
+    cli = Path(paths.tools_dir) / f"pulumi-cli-v{toolchain.PULUMI_CLI_VERSION}" / "bin" / "pulumi"
+    env = {**os.environ, "PULUMI_HOME": str(Path(paths.scaler_state_dir) / "pulumi-home"),
+           "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    version = subprocess.run([str(cli), "version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"v{toolchain.PULUMI_CLI_VERSION}"
+    plugins = subprocess.run([str(cli), "plugin", "ls"], capture_output=True, text=True,
+                             check=True, env=env).stdout
+    rows = [line.split() for line in plugins.splitlines()]
+    assert ["command", "resource", toolchain.COMMAND_PROVIDER_VERSION] in [r[:3] for r in rows]
+    project = Path(paths.project_dir)
+    assert project.is_symlink()
+    assert (project / "scaler" / "__main__.py").exists()
+    imported = subprocess.run(
+        [str(project / ".venv" / "bin" / "python"), "-c",
+         "import pulumi, httpx, yaml, ediri_vultr, pulumi_command, scaler.cli, healthmon"],
+        cwd=project, capture_output=True, text=True, check=False)
+    assert imported.returncode == 0, imported.stderr
+    second = _push(controller, tmp_path / "again")
+    assert second.splitlines()[:2] == ["cli present", "bundle present"]
