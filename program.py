@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pulumi
 
+from appdelivery.operations import OpsSource
+from appdelivery.ops_push import INSTALL_OPS
 from appdelivery.push import INSTALL
 from appdelivery.source import AppSource
 from components.app_delivery import AppDelivery, AppDeliveryArgs
@@ -34,11 +36,18 @@ from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
 from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
+from components.operations import ControllerOperations, ControllerOperationsArgs
 from components.ssh_gate import SshGate, SshGateArgs
-from components.user_data import controller_secrets_path, worker_secrets_file, worker_secrets_path
+from components.user_data import (
+    controller_secrets_path,
+    scaler_secrets_path,
+    worker_secrets_file,
+    worker_secrets_path,
+)
 from components.vultr_nodes import provision_vultr
 from components.worker_readiness import DRAIN, READY, WorkerReadiness, WorkerReadinessArgs
-from provisioning.settings import WorkerPaths, WorkerPorts
+from provisioning.settings import ControllerPaths, WorkerPaths, WorkerPorts
+from provisioning.toolchain import PULUMI_CLI_VERSION
 from stack_config import StackConfig, load_stack_config
 
 NODE_EXPORTER_PORT = WorkerPorts().node_exporter
@@ -107,6 +116,30 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         # PostgreSQL must be up on its volume: the hook sets the app role's password.
         opts=pulumi.ResourceOptions(depends_on=controller_ready),
     )
+    controller_ops: list[pulumi.Resource] = []
+    if nodes.delivers_app:
+        operations = ControllerOperations(
+            "gemnar-controller-ops",
+            ControllerOperationsArgs(
+                source_hash=OpsSource.of_project(PROJECT_ROOT).content_hash,
+                host=controller.connection.host,
+                port=connection_port(controller.connection),
+                host_key=access.controller_key,
+                connection=controller.connection,
+                node_identity=controller.identity,
+                user=cfg.ssh_user,
+                private_key=ssh.private_key,
+                cli_version=PULUMI_CLI_VERSION,
+                fetch_plugins=nodes.controller_fetches_plugins,
+                ops_dir=controller.path(ControllerPaths().ops_artifacts_dir),
+                install=controller.path(INSTALL_OPS),
+                credentials_file=controller.path(scaler_secrets_path()),
+                credentials={env: pulumi.Output.secret(secret.value)
+                             for env, secret in cfg.scaler_credentials.items()},
+            ),
+            opts=pulumi.ResourceOptions(depends_on=controller_ready),
+        )
+        controller_ops = [operations]
     worker_secrets_content = worker_secrets_file(
         cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS)
     )
@@ -206,7 +239,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             command=controller.path(LB_APPLY),
         ),
         # Only ready workers join; on scale-in the update runs before the drain (a delete).
-        opts=pulumi.ResourceOptions(depends_on=[controller_secrets, *gates]),
+        # gemnar-lb-apply runs from the project the operations delivery installs.
+        opts=pulumi.ResourceOptions(depends_on=[controller_secrets, *controller_ops, *gates]),
     )
     public = controller.public_address or pulumi.Output.from_input("")
     return {

@@ -148,6 +148,9 @@ class StackConfig:
     ddos_protection: bool
     secret_seed: SecretValue
     local: LocalLayout | None = None
+    # The controller's scaler credentials (stack secrets), by environment variable name;
+    # only the ones set.
+    scaler_credentials: Mapping[str, SecretValue] = field(default_factory=dict, repr=False)
     # Every validated non-secret value by key name: a key added to stack_schema.SCHEMA is
     # readable here (``cfg.get("myKey")``) without a new field.
     values: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -224,8 +227,21 @@ def assemble(v: Mapping[str, Any]) -> StackConfig:
         ddos_protection=v["ddosProtection"],
         secret_seed=SecretValue(seed),
         local=_local_layout(v) if v["platform"] == "local" else None,
+        scaler_credentials={
+            env: SecretValue(v[key]) for key, env in SCALER_CREDENTIALS.items() if v.get(key)
+        },
         values={k: x for k, x in v.items() if k not in SECRET_KEYS},
     )
+
+
+# Stack secrets the controller's scaler reads, and the environment names it reads them as.
+SCALER_CREDENTIALS = {
+    "scalerBackendUrl": "PULUMI_BACKEND_URL",
+    "scalerBackendAccessKeyId": "AWS_ACCESS_KEY_ID",
+    "scalerBackendSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+    "scalerConfigPassphrase": "PULUMI_CONFIG_PASSPHRASE",
+    "scalerVultrApiKey": "VULTR_API_KEY",
+}
 
 
 def _scaling(v: Mapping[str, Any]) -> ScalingPolicy:

@@ -287,6 +287,24 @@ SCHEMA: tuple[Key, ...] = (
         secret=True,
         accepted="a random string of at least 32 characters, e.g. "
         "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"),
+    Key("scalerBackendUrl", "string",
+        "The state backend the controller's scaler logs in to (set with --secret: it may hold "
+        "query characters), e.g. s3://bucket?endpoint=fra1.vultrobjects.com&s3ForcePathStyle="
+        "true. Empty: the scaler on the controller has no credentials and stays idle.",
+        default="", secret=True, accepted="a Pulumi backend URL (optional)"),
+    Key("scalerBackendAccessKeyId", "string",
+        "Access key of the state bucket, for the controller's scaler (set with --secret).",
+        default="", secret=True, accepted="an S3 access key id (optional)"),
+    Key("scalerBackendSecretAccessKey", "string",
+        "Secret key of the state bucket, for the controller's scaler (set with --secret).",
+        default="", secret=True, accepted="an S3 secret access key (optional)"),
+    Key("scalerConfigPassphrase", "string",
+        "The stack's config passphrase, for the controller's scaler (set with --secret).",
+        default="", secret=True, accepted="the PULUMI_CONFIG_PASSPHRASE of this stack (optional)"),
+    Key("scalerVultrApiKey", "string",
+        "A Vultr API key for the controller's scaler, limited to the controller's address in "
+        "Vultr's access control (set with --secret).",
+        default="", secret=True, accepted="a Vultr API key (optional)"),
     Key("localAddressPrefix", "string",
         "Local platform only. First three octets of the loopback /24 the nodes use: the "
         "controller is .1, worker-i is .(10+i).",

@@ -21,6 +21,7 @@ from appdelivery.ops_push import INSTALL_OPS, OPS_DIR, plan_ops, run_ops
 from appdelivery.push import ARTIFACTS_DIR, INSTALL, PushError, plan, run
 from appdelivery.source import AppSource
 from appdelivery.ssh import Endpoint
+from engine.toolchain import tool_paths
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,8 @@ def main(argv: list[str]) -> int:
     ops.add_argument("--target", required=True, help="host[:port] of the controller")
     ops.add_argument("--user", default="root")
     ops.add_argument("--source-hash", required=True)
-    ops.add_argument("--cli", type=Path, required=True)
+    ops.add_argument("--cli", type=Path, default=None,
+                     help="the Pulumi CLI to copy (default: this project's pinned one)")
     ops.add_argument("--cli-version", required=True)
     ops.add_argument("--fetch-plugin", action="append", default=[],
                      help="NAME:VERSION installed the official way on the controller")
@@ -88,7 +90,8 @@ def main(argv: list[str]) -> int:
         controller = _endpoint(args.target, args.user, os.environ.get("GEMNAR_TARGET_HOST_KEY"))
         assert controller is not None
         try:
-            pushed = plan_ops(PROJECT_ROOT, args.source_hash, args.cli, args.cli_version,
+            cli = args.cli or tool_paths().cli
+            pushed = plan_ops(PROJECT_ROOT, args.source_hash, cli, args.cli_version,
                               controller, tuple(args.fetch_plugin), args.ops_dir, args.install)
             with tempfile.TemporaryDirectory(prefix="gemnar-ops-") as scratch:
                 print(run_ops(pushed, os.environ.get("GEMNAR_SSH_PRIVATE_KEY"), Path(scratch)))

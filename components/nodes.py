@@ -58,8 +58,12 @@ class Nodes:
     workers: tuple[NodeHandle, ...]
     site_url: pulumi.Output[str]
     extras: dict[str, pulumi.Output[str]] = field(default_factory=dict)
-    # Whether workers receive the bundled app over SSH (a local worker runs this checkout).
+    # Whether nodes receive the app and the controller's operations over SSH (a local node
+    # runs this checkout instead).
     delivers_app: bool = True
+    # Provider plugins (NAME:VERSION) the controller installs the official way because it
+    # reaches the internet (Vultr); the rest are copied from the deployer.
+    controller_fetches_plugins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,10 @@ def controller_secrets_path() -> str:
     return f"{ControllerPaths().secrets_dir}/controller.env"
 
 
+def scaler_secrets_path() -> str:
+    return f"{ControllerPaths().secrets_dir}/scaler.env"
+
+
 def worker_secrets_path() -> str:
     return WorkerPaths().app_secrets_env_file
 

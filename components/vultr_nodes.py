@@ -24,6 +24,8 @@ from components.user_data import controller_user_data, worker_user_data
 from components.worker_pool import WorkerPool, WorkerPoolArgs, worker_hostname
 from stack_config import StackConfig
 
+VULTR_CONTROLLER_PLUGINS = ("command:1.2.1", "vultr:2.27.1")
+
 
 def site_url(cfg: StackConfig, public_address: pulumi.Output[str]) -> pulumi.Output[str]:
     if cfg.domain:
@@ -106,4 +108,6 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         workers=workers,
         site_url=site_url(cfg, controller.public_address),
         extras={"vpcId": network.vpc_id},
+        # A Vultr controller reaches Pulumi's plugin downloads: the upstream providers.
+        controller_fetches_plugins=VULTR_CONTROLLER_PLUGINS,
     )

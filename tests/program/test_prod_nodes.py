@@ -141,3 +141,43 @@ def test_app_is_pushed_by_content_hash_one_worker_at_a_time() -> pulumi.Output[A
             assert delivery.resource in (secrets.opts.depends_on or [])  # type: ignore[operator]
 
     return _declare(_config(workerCount="3", sshPrivateKey=PRIVATE_KEY)).apply(check)
+
+
+@pulumi.runtime.test
+def test_controller_operations_are_delivered_with_the_scaler_credentials(
+) -> pulumi.Output[Any]:
+    from appdelivery.operations import OpsSource
+    from program import PROJECT_ROOT
+    from tests.program.harness import is_secret
+
+    expected = OpsSource.of_project(PROJECT_ROOT).content_hash
+    credentials = {"scalerBackendUrl": "s3://state?endpoint=fra1.vultrobjects.com&x=1",
+                   "scalerBackendAccessKeyId": "AKIDTEST", "scalerBackendSecretAccessKey":
+                   "s3cr3t-value-for-test", "scalerVultrApiKey": "VULTRKEYFORTEST"}
+    cfg = parse_stack_config({**BASE_VALUES, **credentials},
+                             secret_keys={"secretSeed", *credentials})
+
+    def check(declared: list[Declared]) -> None:
+        push = _one(declared, "gemnar-controller-ops-push").plain
+        assert f"--source-hash {expected}" in push["create"]
+        assert "--fetch-plugin command:1.2.1 --fetch-plugin vultr:2.27.1" in push["create"]
+        assert push["triggers"][0] == expected
+        written = _one(declared, "gemnar-controller-ops-scaler-credentials")
+        assert is_secret(written.inputs["stdin"])
+        env = written.plain["stdin"]
+        assert "AWS_ACCESS_KEY_ID='AKIDTEST'" in env and "VULTR_API_KEY='VULTRKEYFORTEST'" in env
+        assert "PULUMI_BACKEND_URL='s3://state?endpoint=fra1.vultrobjects.com&x=1'" in env
+        assert "/etc/gemnar/secrets/scaler.env" in written.plain["create"]
+        membership = _one(declared, "gemnar-membership")
+        ops = _one(declared, "gemnar-controller-ops").resource
+        assert ops in (membership.opts.depends_on or [])  # type: ignore[operator]
+
+    return _declare(cfg).apply(check)
+
+
+@pulumi.runtime.test
+def test_no_credentials_file_without_credentials() -> pulumi.Output[Any]:
+    def check(declared: list[Declared]) -> None:
+        assert not [d for d in declared if d.name.endswith("-scaler-credentials")]
+
+    return _declare(_config()).apply(check)

@@ -69,6 +69,8 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (COMMAND, "gemnar-controller-boot-wait"),
         (f"{infra}DataVolume", "gemnar-controller-data"),
         (COMMAND, "gemnar-controller-data-mount"),
+        (f"{infra}ControllerOperations", "gemnar-controller-ops"),
+        ("command:local:Command", "gemnar-controller-ops-push"),
         (f"{infra}HostKeyPin", "gemnar-controller-hostkey"),
         ("command:local:Command", "gemnar-controller-hostkey-scan"),
         (f"{infra}WorkerPool", "gemnar-worker"),

@@ -1,0 +1,119 @@
+"""What the controller's health monitor and scaler run, delivered as resources over SSH.
+
+- ``ops-push``: ``python -m appdelivery push-ops`` from the deployer: the project at the
+  deployed revision (keyed by its content hash), a venv from wheels, the pinned Pulumi CLI
+  (this deployer's own, sent once per version) and the provider plugins: fetched the official
+  way where the platform says the controller can (Vultr), else the project's stand-in.
+- ``scaler-credentials``: the scaler's state-backend keys, config passphrase and Vultr API
+  key from stack secrets into a root-only env file, over the pinned SSH connection; the
+  scaler's unit reads it with ``EnvironmentFile=``. Nothing is written when none is set.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_command import local, remote
+
+from components.host_secrets import render_env_file
+from components.nodes import as_root
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Pulumi's S3 backend wants a region; Vultr Object Storage ignores it.
+SCALER_ENV_DEFAULTS = {"AWS_REGION": "us-east-1"}
+
+
+def push_ops_command(
+    source_hash: str, target: str, user: str, cli_version: str,
+    fetch_plugins: Sequence[str], ops_dir: str, install: str,
+) -> str:
+    """The deployer's command line (pure); the key and host key travel in the environment.
+    The deployer's own pinned CLI is found by ``appdelivery`` (the project's toolchain)."""
+    argv = [sys.executable, "-m", "appdelivery", "push-ops", "--target", target, "--user", user,
+            "--source-hash", source_hash, "--cli-version", cli_version,
+            "--ops-dir", ops_dir, "--install", install]
+    for plugin in fetch_plugins:
+        argv += ["--fetch-plugin", plugin]
+    return shlex.join(argv)
+
+
+def credentials_script(path: str) -> str:
+    directory = path.rsplit("/", 1)[0]
+    return (
+        "set -eu; umask 077; "
+        f"install -d -m 0700 -o root -g root {shlex.quote(directory)}; "
+        f"cat > {shlex.quote(path)}.new; chmod 0600 {shlex.quote(path)}.new; "
+        f"mv -f {shlex.quote(path)}.new {shlex.quote(path)}"
+    )
+
+
+@dataclass(frozen=True)
+class ControllerOperationsArgs:
+    source_hash: str
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    host_key: pulumi.Input[str]
+    connection: remote.ConnectionArgs
+    node_identity: pulumi.Input[str]
+    user: str
+    private_key: pulumi.Input[str] | None
+    cli_version: str
+    fetch_plugins: tuple[str, ...]
+    ops_dir: str
+    install: str
+    credentials_file: str
+    credentials: Mapping[str, pulumi.Input[str]]
+
+
+class ControllerOperations(pulumi.ComponentResource):
+    """Installs the project, toolchain and scaler credentials on the controller."""
+
+    source_hash: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ControllerOperationsArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("gemnar:infra:ControllerOperations", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        environment: dict[str, pulumi.Input[str]] = {"GEMNAR_TARGET_HOST_KEY": args.host_key}
+        if args.private_key is not None:
+            environment["GEMNAR_SSH_PRIVATE_KEY"] = pulumi.Output.secret(args.private_key)
+        target = pulumi.Output.all(args.host, args.port)
+        local.Command(
+            f"{name}-push",
+            create=target.apply(lambda hp: push_ops_command(
+                args.source_hash, f"{hp[0]}:{hp[1]}", args.user, args.cli_version,
+                args.fetch_plugins, args.ops_dir, args.install)),
+            environment=environment,
+            dir=str(PROJECT_ROOT),
+            # A new revision of the project, a new CLI or a new machine; nothing else.
+            triggers=[args.source_hash, args.cli_version, args.node_identity],
+            opts=child,
+        )
+        if args.credentials:
+            keys = sorted(args.credentials)
+
+            def env_file(values: list[str]) -> str:
+                return render_env_file(
+                    {**SCALER_ENV_DEFAULTS, **dict(zip(keys, values, strict=True))})
+
+            rendered: pulumi.Input[str] = pulumi.Output.all(
+                *[args.credentials[k] for k in keys]).apply(env_file)
+            content = pulumi.Output.secret(rendered)
+            remote.Command(
+                f"{name}-scaler-credentials",
+                connection=args.connection,
+                create=as_root(credentials_script(args.credentials_file), args.user),
+                stdin=content,
+                triggers=[args.node_identity],
+                add_previous_output_in_env=False,
+                opts=child,
+            )
+        self.source_hash = pulumi.Output.from_input(args.source_hash)
+        self.register_outputs({"sourceHash": self.source_hash})
