@@ -10,6 +10,7 @@ and reaches nodes over SSH, workers through the controller, on every platform.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from components.local_nodes import provision_local
 from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
 from components.operations import ControllerOperations, ControllerOperationsArgs
+from components.ssh_agent import check_agent_socket
 from components.ssh_gate import SshGate, SshGateArgs
 from components.user_data import (
     controller_secrets_path,
@@ -269,5 +271,6 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
 def main() -> None:
     """Validate the stack config before any resource exists, then declare and export."""
     cfg = load_stack_config()
+    check_agent_socket(os.environ)
     for key, value in build(cfg).items():
         pulumi.export(key, value)
