@@ -27,8 +27,9 @@ import httpx
 import pytest
 import websockets
 
+from healthmon.heal import HealPolicy, heal_once
 from localnode.services import port_open
-from localnode.supervise import alive, child_pids, read_pid, wait_for
+from localnode.supervise import alive, child_pids, read_pid, stop_pid, wait_for
 from tests.e2e.conftest import LocalStack
 
 pytestmark = pytest.mark.e2e
@@ -176,11 +177,12 @@ def member_down(stack: LocalStack, index: int) -> bool:
                and line.strip().endswith("down;") for line in stack.upstream().splitlines())
 
 
+def health_file(stack: LocalStack) -> Path:
+    return next(stack.node_root("controller").rglob("health.json"))
+
+
 def health_status(stack: LocalStack) -> dict[str, object]:
-    path = stack.node_root("controller") / "var/lib/gemnar/health.json"
-    if not path.exists():
-        path = next(stack.node_root("controller").rglob("health.json"))
-    data: dict[str, object] = json.loads(path.read_text())
+    data: dict[str, object] = json.loads(health_file(stack).read_text())
     return data
 
 
@@ -308,6 +310,8 @@ def test_pgbouncer_killed_is_a_503_with_retry_after_and_service_returns_at_once(
                 return time.monotonic() - down_at >= PGBOUNCER_DOWN_S
 
             wait_for(fault_over, PGBOUNCER_DOWN_S + 5, "the PgBouncer outage")
+            # Every worker sick at once: the healer must not replace any of them.
+            brake = heal_once(stack.stack, health_file(stack), HealPolicy(bound_s=1), time.time)
         port = pgbouncer_port(stack)
         wait_for(lambda: port_open(stack.controller, port), 20, "PgBouncer back")
         back_at = time.monotonic()
@@ -324,6 +328,7 @@ def test_pgbouncer_killed_is_a_503_with_retry_after_and_service_returns_at_once(
     assert last_bad - back_at < 2
     assert log_growth < 100
     assert saw_fail_open, "every worker failed its health check: the monitor must fail open"
+    assert brake.replace is None and brake.reason.startswith("brake: 2 of 2"), brake
 
 
 def test_websockets_live_across_membership_changes_and_a_redis_restart(
@@ -424,3 +429,34 @@ def postgres_port(stack: LocalStack) -> int:
     conf = next(stack.node_root("controller").rglob("postgresql.conf")).read_text()
     return int(next(line.split("=")[1].split()[0] for line in conf.splitlines()
                     if line.strip().startswith("port")))
+
+
+def test_a_worker_dead_past_the_bound_is_replaced_without_failed_gets(
+    both_members_up: LocalStack, site_user: tuple[str, str]
+) -> None:
+    stack = both_members_up
+    bound_s = 3.0
+    dead = member(stack, 1)
+
+    def down_for() -> float:
+        entry = next(m for m in health_status(stack)["members"]  # type: ignore[attr-defined]
+                     if m["address"] == dead)
+        return 0.0 if entry["down_since"] is None else time.time() - entry["down_since"]
+
+    with Load(stack, cookies=logged_in_cookies(stack, site_user)) as load:
+        wait_for(lambda: len(load.samples) > 60, 30, "a steady load")
+        # Stopping the supervisor's group: the app is gone and nothing restarts it.
+        stop_pid(supervisor(stack, "worker-1", "uvicorn"), timeout_s=5)
+        died_at = time.monotonic()
+        wait_for(lambda: down_for() >= bound_s, 30, "the worker to be down past the bound")
+        early = heal_once(stack.stack, health_file(stack), HealPolicy(bound_s=600), time.time)
+        decision = heal_once(stack.stack, health_file(stack), HealPolicy(bound_s=bound_s),
+                             time.time)
+        wait_for(lambda: not member_down(stack, 1), 60, "the replacement in the upstream")
+        healed = time.monotonic() - died_at
+    print(f"\nworker-1 dead, healer bound {bound_s:.0f}s: {load.summary()};"
+          f" replaced and back in the upstream {healed:.0f}s after it died")
+    assert early.replace is None
+    assert decision.replace == dead, decision
+    assert load.failed("GET") == [], load.failed("GET")[:5]
+    assert alive(supervisor(stack, "worker-1", "uvicorn"))
