@@ -260,6 +260,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                     "name": worker.name,
                     "privateIp": ip,
                     "metricsUrl": f"http://{ip}:{NODE_EXPORTER_PORT}/metrics",
+                    # The app's own /health/ (fails while draining): the scaler counts a
+                    # worker that does not answer it as unhealthy, not as idle.
+                    "healthUrl": f"http://{ip}:{cfg.app_port}/health/",
                 }
                 for worker, ip in zip(nodes.workers, ips, strict=True)
             ]

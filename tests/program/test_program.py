@@ -142,6 +142,11 @@ def test_exports() -> pulumi.Output[None]:
         assert json.loads(out["loadBalancerMembers"]) == [
             f"{worker_private_ip(f'w-{i}')}:8000" for i in range(3)
         ]
+        # What the scaler probes: memory from node exporter, health from the app itself.
+        assert [(w["metricsUrl"], w["healthUrl"]) for w in out["workers"]] == [
+            (f"http://{worker_private_ip(f'w-{i}')}:9100/metrics",
+             f"http://{worker_private_ip(f'w-{i}')}:8000/health/") for i in range(3)
+        ]
 
     return pulumi.Output.all(declared, *exports.values()).apply(check)
 
