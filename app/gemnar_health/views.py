@@ -26,13 +26,14 @@ async def health_response(request: HttpRequest) -> HttpResponse:
         # Draining: fail before any check, so the monitor takes this worker out of the load
         # balancer while it still serves what it already has.
         response = JsonResponse({"status": "draining", **extra}, status=503)
-        add_never_cache_headers(response)
-        return response
-    results = await run_checks_shared(config)
-    body = summarise(results, extra)
-    response = JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+    else:
+        body = summarise(await run_checks_shared(config), extra)
+        response = JsonResponse(body, status=200 if body["status"] == "ok" else 503)
     # Every probe must see the live state, never a proxy's or browser's copy.
     add_never_cache_headers(response)
+    # A failing probe is an answer, not an error: Django would log every 503 (one line per
+    # probe per second during an outage); the monitor logs each member's state changes.
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

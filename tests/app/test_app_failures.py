@@ -219,3 +219,25 @@ def test_a_database_outage_is_a_503_with_retry_after_logged_once(
         while client.get("/").status_code != 200:
             assert time.monotonic() - back < 2, "service not back within 2 s of PgBouncer"
     assert any("database reachable again after" in line for line in log_lines(worker))
+
+
+def test_the_drain_flag_fails_health_first_and_probes_do_not_flood_the_log(
+    worker_factory: WorkerFactory, app_env: AppEnv
+) -> None:
+    flag = app_env.workdir / "drain-test" / "draining"
+    worker = worker_factory("worker-drain", GEMNAR_DRAIN_FLAG_FILE=str(flag))
+    with worker.client() as client:
+        assert client.get("/health/").status_code == 200
+        flag.parent.mkdir()
+        flag.touch()
+        lines_before = len(log_lines(worker))
+        probes = [client.get("/health/") for _ in range(10)]
+        assert [p.status_code for p in probes] == [503] * 10
+        assert probes[0].json() == {"status": "draining", "worker": "worker-drain"}
+        # The site itself still serves while it drains.
+        assert client.get("/").status_code == 200
+        flag.unlink()
+        assert client.get("/health/").status_code == 200
+    logged = [line for line in log_lines(worker)[lines_before:] if '" 503 ' not in line
+              and '" 200 ' not in line]
+    assert logged == [], logged

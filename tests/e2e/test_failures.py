@@ -274,12 +274,23 @@ def test_redis_stopped_costs_the_cached_page_nothing(both_members_up: LocalStack
         wait_for(lambda: port_open(stack.controller, redis_port(stack)), 20, "Redis back")
     during = sorted(s.latency for s in load.samples
                     if down_at + 1 <= s.sent <= down_at + REDIS_DOWN_S)
-    p99 = during[max(0, int(len(during) * 0.99) - 1)]
+    before = sorted(s.latency for s in load.samples if s.sent < down_at)
+    p99, median = percentile(during, 0.99), percentile(during, 0.5)
+    baseline = percentile(before, 0.99)
     print(f"\nRedis stopped {REDIS_DOWN_S:.0f}s: {load.summary()}; /cached/ during the outage"
-          f" after the first second: {len(during)} requests, p99 {p99 * 1000:.1f} ms")
+          f" after the first second: {len(during)} requests, p99 {p99 * 1000:.1f} ms, median"
+          f" {median * 1000:.1f} ms (p99 before the outage {baseline * 1000:.1f} ms)")
     assert load.failed("GET") == []
     assert len(during) > REDIS_DOWN_S * RATE_PER_S * 0.5
-    assert p99 < 0.1
+    assert median < 0.1
+    # Under 100 ms, unless the shared test machine is slower than that without any fault:
+    # an outage must not add a connect timeout (it used to add ~500 ms to every request).
+    assert p99 < max(0.1, 2 * baseline), (p99, baseline)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * fraction) - 1)]
 
 
 def redis_port(stack: LocalStack) -> int:
