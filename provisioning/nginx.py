@@ -25,6 +25,39 @@ CONNECT_TIMEOUT_S = 2
 READ_TIMEOUT_S = 10
 NEXT_UPSTREAM_TIMEOUT_S = 25
 
+# Mozilla's "intermediate" TLS configuration (v5.7) without its DHE suites (nginx offers DHE
+# only with a dhparam file): every suite is AEAD with ECDHE forward secrecy. TLS 1.3's suites
+# are all AEAD with forward secrecy and are not configured by ssl_ciphers.
+SSL_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+)
+# Headers on every response from the site (repeated in each location that adds its own,
+# since nginx drops inherited add_header lines there).
+SECURITY_HEADERS = (
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("X-Frame-Options", "DENY"),
+)
+# The app: no framing, no plugins, no foreign base or form targets. Scripts and styles are
+# the app's business (a stricter app CSP adds to this one: browsers enforce both).
+APP_CSP = "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'"
+# Users' files: nothing runs, nothing loads, sandboxed even when opened directly.
+MEDIA_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
+# Per client address: sign-in attempts and uploads per minute (a burst of 5 passes at once),
+# and concurrent connections (a browser opens ~6 per host; WebSockets count too).
+LOGIN_RATE = "10r/m"
+UPLOAD_RATE = "10r/m"
+CONN_PER_CLIENT = 32
+# The sample app's sign-in and upload paths, where those limits apply.
+LOGIN_PATH = "/accounts/login/"
+UPLOAD_PATH = "/upload/"
+
 
 class Member(Protocol):
     """A load-balancer member as the membership step and health monitor see it."""
@@ -44,10 +77,53 @@ def _user_line(user: str | None) -> str:
     return f"user {user};" if user else ""
 
 
+def _headers(indent: str) -> str:
+    return "\n".join(f'{indent}add_header {name} "{value}" always;'
+                     for name, value in SECURITY_HEADERS)
+
+
+def _unknown_host_servers(http: str, https: str) -> str:
+    """With a site name, the default servers: any other Host is refused (no redirect that
+    echoes it, no certificate for it)."""
+    return (
+        "    server {\n"
+        f"        listen {http} default_server;\n"
+        "        server_name _;\n"
+        "        return 444;\n"
+        "    }\n\n"
+        "    server {\n"
+        f"        listen {https} ssl default_server;\n"
+        "        server_name _;\n"
+        "        ssl_reject_handshake on;\n"
+        "        return 444;\n"
+        "    }\n"
+    )
+
+
+# Without a site name the server answers to its own address only (the one the client reached).
+_ADDRESS_HOST_GUARD = """\
+        # No site name: the only Host answered is this server's own address.
+        if ($host != $server_addr) {
+            return 444;
+        }
+"""
+
+
 def render_nginx_conf(settings: ControllerSettings) -> str:
     """The controller's ``nginx.conf``."""
     paths = settings.paths
     listen_address = settings.public_listen_address
+    http_listen = _listen(listen_address, settings.ports.http)
+    https_listen = _listen(listen_address, settings.ports.https)
+    if settings.domain:
+        names = f"{settings.domain} www.{settings.domain}"
+        unknown = _unknown_host_servers(http_listen, https_listen)
+        guard, redirect_host = "", "$host"
+    else:
+        names, unknown = "_", ""
+        guard, redirect_host = _ADDRESS_HOST_GUARD, "$server_addr"
+    # The site's own servers are the default ones only when nothing else is.
+    default = "" if settings.domain else " default_server"
     return render(
         "controller/nginx.conf",
         user_line=_user_line(settings.nginx_user),
@@ -62,11 +138,24 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         temp_dir=paths.nginx_temp_dir,
         upstream_file=paths.nginx_upstream_file,
         fallback_socket=paths.nginx_fallback_socket,
-        http_listen=_listen(listen_address, settings.ports.http),
-        https_listen=_listen(listen_address, settings.ports.https),
+        http_listen=f"{http_listen}{default}",
+        https_listen=f"{https_listen} ssl http2{default}",
         # The client's Host (with its port) reaches Django, which checks CSRF origins with it.
         https_suffix="" if settings.ports.https == 443 else f":{settings.ports.https}",
-        server_name=settings.server_name,
+        server_name=names,
+        unknown_host_servers=unknown,
+        host_guard=guard,
+        redirect_host=redirect_host,
+        ssl_ciphers=":".join(SSL_CIPHERS),
+        security_headers=_headers("        "),
+        location_security_headers=_headers("            "),
+        app_csp=APP_CSP,
+        media_csp=MEDIA_CSP,
+        login_rate=LOGIN_RATE,
+        upload_rate=UPLOAD_RATE,
+        conn_per_client=CONN_PER_CLIENT,
+        login_path=LOGIN_PATH,
+        upload_path=UPLOAD_PATH,
         acme_webroot=paths.acme_webroot,
         tls_cert=paths.tls_cert_file,
         tls_key=paths.tls_key_file,

@@ -30,6 +30,7 @@ APT_PACKAGES=(
   openssh-server openssh-client cloud-init shellcheck wrk nftables openssl
   ssl-cert systemd procps iproute2 curl ca-certificates
   debootstrap systemd-container
+  testssl.sh
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -61,7 +61,9 @@ def test_prod_and_local_nginx_differ_only_in_user_and_listen() -> None:
     prod_lines = render_nginx_conf(SETTINGS).splitlines()
     local_lines = render_nginx_conf(local).splitlines()
     differing = {a.strip() for a, b in zip(prod_lines, local_lines, strict=True) if a != b}
-    assert differing == {"user www-data;", "listen 80;", "listen 443 ssl http2;"}
+    assert differing == {
+        "user www-data;", "listen 80 default_server;", "listen 443 ssl http2 default_server;"
+    }
 
 
 def test_nginx_routing_policy() -> None:
