@@ -1,0 +1,120 @@
+"""A throwaway lab stack driven through the real engine, run inside the lab's namespace.
+
+The engine runs as ``nsenter --net=<lab namespace> python -m engine ...``: the Automation API
+host, the CLI and the command provider must all share the namespace in which the lab's
+addresses exist. Probes (HTTP, TCP, SSH) run there too; nothing is sent in the root namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from engine.local_stack import prepare_work_dir
+from engine.toolchain import PROJECT_ROOT, tool_paths
+from lab import hypervisor, machine
+from lab.netns import LabNetwork
+
+PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+ENGINE_TIMEOUT_S = 1500
+
+
+@dataclass
+class LabStack:
+    name: str
+    net: LabNetwork
+    log_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def stack_dir(self) -> Path:
+        return hypervisor.stack_dir(self.name)
+
+    def engine(self, action: str, label: str | None = None) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        log = self.log_dir / f"{label or action}.log"
+        with log.open("w") as out:
+            result = subprocess.run(
+                ["nsenter", f"--net={self.net.netns_path}", "--", PYTHON, "-m", "engine",
+                 action, "--stack", self.name],
+                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+                timeout=ENGINE_TIMEOUT_S,
+            )
+        self.timings[label or action] = time.monotonic() - started
+        return subprocess.CompletedProcess(result.args, result.returncode, log.read_text(), "")
+
+    def set_config(self, key: str, value: str) -> None:
+        work = tool_paths().state_dir / "work" / self.name
+        env = {"PULUMI_HOME": str(tool_paths().pulumi_home), "PULUMI_BACKEND_URL":
+               tool_paths().backend_url, "PULUMI_CONFIG_PASSPHRASE": "gemnar-local-stack",
+               "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": "/usr/bin:/bin"}
+        subprocess.run([str(tool_paths().cli), "config", "set", "--stack", self.name, key, value],
+                       cwd=work, env=env, check=True, capture_output=True)
+
+    def inside(
+        self, name: str, *argv: str, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return machine.exec_in(self.stack_dir, name, argv, timeout=timeout)
+
+    def python_in_lab(self, script: str, timeout: float = 60) -> str:
+        """Run ``script`` with the project's Python inside the lab namespace; its stdout."""
+        result = subprocess.run(
+            ["nsenter", f"--net={self.net.netns_path}", "--", PYTHON, "-c", script],
+            capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    def tcp_open(self, address: str, port: int) -> bool:
+        script = (
+            "import socket\n"
+            "s = socket.socket(); s.settimeout(3)\n"
+            f"print(s.connect_ex(({address!r}, {port})) == 0)\n"
+        )
+        return self.python_in_lab(script).strip() == "True"
+
+    def http(self, url: str, **kwargs: object) -> dict[str, object]:
+        script = (
+            "import httpx, json, sys\n"
+            f"r = httpx.get({url!r}, verify=False, timeout=15, **{kwargs!r})\n"
+            "print(json.dumps({'status': r.status_code, 'text': r.text[:20000], "
+            "'headers': dict(r.headers)}))\n"
+        )
+        result: dict[str, object] = json.loads(self.python_in_lab(script))
+        return result
+
+
+def new_lab_stack(log_dir: Path, workers: int = 2) -> LabStack:
+    """Write the stack's working copy (from Pulumi.lab.yaml) under the project's state."""
+    name = f"lab{uuid.uuid4().hex[:8]}"
+    project = log_dir / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
+    committed = yaml.safe_load((PROJECT_ROOT / "Pulumi.lab.yaml").read_text())
+    committed["config"]["gemnar:workerCount"] = workers
+    (project / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(committed))
+    prepare_work_dir(name, tool_paths().state_dir, project)
+    vpc = str(committed["config"].get("gemnar:vpcSubnet", "10.20.0.0/24"))
+    return LabStack(name=name, net=LabNetwork(stack=name, vpc_subnet=vpc), log_dir=log_dir)
+
+
+def remove(stack: LabStack) -> None:
+    """Destroy through the engine, then whatever a failed run left; remove the stack."""
+    stack.engine("destroy")
+    hypervisor.destroy_all(stack.net, stack.stack_dir)
+    work = tool_paths().state_dir / "work" / stack.name
+    env = {"PULUMI_HOME": str(tool_paths().pulumi_home), "PULUMI_BACKEND_URL":
+           tool_paths().backend_url, "PULUMI_CONFIG_PASSPHRASE": "gemnar-local-stack",
+           "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": "/usr/bin:/bin"}
+    subprocess.run([str(tool_paths().cli), "stack", "rm", "--yes", "--force", stack.name],
+                   cwd=work, env=env, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"lab stack {stack.name} timings: {stack.timings}", file=sys.stderr)
