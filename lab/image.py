@@ -38,6 +38,8 @@ BASE_PACKAGES = (
     "iproute2",
     "cloud-init",
     "locales",
+    # /etc/protocols and /etc/services: nft resolves `ipv6-icmp` through them.
+    "netbase",
     "openssh-server",
     "sudo",
     "ca-certificates",

@@ -33,6 +33,7 @@ class LabStack:
     net: LabNetwork
     log_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
+    results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
 
     @property
     def stack_dir(self) -> Path:
