@@ -8,7 +8,9 @@ addresses exist. Probes (HTTP, TCP, SSH) run there too; nothing is sent in the r
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +26,9 @@ from lab import hypervisor, machine
 from lab.netns import LabNetwork
 
 PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
-ENGINE_TIMEOUT_S = 1500
+# Bounds one engine run: a hung SSH session must not eat the CI budget. On timeout the whole
+# process group (engine, CLI, provider) is killed; teardown still removes every machine.
+ENGINE_TIMEOUT_S = 480
 
 
 @dataclass
@@ -42,15 +46,19 @@ class LabStack:
     def engine(self, action: str, label: str | None = None) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         log = self.log_dir / f"{label or action}.log"
+        argv = ["nsenter", f"--net={self.net.netns_path}", "--", PYTHON, "-m", "engine",
+                action, "--stack", self.name]
         with log.open("w") as out:
-            result = subprocess.run(
-                ["nsenter", f"--net={self.net.netns_path}", "--", PYTHON, "-m", "engine",
-                 action, "--stack", self.name],
-                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-                timeout=ENGINE_TIMEOUT_S,
-            )
+            process = subprocess.Popen(argv, cwd=PROJECT_ROOT, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                returncode = process.wait(timeout=ENGINE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                returncode = process.wait()
+                out.write(f"\n[test] engine {action} killed after {ENGINE_TIMEOUT_S} s\n")
         self.timings[label or action] = time.monotonic() - started
-        return subprocess.CompletedProcess(result.args, result.returncode, log.read_text(), "")
+        return subprocess.CompletedProcess(argv, returncode, log.read_text(), "")
 
     def set_config(self, key: str, value: str) -> None:
         work = tool_paths().state_dir / "work" / self.name
