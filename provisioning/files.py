@@ -49,6 +49,16 @@ def _script(path: PurePosixPath, content: str) -> RenderedFile:
     return RenderedFile(str(path), content, kind="script", permissions="0755")
 
 
+# certbot's own trees (configuration, work, logs), which its sandboxed unit may write.
+LETSENCRYPT_DIRS = ("/etc/letsencrypt", "/var/lib/letsencrypt", "/var/log/letsencrypt")
+
+
+def _paths(*paths: object) -> str:
+    """A unit's ReadWritePaths= value: each path once, in order; a missing one is skipped
+    ("-"), since a sandbox must not keep a unit from starting before its directory exists."""
+    return " ".join(f"-{p}" for p in dict.fromkeys(str(p) for p in paths))
+
+
 def _unit(directory: str, name: str, content: str) -> RenderedFile:
     return RenderedFile(str(PurePosixPath(directory) / name), content, kind="unit")
 
@@ -162,13 +172,16 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             offsite_hook=scripts / "gemnar-backup-offsite",
         )),
         _unit(units, "gemnar-backup.service", render(
-            "controller/gemnar-backup.service", script=scripts / "gemnar-backup.sh")),
+            "controller/gemnar-backup.service", script=scripts / "gemnar-backup.sh",
+            rw_paths=_paths(paths.backup_dir, paths.state_dir))),
         _unit(units, "gemnar-backup.timer", render(
             "controller/gemnar-backup.timer", hour=f"{settings.backup_hour_utc:02d}")),
         _unit(units, "gemnar-healthmon.service", render(
             "controller/gemnar-healthmon.service",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file,
-            state_directory="gemnar-healthmon")),
+            state_directory="gemnar-healthmon",
+            rw_paths=_paths(paths.state_dir, PurePosixPath(paths.nginx_upstream_file).parent,
+                            PurePosixPath(paths.nginx_error_log).parent, paths.nginx_temp_dir))),
         _script(commands / "gemnar-apply-secrets", render(
             "controller/gemnar-apply-secrets.sh",
             secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
@@ -252,7 +265,9 @@ def _certbot_files(
             tls_cert=paths.tls_cert_file, tls_key=paths.tls_key_file)),
         _unit(units, "gemnar-certbot.service", render(
             "controller/gemnar-certbot.service",
-            domain=settings.domain, script=scripts / "gemnar-certbot.sh")),
+            domain=settings.domain, script=scripts / "gemnar-certbot.sh",
+            rw_paths=_paths(*LETSENCRYPT_DIRS, PurePosixPath(paths.tls_cert_file).parent,
+                            PurePosixPath(paths.tls_key_file).parent, paths.acme_webroot))),
         _unit(units, "gemnar-certbot.timer", template_text("controller/gemnar-certbot.timer")),
     ]
 
