@@ -15,11 +15,9 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.net import free_port, port_open
 from tests.support.tooling import missing
+from tests.support.waiting import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 APP_DIR = REPO / "app"
@@ -51,13 +51,6 @@ if str(APP_DIR) not in sys.path:
 def _require(path: str) -> None:
     if not Path(path).exists() and shutil.which(path) is None:
         missing(f"`{path}`")
-
-
-def free_port() -> int:
-    """A TCP port on the loopback address that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:
@@ -126,14 +119,19 @@ def start_daemon(
 
 def wait_for_port(daemon: Daemon, port: int, timeout: float = 20.0) -> None:
     """Wait until ``port`` accepts TCP connections, failing early if the daemon exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon.proc.poll() is not None:
-            raise RuntimeError(f"{daemon.name} exited early:\n{daemon.log_tail()}")
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{daemon.name} not listening on {port} after {timeout}s")
+    wait_until(
+        lambda: port_open(HOST, port),
+        timeout_s=timeout,
+        what=f"{daemon.name} listening on {port}",
+        abort=lambda: exited(daemon),
+        detail=daemon.log_tail,
+    )
+
+
+def exited(daemon: Daemon) -> str | None:
+    """Why ``daemon`` can no longer produce what a test waits for, if it has exited."""
+    code = daemon.proc.poll()
+    return None if code is None else f"{daemon.name} exited with {code}"
 
 
 @pytest.fixture(scope="session")
@@ -183,6 +181,14 @@ class Postgres:
         ).fetchone()
         assert row is not None
         return int(str(row[0]))
+
+
+def _connect_or_none(pg: Postgres) -> psycopg.Connection[tuple[object, ...]] | None:
+    """A superuser connection, or None while PostgreSQL still refuses (starting up)."""
+    try:
+        return pg.connect()
+    except psycopg.OperationalError:
+        return None
 
 
 @pytest.fixture(scope="session")
@@ -246,15 +252,13 @@ def postgres(workdir: Path) -> Iterator[Postgres]:
     try:
         wait_for_port(daemon, port)
         pg = Postgres(port, password, daemon)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                conn = pg.connect()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        conn = wait_until(
+            lambda: _connect_or_none(pg),
+            timeout_s=20,
+            what="PostgreSQL accepting connections",
+            abort=lambda: exited(daemon),
+            detail=daemon.log_tail,
+        )
         with conn:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
@@ -553,17 +557,20 @@ def start_worker(workdir: Path, name: str, env: Mapping[str, str]) -> Worker:
         stop_signal=signal.SIGTERM,
     )
     worker = Worker(name, port, daemon)
-    deadline = time.monotonic() + 30
-    while True:
-        if daemon.proc.poll() is not None:
-            raise RuntimeError(f"{name} exited early:\n{daemon.log_tail()}")
+
+    def answers() -> bool:
         with contextlib.suppress(httpx.TransportError):
             httpx.get(f"{worker.url}/health/", timeout=5)
-            return worker
-        if time.monotonic() > deadline:
-            daemon.stop()
-            raise RuntimeError(f"{name} did not answer /health/:\n{daemon.log_tail()}")
-        time.sleep(0.1)
+            return True
+        return False
+
+    try:
+        wait_until(answers, timeout_s=30, what=f"{name} answering /health/",
+                   abort=lambda: exited(daemon), detail=daemon.log_tail)
+    except WaitTimeout:
+        daemon.stop()
+        raise
+    return worker
 
 
 WorkerFactory = Callable[..., Worker]

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -17,7 +14,9 @@ from typing import IO
 from pulumi import automation as auto
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
+from tests.support.net import free_port, loopback_address, port_open
 from tests.support.tooling import missing
+from tests.support.waiting import wait_until
 from tools.command_provider import PROVIDER_VERSION
 
 SSHD = Path("/usr/sbin/sshd")
@@ -96,17 +95,6 @@ def prepare_engine(base: Path) -> Engine:
     return engine
 
 
-def loopback_address() -> str:
-    # A random 127/8 address keeps parallel runs from colliding on ports.
-    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        return int(probe.getsockname()[1])
-
-
 def keygen(path: Path) -> Path:
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
@@ -162,11 +150,13 @@ def running_sshd(
     with log.open("wb") as log_sink:
         process = _spawn_sshd(config, address, port, log_sink)
     try:
-        deadline = time.monotonic() + 10
-        while not _port_open(address, port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.05)
+        wait_until(
+            lambda: port_open(address, port, timeout_s=0.2),
+            timeout_s=10,
+            what=f"sshd listening on {address}:{port}",
+            abort=lambda: None if process.poll() is None else "sshd exited",
+            detail=lambda: log.read_text(errors="replace"),
+        )
         public = (base / "host_ed25519.pub").read_text().strip()
         yield Sshd(address, port, public, log)
     finally:
@@ -204,12 +194,6 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _port_open(address: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex((address, port)) == 0
-
-
 def current_user() -> str:
     import pwd
 
@@ -230,11 +214,8 @@ def running_agent(base: Path, key: Path) -> Iterator[Path]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("ssh-agent did not create its socket")
-            time.sleep(0.02)
+        wait_until(sock.exists, timeout_s=10, what="ssh-agent's socket",
+                   abort=lambda: None if process.poll() is None else "ssh-agent exited")
         subprocess.run(
             ["ssh-add", "-q", str(key)],
             env={**os.environ, "SSH_AUTH_SOCK": str(sock)},

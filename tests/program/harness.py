@@ -75,6 +75,8 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+        # The id handed back for each resource name: what the program must wire onwards.
+        self.ids: dict[str, str] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.inputs[(args.typ, args.name)] = dict(args.inputs)
@@ -95,7 +97,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["stdout"] = ""
             state["stderr"] = ""
         digest = hashlib.sha256(args.name.encode()).hexdigest()[:12]
-        return f"{args.name}-{digest}", state
+        self.ids[args.name] = f"{args.name}-{digest}"
+        return self.ids[args.name], state
 
     def call(
         self, args: pulumi.runtime.MockCallArgs

@@ -17,6 +17,7 @@ from stack_config import StackConfig, parse_stack_config
 from tests.program.harness import (
     BASE_VALUES,
     CONTROLLER_PRIVATE_IP,
+    MOCKS,
     PRIVATE_KEY,
     RECORDER,
     RESERVED_IP,
@@ -118,8 +119,9 @@ def test_exact_resources_for_worker_count(count: int) -> pulumi.Output[None]:
         hostnames = [w.inputs["hostname"] for w in workers]
         assert sorted(hostnames) == sorted(f"worker-{i}" for i in range(count))
         assert len(set(hostnames)) == count
-        vpc = MOCK_IDS["gemnar-network-vpc"]
-        worker_group = MOCK_IDS["gemnar-firewall-worker"]
+        # The ids the engine (here: the mocks) handed back for these resources.
+        vpc = MOCKS.ids["gemnar-network-vpc"]
+        worker_group = MOCKS.ids["gemnar-firewall-worker"]
         for worker in workers:
             assert worker.inputs["vpcIds"] == [vpc]
             assert worker.inputs["firewallGroupId"] == worker_group
@@ -289,18 +291,6 @@ def test_local_platform_declares_local_nodes_and_no_cloud_resources() -> pulumi.
                 assert derive_secret(BASE_VALUES["secretSeed"], "postgres-app-password") not in spec
 
     return RECORDER.settled(exports).apply(check)
-
-
-class _Ids:
-    """Mock ids are deterministic: name plus a digest, as the harness mocks make them."""
-
-    def __getitem__(self, name: str) -> str:
-        import hashlib
-
-        return f"{name}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
-
-
-MOCK_IDS = _Ids()
 
 
 def test_main_rejects_bad_config_before_any_resource() -> None:

@@ -22,6 +22,7 @@ from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
 from tests.support import daemons
 from tests.support.tooling import require_executable
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.daemons
 
@@ -118,8 +119,15 @@ def test_nginx_redirects_to_https_and_answers_503_without_members(
             asset = client.get(f"{https}/static/app.css")
             assert asset.status_code == 200
             assert "max-age=31536000" in asset.headers["cache-control"]
-        # A membership change rewrites only the upstream file and reloads.
+        # A membership change rewrites only the upstream file and reloads: the new member
+        # (a port nothing listens on) is tried, so the empty pool's 503 becomes a 502.
         Path(controller.paths.nginx_upstream_file).write_text(
             render_nginx_upstream([Member("127.0.0.9:1", True)], controller))
         daemons.nginx_reload(controller)
+
+        def status() -> int:
+            with httpx.Client(verify=False, timeout=5) as client:
+                return client.get(f"{https}/").status_code
+
+        wait_until(lambda: status() == 502, timeout_s=10, what="the reloaded upstream served")
         assert server.process.poll() is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ from scaler.metrics import (
     endpoints_from_outputs,
     memory_utilisation,
 )
+from tests.support.net import free_port
 from tests.support.tooling import require_executable
 
 GOOD_TEXT = """# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.
@@ -29,12 +29,6 @@ node_memory_MemTotal_bytes 8.0e+09
 # TYPE node_memory_MemAvailable_bytes gauge
 node_memory_MemAvailable_bytes 2.0e+09
 """
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until_serving(url: str, timeout: float = 10.0) -> None:
