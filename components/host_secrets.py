@@ -31,7 +31,6 @@ APPLY_HOOK = "/usr/local/sbin/gemnar-apply-secrets"
 # Environment name -> derivation purpose. Renaming a purpose rotates that secret.
 CONTROLLER_SECRETS = {
     "GEMNAR_DB_PASSWORD": "postgres-app-password",
-    "GEMNAR_PGBOUNCER_ADMIN_PASSWORD": "pgbouncer-admin-password",
     "GEMNAR_REDIS_PASSWORD": "redis-password",
     "GEMNAR_SECRET_KEY": "django-secret-key",
 }

@@ -1,6 +1,6 @@
 """The seam between "how a node comes to exist" and everything that acts on nodes.
 
-A platform (``vultr`` today, ``local`` later) turns the stack config into ``Nodes``: one
+A platform (``vultr`` or ``local``) turns the stack config into ``Nodes``: one
 controller and N workers, each a ``NodeHandle``. Membership, readiness and host secrets consume
 only handles, so they take the same path on every platform: SSH to the controller, and to each
 worker through the controller as jump host.

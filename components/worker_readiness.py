@@ -7,8 +7,9 @@ Contracts with the worker (scripts installed by cloud-init):
   timeout, which fails the create, so an unhealthy worker never joins the load balancer.
 - ``/usr/local/sbin/gemnar-worker-drain <ip>``: runs after the membership command has taken the
   worker out of Nginx (deletions run after updates, and membership depends on readiness);
-  waits for in-flight requests and WebSockets to finish, up to a bound, then stops the app.
-  Exits zero even if the app is already gone, so a broken worker can still be deleted.
+  marks the worker draining and waits for in-flight requests and WebSockets to finish, up to
+  a bound. It leaves the app running: deleting the node stops it. Exits zero even if the app
+  is already gone, so a broken worker can still be deleted.
 
 ``<ip>`` is the worker's private address as Vultr reports it, the one Nginx uses.
 """

@@ -21,7 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_state_dir(stack: str) -> Path:
-    # systemd's StateDirectory= sets this; elsewhere keep state beside the project's other state.
+    # Honoured when set (systemd sets it for a unit with StateDirectory=; the shipped
+    # gemnar-scaler.service has none), else state sits beside the project's other state.
     base = os.environ.get("STATE_DIRECTORY")
     return Path(base) / stack if base else PROJECT_ROOT / ".state" / "scaler" / stack
 
