@@ -21,6 +21,8 @@ from typing import Any, Literal, Protocol
 from pulumi.automation import ConfigValue
 from pulumi.automation.errors import ConcurrentUpdateError
 
+# The one process check that also counts a zombie as dead (a killed run's unreaped pid).
+from localnode.supervise import alive
 from scaler.config import WORKER_COUNT_KEY
 from scaler.state import InFlight, ScalerState
 
@@ -172,7 +174,7 @@ class Actuator:
             self._converge(flight.target, f"scaler: resume {flight.previous} -> {flight.target}")
         except ConcurrentUpdateError:
             age = self.clock() - flight.started_at
-            owner_gone = flight.pid != os.getpid() and not _process_alive(flight.pid)
+            owner_gone = flight.pid != os.getpid() and not alive(flight.pid)
             stale = age >= self.stale_lock_s or (owner_gone and age >= self.dead_owner_grace_s)
             if not stale:
                 return Outcome("locked", f"stack is locked ({age:.0f}s after the interrupted "
@@ -249,14 +251,3 @@ class Actuator:
 def _summary(error: BaseException, limit: int = 500) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:limit]}"
-
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
