@@ -64,6 +64,9 @@ def apply_proxy_trust(request: HttpRequest) -> None:
         meta.pop(key, None)
 
 
+# The flags and __init__ are Django's documented shape for a middleware that is both sync
+# and async capable; each app keeps its own copy so that gemnar_health and gemnar_cluster
+# install independently (duplicates lists the pair on purpose).
 class TrustedProxyMiddleware:
     """Sync and async capable; it does no I/O, so it never costs a thread hop."""
 

@@ -58,6 +58,9 @@ def is_health_request(request: HttpRequest) -> bool:
     return request.path_info in (path, path.rstrip("/"))
 
 
+# The flags and __init__ are Django's documented shape for a middleware that is both sync
+# and async capable; each app keeps its own copy so that gemnar_health and gemnar_cluster
+# install independently (duplicates lists the pair on purpose).
 class HealthCheckMiddleware:
     """Serves the health path itself; every other request passes through untouched."""
 
