@@ -84,8 +84,8 @@ def test_idle_and_chatty_websockets_stay_open(
                 await chatty.send(f"ping {echoes}")
                 assert await asyncio.wait_for(chatty.recv(), 5) == f"ping {echoes}"
                 echoes += 1
-                # The chatty socket's pace; the idle one says nothing for the whole hold.
-                await asyncio.sleep(0.5)
+                # The idle socket says nothing for the whole hold.
+                await asyncio.sleep(0.5)  # pace of the chatty socket
             # Both still open, and the idle one still in its group after HOLD_S of silence.
             await chatty.send(json.dumps({"broadcast": "still here"}))
             for ws in (idle, chatty):

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +41,8 @@ from localnode.services import (
 from provisioning.pgbouncer import render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.settings import ControllerPaths, ControllerPorts, ControllerSettings
+from tests.support import waiting
+from tests.support.net import free_port, free_ports, loopback_address
 
 __all__ = [
     "Daemon", "DaemonError", "as_postgres", "create_app_role", "free_port", "free_ports",
@@ -97,25 +96,8 @@ class Daemon:
 # --- addresses, ports and directories -------------------------------------------------------
 
 
-def random_loopback_address() -> str:
-    """A random 127.x.y.z other than 127.0.0.1, so parallel tests do not collide."""
-    rng = random.SystemRandom()
-    return f"127.{rng.randint(1, 254)}.{rng.randint(0, 254)}.{rng.randint(2, 254)}"
-
-
-def free_port(address: str) -> int:
-    """A TCP port free on ``address`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
-
-
-def free_ports(address: str, count: int) -> list[int]:
-    """``count`` distinct free ports on ``address``."""
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port(address))
-    return sorted(ports)
+# Addresses and ports come from tests.support.net (imported above), the one place for them.
+random_loopback_address = loopback_address
 
 
 @contextlib.contextmanager
@@ -173,16 +155,16 @@ def wait_until(
     ready: Callable[[], bool], daemon: Daemon, timeout_s: float = START_TIMEOUT_S
 ) -> None:
     """Poll ``ready`` until true; raise ``DaemonError`` (with the log) on exit or timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if daemon.process.poll() is not None:
-            raise DaemonError(
-                f"{daemon.name} exited with {daemon.process.returncode}:\n{daemon.log_tail()}"
-            )
-        if ready():
-            return
-        time.sleep(0.1)
-    raise DaemonError(f"{daemon.name} not ready after {timeout_s}s:\n{daemon.log_tail()}")
+
+    def exited() -> str | None:
+        code = daemon.process.poll()
+        return None if code is None else f"{daemon.name} exited with {code}"
+
+    try:
+        waiting.wait_until(ready, timeout_s=timeout_s, interval_s=0.1, what=f"{daemon.name} ready",
+                           abort=exited, detail=daemon.log_tail)
+    except waiting.WaitTimeout as err:
+        raise DaemonError(str(err)) from None
 
 
 @contextlib.contextmanager

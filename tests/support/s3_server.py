@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.net import free_port
 from tests.support.tooling import missing
+from tests.support.waiting import wait_until
 
 HOST = "127.0.0.1"
 # moto accepts any credentials; these only have to be non-empty.
@@ -35,12 +36,6 @@ REGION = "us-east-1"
 def _die_with_parent() -> None:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -82,16 +77,18 @@ def _ready(server: S3Server, deadline: float) -> None:
     import botocore.exceptions
 
     client = server.client()
-    while True:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"moto server exited early:\n{server.log.read_text()[-2000:]}")
+
+    def answers() -> bool:
         with contextlib.suppress(botocore.exceptions.EndpointConnectionError,
                                  botocore.exceptions.ConnectionClosedError):
             client.list_buckets()
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"moto server did not answer at {server.endpoint}")
-        time.sleep(0.1)
+            return True
+        return False
+
+    wait_until(answers, timeout_s=max(0.0, deadline - time.monotonic()), interval_s=0.1,
+               what=f"moto server answering at {server.endpoint}",
+               abort=lambda: None if server.proc.poll() is None else "moto server exited",
+               detail=lambda: server.log.read_text()[-2000:])
 
 
 @contextlib.contextmanager
@@ -103,7 +100,7 @@ def s3_server(timeout: float = 30.0) -> Iterator[S3Server]:
         missing("moto's S3 server (PyPI moto[server])")
     log_dir = Path(tempfile.mkdtemp(prefix="gemnar-s3-"))
     log = log_dir / "moto.log"
-    port = _free_port()
+    port = free_port(HOST)
     with log.open("wb") as handle:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
