@@ -52,6 +52,11 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+def tree_pids(roots: Iterable[int]) -> set[int]:
+    """``roots`` and all their descendants that are alive now."""
+    return descendants(_parent_map(), roots)
+
+
 def tree_rss_bytes(roots: Iterable[int]) -> int:
     """Sum of resident memory of ``roots`` and all their descendants that are alive now."""
     return sum(_rss_bytes(pid) for pid in descendants(_parent_map(), roots))

@@ -3,18 +3,30 @@
 Each test session gets its own stack name, its own 127.x.y.0/24 and its own state directory,
 so runs never collide; the stack is destroyed and removed at the end, and the teardown checks
 that no node process or listening port is left behind.
+
+Bringing a stack up costs tens of seconds, so the session shares one. No test relies on what
+another left behind: each asks a fixture for the state it needs (``two_workers``,
+``three_workers``, or ``LocalStack.ensure`` from a module fixture), which restores the
+committed config, replaces a node whose processes died and scales to the count asked for,
+running ``up`` only when the stack is not in that state already. Any test therefore runs
+alone (``pytest -k NAME``) and in any order (pytest-randomly).
 """
 
 from __future__ import annotations
 
-import random
+import contextlib
+import os
+import re
 import shutil
+import signal
 import subprocess
-import time
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +35,19 @@ from pulumi import automation as auto
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import open_stack
+from localnode.supervise import running
 from localnode.worker import parse_env_file
+from tests.support.net import loopback_prefix
 from tests.support.tooling import missing
+from tests.support.waiting import WaitTimeout, wait_until
+
+WORKER_COUNT = "gemnar:workerCount"
+MAX_WORKERS = 4
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    """Config values compared as Pulumi reads them (a committed 2 and a set "2" are equal)."""
+    return {k: v if isinstance(v, dict) else str(v) for k, v in config.items()}
 
 
 @dataclass
@@ -35,6 +58,8 @@ class LocalStack:
     prefix: str
     state_dir: Path
     events: list[str] = field(default_factory=list)
+    # The stack file's config as created (secrets encrypted): what ``ensure`` restores.
+    baseline: dict[str, Any] = field(default_factory=dict)
 
     @property
     def controller(self) -> str:
@@ -54,11 +79,67 @@ class LocalStack:
         # The local controller's certificate is self-signed, as a new prod one is until issued.
         return httpx.Client(base_url=self.site, verify=False, timeout=10, **kwargs)  # type: ignore[arg-type]
 
-    def up(self, worker_count: int | None = None) -> auto.UpResult:
+    def up(self, worker_count: int | None = None, replace: list[str] | None = None
+           ) -> auto.UpResult:
         if worker_count is not None:
-            self.stack.set_config("gemnar:workerCount", auto.ConfigValue(str(worker_count)))
+            self.stack.set_config(WORKER_COUNT, auto.ConfigValue(str(worker_count)))
         self.events.clear()
-        return self.stack.up(on_output=self.events.append, color="never")
+        return self.stack.up(on_output=self.events.append, color="never", replace=replace)
+
+    def urn(self, name: str) -> str:
+        resources = (self.stack.export_stack().deployment or {}).get("resources", [])
+        return next(r["urn"] for r in resources if r["urn"].endswith(f"::{name}"))
+
+    @property
+    def stack_file(self) -> Path:
+        return Path(self.stack.workspace.work_dir) / f"Pulumi.{self.stack.name}.yaml"
+
+    def config_file(self) -> dict[str, Any]:
+        """The stack's config as stored (secrets stay encrypted), read without the CLI."""
+        return dict(yaml.safe_load(self.stack_file.read_text()).get("config", {}))
+
+    def worker_running(self, index: int) -> bool | None:
+        """True if every supervised process of worker-``index`` runs, False if one died,
+        None if the node has none (never created, or deleted cleanly)."""
+        pids = list((self.node_root(f"worker-{index}") / "run/supervised").glob("*.pid"))
+        return all(running(pid) for pid in pids) if pids else None
+
+    def ensure(self, workers: int, config: dict[str, str] | None = None) -> LocalStack:
+        """Bring the stack to its committed config (plus ``config``) with ``workers`` workers.
+
+        Reads the stack file and the nodes' pid files (no CLI call). The config is rewritten
+        when it differs; ``up`` runs only when the nodes differ: a worker that should run and
+        does not, one that should not and does, or one whose processes died (replaced). The
+        other keys tests change (the scaler's tuning) are read by the scaler alone, so no
+        resource depends on them; ``test_a_second_up_changes_nothing`` fails if one ever does.
+        """
+        wanted = {**self.baseline, **(config or {}), WORKER_COUNT: str(workers)}
+        current = self.config_file()
+        changed = _plain(current) != _plain(wanted)
+        if changed:
+            # Stored values are copied as they are: the baseline's secrets stay encrypted.
+            document = yaml.safe_load(self.stack_file.read_text())
+            document["config"] = wanted
+            self.stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
+        states = {i: self.worker_running(i) for i in range(MAX_WORKERS + 1)}
+        broken = [i for i in range(workers) if not states[i]]
+        extra = [i for i in range(workers, MAX_WORKERS + 1) if states[i] is not None]
+        if broken or extra:
+            deployed = {r["urn"].rsplit("::", 1)[1]: r["urn"] for r in
+                        (self.stack.export_stack().deployment or {}).get("resources", [])}
+            replace = [urn for i in broken
+                       if (urn := deployed.get(f"gemnar-worker-{i}-processes"))]
+            try:
+                result = self.up(replace=replace)
+            except auto.ConcurrentUpdateError:
+                _unlock(self)  # a test killed a scaler mid-update and did not recover it
+                result = self.up(replace=replace)
+            assert result.summary.result == "succeeded", result.stderr
+        assert all(self.worker_running(i) for i in range(workers)), "a worker is down after up"
+        # The health monitor takes a replaced worker back in after its rise checks.
+        wait_until(lambda: " down;" not in self.upstream(), timeout_s=30,
+                   what="every worker healthy in the upstream", detail=self.upstream)
+        return self
 
     def upstream(self) -> str:
         return (self.node_root("controller") / "etc/nginx/gemnar/upstream.conf").read_text()
@@ -86,10 +167,58 @@ class LocalStack:
         ]
 
 
+def served_by(stack: LocalStack, requests: int = 12) -> Counter[str]:
+    """Which worker answered each of ``requests`` page loads through the balancer."""
+    with stack.client() as client:
+        pages = [client.get("/") for _ in range(requests)]
+    assert all(page.status_code == 200 for page in pages), [p.status_code for p in pages]
+    return Counter(re.search(r'id="worker">([^<]+)<', p.text).group(1) for p in pages)  # type: ignore[union-attr]
+
+
+class SteadyLoad:
+    """GETs through the controller in a loop until stopped; records every failure."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self.stack.client() as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.get("/whoami/")
+                    if response.status_code == 200:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"HTTP {response.status_code}")
+                except httpx.HTTPError as err:
+                    self.failures.append(repr(err))
+                self._stop.wait(0.02)  # the load's pace; returns at once when stopped
+
+    def wait_for_requests(self, count: int, timeout_s: float = 30) -> None:
+        """Block until ``count`` more requests succeeded: the load is really flowing."""
+        target = self.ok + count
+        wait_until(lambda: self.ok >= target, timeout_s=timeout_s,
+                   what=f"{count} successful requests under load",
+                   detail=lambda: str(self.failures[:5]))
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def _wait_until_gone(stack: LocalStack, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (stack.listening() or stack.node_processes()):
-        time.sleep(0.2)
+    # On timeout the caller reports what is left.
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not (stack.listening() or stack.node_processes()),
+                   timeout_s=timeout_s, interval_s=0.2, what="every node process gone")
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +229,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         if not shutil.which(program) and not Path(f"/usr/sbin/{program}").exists():
             missing(f"`{program}`")
     name = f"e2e{uuid.uuid4().hex[:8]}"
-    prefix = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
+    prefix = loopback_prefix()
     # Under the project's state, not pytest's temp root: the postgres user (and Nginx's
     # unprivileged workers) must traverse to it, and pytest resets its root to 0700.
     state_dir = tool_paths().state_dir / "e2e" / name
@@ -110,11 +239,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     committed["config"].update({
         "gemnar:localAddressPrefix": prefix,
         "gemnar:localStateDir": str(state_dir),
-        "gemnar:maxWorkers": 4,
+        "gemnar:maxWorkers": MAX_WORKERS,
         # The e2e tests drive scaling by hand; the cooldowns belong to the scaler's own tests.
     })
     (work / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(committed))
     stack = LocalStack(open_stack(name, work_dir=work), prefix, state_dir)
+    stack.baseline = stack.config_file()
     try:
         stack.up()
         yield stack
@@ -124,10 +254,21 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         finally:
             _wait_until_gone(stack)
             leftovers = stack.listening() + stack.node_processes()
-            stack.stack.workspace.remove_stack(name)
+            # A failed destroy must not leave daemons running after the session: end them
+            # (the test still fails below) and drop the stack whatever its state says.
+            for line in stack.node_processes():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(line.split()[0]), signal.SIGKILL)
+            stack.stack.workspace.remove_stack(name, force=True)
             shutil.rmtree(tool_paths().state_dir / "work" / name, ignore_errors=True)
             shutil.rmtree(state_dir, ignore_errors=True)
             assert not leftovers, f"destroy left processes or ports behind: {leftovers}"
+
+
+def _unlock(stack: LocalStack) -> None:
+    """Clear the lock and pending operations of an update whose process was killed."""
+    stack.stack.cancel()
+    stack.stack.refresh(clear_pending_creates=True, color="never")
 
 
 def _destroy(stack: LocalStack) -> None:
@@ -135,8 +276,7 @@ def _destroy(stack: LocalStack) -> None:
     try:
         stack.stack.destroy(on_output=stack.events.append, color="never")
     except auto.ConcurrentUpdateError:
-        stack.stack.cancel()
-        stack.stack.refresh(clear_pending_creates=True, color="never")
+        _unlock(stack)
         stack.stack.destroy(on_output=stack.events.append, color="never")
 
 
@@ -152,3 +292,15 @@ def site_user(local_stack: LocalStack) -> tuple[str, str]:
         cwd=PROJECT_ROOT / "app", env=env, check=True, capture_output=True,
     )
     return username, password
+
+
+@pytest.fixture
+def two_workers(local_stack: LocalStack) -> LocalStack:
+    """The session stack with its committed config and two healthy workers."""
+    return local_stack.ensure(workers=2)
+
+
+@pytest.fixture
+def three_workers(local_stack: LocalStack) -> LocalStack:
+    """The session stack with its committed config and three healthy workers."""
+    return local_stack.ensure(workers=3)

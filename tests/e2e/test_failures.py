@@ -205,8 +205,9 @@ def app_log_lines(stack: LocalStack) -> int:
 
 
 @pytest.fixture
-def both_members_up(local_stack: LocalStack) -> Iterator[LocalStack]:
+def both_members_up(two_workers: LocalStack) -> Iterator[LocalStack]:
     """Start (and end) each test with both workers healthy in the upstream."""
+    local_stack = two_workers  # the stack's committed config and two running workers
     wait_for(lambda: not member_down(local_stack, 0) and not member_down(local_stack, 1),
              60, "both workers up")
     yield local_stack
@@ -380,7 +381,7 @@ def test_websockets_live_across_membership_changes_and_a_redis_restart(
                     await ws.send("tick")
                     assert await asyncio.wait_for(ws.recv(), 15) == "tick"
                     figures["echoes"] += 1
-                await asyncio.sleep(1)  # the chatty sockets' pace
+                await asyncio.sleep(1)  # pace of the chatty sockets
 
         async def faults() -> None:
             # Membership changes: worker-1 fails health (drain flag) and returns, each a reload.

@@ -1,8 +1,8 @@
 """End-to-end: the local stack through the real engine, from first request to scale-in.
 
-Tests run in file order on one session-wide stack: first what two workers serve, then a node
-failure, then 2 -> 3 -> 2 under load. The fixture's teardown destroys the stack and fails if
-any process or listening port is left.
+One session-wide stack serves every test; each test takes the state it needs from a fixture
+(``two_workers``, ``three_workers``), so any test runs alone and in any order. The session
+fixture's teardown destroys the stack and fails if any process or listening port is left.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import asyncio
 import json
 import re
 import ssl
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -21,36 +19,32 @@ import pytest
 import websockets
 
 from localnode.supervise import read_pid, stop_pid
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import LocalStack, SteadyLoad, served_by
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def served_by(stack: LocalStack, requests: int = 12) -> Counter[str]:
-    with stack.client() as client:
-        pages = [client.get("/") for _ in range(requests)]
-    assert all(page.status_code == 200 for page in pages), [p.status_code for p in pages]
-    return Counter(re.search(r'id="worker">([^<]+)<', p.text).group(1) for p in pages)  # type: ignore[union-attr]
+def test_requests_reach_both_workers(two_workers: LocalStack) -> None:
+    assert set(served_by(two_workers)) == {"worker-0", "worker-1"}
 
 
-def test_requests_reach_both_workers(local_stack: LocalStack) -> None:
-    assert set(served_by(local_stack)) == {"worker-0", "worker-1"}
-
-
-def test_a_second_up_changes_nothing(local_stack: LocalStack) -> None:
-    result = local_stack.up()
+def test_a_second_up_changes_nothing(two_workers: LocalStack) -> None:
+    result = two_workers.up()
     assert set(result.summary.resource_changes or {}) == {"same"}, result.summary.resource_changes
 
 
-def test_http_redirects_to_https(local_stack: LocalStack) -> None:
+def test_http_redirects_to_https(two_workers: LocalStack) -> None:
+    local_stack = two_workers
     response = httpx.get(f"http://{local_stack.controller}:8080/whoami/", follow_redirects=False)
     assert response.status_code == 301
     assert response.headers["location"] == f"{local_stack.site}/whoami/"
 
 
 def test_login_session_survives_the_other_worker(
-    local_stack: LocalStack, site_user: tuple[str, str]
+    two_workers: LocalStack, site_user: tuple[str, str]
 ) -> None:
+    local_stack = two_workers
     username, password = site_user
     with local_stack.client(headers={"Origin": local_stack.site}) as client:
         client.get("/accounts/login/")
@@ -74,7 +68,8 @@ def test_login_session_survives_the_other_worker(
             assert me["secure"] is True  # X-Forwarded-Proto trusted from the controller
 
 
-def test_websocket_echo_through_nginx(local_stack: LocalStack) -> None:
+def test_websocket_echo_through_nginx(two_workers: LocalStack) -> None:
+    local_stack = two_workers
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -90,7 +85,8 @@ def test_websocket_echo_through_nginx(local_stack: LocalStack) -> None:
     assert "ping through nginx" in asyncio.run(echo())
 
 
-def test_uploaded_media_is_served_by_nginx(local_stack: LocalStack) -> None:
+def test_uploaded_media_is_served_by_nginx(two_workers: LocalStack) -> None:
+    local_stack = two_workers
     with local_stack.client(headers={"Origin": local_stack.site}) as client:
         client.get("/upload/")
         payload = b"gemnar e2e media " + str(time.time()).encode()
@@ -106,7 +102,8 @@ def test_uploaded_media_is_served_by_nginx(local_stack: LocalStack) -> None:
     assert "max-age=86400" in media.headers.get("cache-control", "")
 
 
-def test_static_files_come_from_nginx_not_django(local_stack: LocalStack) -> None:
+def test_static_files_come_from_nginx_not_django(two_workers: LocalStack) -> None:
+    local_stack = two_workers
     with local_stack.client() as client:
         page = client.get("/").text
         css = re.search(r'href="(/static/[^"]+\.css)"', page)
@@ -120,60 +117,22 @@ def test_static_files_come_from_nginx_not_django(local_stack: LocalStack) -> Non
     assert (static_root / css.group(1).removeprefix("/static/")).exists()
 
 
-def test_a_dead_worker_is_taken_out_by_the_health_monitor(local_stack: LocalStack) -> None:
+def test_a_dead_worker_is_taken_out_by_the_health_monitor(two_workers: LocalStack) -> None:
+    local_stack = two_workers
     pidfile = local_stack.node_root("worker-1") / "run/supervised/uvicorn.pid"
     pid = read_pid(pidfile)
     assert pid is not None
     stop_pid(pid, timeout_s=5)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and " down;" not in local_stack.upstream():
-        time.sleep(0.2)
+    wait_until(lambda: " down;" in local_stack.upstream(), timeout_s=15, interval_s=0.2,
+               what="worker-1 marked down", detail=local_stack.upstream)
     assert f"{local_stack.worker_address(1)}:8000" in local_stack.upstream()
-    assert " down;" in local_stack.upstream(), local_stack.upstream()
     assert set(served_by(local_stack)) == {"worker-0"}
     # What an operator (or the monitor's replacement bound) does: replace the node.
-    urn = next(
-        r["urn"] for r in (local_stack.stack.export_stack().deployment or {})["resources"]
-        if r["urn"].endswith("::gemnar-worker-1-processes")
-    )
-    result = local_stack.stack.up(replace=[urn], color="never")
+    result = local_stack.up(replace=[local_stack.urn("gemnar-worker-1-processes")])
     assert result.summary.result == "succeeded"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and " down;" in local_stack.upstream():
-        time.sleep(0.2)
+    wait_until(lambda: " down;" not in local_stack.upstream(), timeout_s=15, interval_s=0.2,
+               what="worker-1 back in the upstream", detail=local_stack.upstream)
     assert set(served_by(local_stack)) == {"worker-0", "worker-1"}
-
-
-class SteadyLoad:
-    """GETs through the controller in a loop until stopped; records every failure."""
-
-    def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with self.stack.client() as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.get("/whoami/")
-                    if response.status_code == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append(f"HTTP {response.status_code}")
-                except httpx.HTTPError as err:
-                    self.failures.append(repr(err))
-                time.sleep(0.02)
-
-    def __enter__(self) -> SteadyLoad:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
 
 def _line_index(events: list[str], *needles: str) -> int:
@@ -183,7 +142,8 @@ def _line_index(events: list[str], *needles: str) -> int:
     raise AssertionError(f"no engine event with {needles}:\n" + "".join(events[-60:]))
 
 
-def test_scale_out_joins_only_once_healthy(local_stack: LocalStack) -> None:
+def test_scale_out_joins_only_once_healthy(two_workers: LocalStack) -> None:
+    local_stack = two_workers
     with SteadyLoad(local_stack) as load:
         result = local_stack.up(worker_count=3)
     assert result.summary.result == "succeeded"
@@ -194,12 +154,15 @@ def test_scale_out_joins_only_once_healthy(local_stack: LocalStack) -> None:
     assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
 
 
-def test_scale_in_drains_before_stopping_without_failed_requests(local_stack: LocalStack) -> None:
+def test_scale_in_drains_before_stopping_without_failed_requests(
+    three_workers: LocalStack,
+) -> None:
+    local_stack = three_workers
     removed = f"{local_stack.worker_address(2)}:8000"
     with SteadyLoad(local_stack) as load:
-        time.sleep(1)
+        load.wait_for_requests(10)  # the load flows before the change ...
         result = local_stack.up(worker_count=2)
-        time.sleep(1)
+        load.wait_for_requests(10)  # ... and after it
     assert result.summary.result == "succeeded"
     assert load.ok > 20
     assert load.failures == [], load.failures[:5]

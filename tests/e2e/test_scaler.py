@@ -2,24 +2,30 @@
 
 Workers are made to hold memory through the sample app's local-only endpoint; the scaler runs
 as its own process (``python -m scaler once``), exactly as its systemd timer runs it on the
-controller. Runs after ``test_local_stack.py`` on the same session stack (2 workers).
+controller. Each test takes from ``scaler_stack`` the session stack with the scaler's test tuning,
+the worker count it starts from, a fresh scaler state and no memory held when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pulumi import automation as auto
 
 from engine.toolchain import PROJECT_ROOT
-from tests.e2e.conftest import LocalStack
-from tests.e2e.test_local_stack import SteadyLoad, served_by
+from localnode.proctree import tree_pids
+from scaler.state import ScalerState, StateStore
+from tests.e2e.conftest import LocalStack, SteadyLoad, served_by
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +49,7 @@ def tick(stack: LocalStack, state_dir: Path) -> dict[str, Any]:
 
 
 def worker_count(stack: LocalStack) -> int:
-    return int(stack.stack.get_config("gemnar:workerCount").value)
+    return int(stack.config_file()["gemnar:workerCount"])
 
 
 def hold(stack: LocalStack, index: int, mb: int) -> None:
@@ -59,23 +65,46 @@ def release(stack: LocalStack, index: int) -> None:
     assert response.status_code == 200, response.text[:200]
 
 
-@pytest.fixture(scope="module")
-def scaler_state(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    for key, value in {
-        "gemnar:scaleWarmup": "0",
-        "gemnar:evaluationPeriods": "2",
-        "gemnar:scaleUpCooldown": "5",
-        "gemnar:scaleDownCooldown": str(DOWN_COOLDOWN_S),
-        "gemnar:scaleInterval": "1",
-    }.items():
-        local_stack.stack.set_config(key, auto.ConfigValue(value))
-    assert worker_count(local_stack) == 2
-    return tmp_path_factory.mktemp("scaler-state")
+TUNING = {
+    "gemnar:scaleWarmup": "0",
+    "gemnar:evaluationPeriods": "2",
+    "gemnar:scaleUpCooldown": "5",
+    "gemnar:scaleDownCooldown": str(DOWN_COOLDOWN_S),
+    "gemnar:scaleInterval": "1",
+}
+
+
+def scaler_stack(stack: LocalStack, workers: int) -> Iterator[LocalStack]:
+    """The stack tuned for fast scaling with ``workers`` workers; memory released after."""
+    stack.ensure(workers, config=TUNING)
+    assert worker_count(stack) == workers
+    try:
+        yield stack
+    finally:
+        for index in range(worker_count(stack)):
+            release(stack, index)
+
+
+@pytest.fixture
+def at_two(local_stack: LocalStack) -> Iterator[LocalStack]:
+    yield from scaler_stack(local_stack, 2)
+
+
+@pytest.fixture
+def at_three(local_stack: LocalStack) -> Iterator[LocalStack]:
+    yield from scaler_stack(local_stack, 3)
+
+
+@pytest.fixture
+def scaler_state(tmp_path: Path) -> Path:
+    """A scaler state directory with no history: no cooldown is running."""
+    return tmp_path / "scaler-state"
 
 
 def test_memory_pressure_scales_out_once_even_with_two_scalers(
-    local_stack: LocalStack, scaler_state: Path
+    at_two: LocalStack, scaler_state: Path
 ) -> None:
+    local_stack = at_two
     for index in (0, 1):
         hold(local_stack, index, 420)  # of 512 MB: above the 80 % threshold
     first = tick(local_stack, scaler_state)
@@ -94,17 +123,21 @@ def test_memory_pressure_scales_out_once_even_with_two_scalers(
 
 
 def test_released_memory_scales_in_only_after_the_down_cooldown(
-    local_stack: LocalStack, scaler_state: Path
+    at_three: LocalStack, scaler_state: Path
 ) -> None:
-    for index in (0, 1):
-        release(local_stack, index)
+    local_stack = at_three
+    # The scaler has just scaled up to three, and memory is low again.
     scaled_up_at = time.time()
+    StateStore(scaler_state).save(ScalerState(last_up_at=scaled_up_at))
     decisions = []
+
+    def scaled_in() -> bool:
+        decisions.append((time.time() - scaled_up_at, tick(local_stack, scaler_state)))
+        return worker_count(local_stack) == 2
+
     with SteadyLoad(local_stack) as load:
-        while worker_count(local_stack) == 3 and time.time() - scaled_up_at < 120:
-            decisions.append((time.time() - scaled_up_at, tick(local_stack, scaler_state)))
-            time.sleep(1)
-    assert worker_count(local_stack) == 2, decisions[-3:]
+        wait_until(scaled_in, timeout_s=120, interval_s=1, what="the scaler scaling in",
+                   detail=lambda: str(decisions[-3:]))
     acted_at = [t for t, record in decisions if record.get("action") == "applied"]
     assert acted_at and acted_at[0] >= DOWN_COOLDOWN_S - 5, decisions
     assert any(r["rule"] == "down_cooldown" for _, r in decisions), decisions
@@ -114,12 +147,11 @@ def test_released_memory_scales_in_only_after_the_down_cooldown(
 
 
 def test_a_scaler_killed_during_up_is_recovered_by_the_next_run(
-    local_stack: LocalStack, scaler_state: Path
+    at_two: LocalStack, scaler_state: Path
 ) -> None:
-    assert worker_count(local_stack) == 2
+    local_stack = at_two
     for index in (0, 1):
         hold(local_stack, index, 420)
-    time.sleep(DOWN_COOLDOWN_S / 5)  # outside the up cooldown of the last change
     tick(local_stack, scaler_state)  # first breaching period
     run = scaler(local_stack, scaler_state)
     state_file = scaler_state / "state.json"
@@ -130,22 +162,53 @@ def test_a_scaler_killed_during_up_is_recovered_by_the_next_run(
         except (OSError, ValueError):
             return None
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not in_flight() and run.poll() is None:
-        time.sleep(0.05)
-    time.sleep(1.5)  # well into `pulumi up`: the new worker's node is being created
+    exited = lambda: None if run.poll() is None else "the scaler finished"  # noqa: E731
+    wait_until(in_flight, timeout_s=120, what="the scaler's in-flight record", abort=exited)
+    # Well into `pulumi up`: the new worker's node is starting its processes.
+    supervised = local_stack.node_root("worker-2") / "run/supervised"
+    wait_until(lambda: list(supervised.glob("*.pid")), timeout_s=120,
+               what="worker-2's first process", abort=exited)
     assert run.poll() is None, "the scaler finished before it could be killed"
+    # The killed run's engine and provider plugins, ended when the test ends (below). Not the
+    # node daemons its `up` started, which are descendants too until they are re-parented.
+    left_behind = {pid: cmdline for pid in tree_pids([run.pid]) - {run.pid}
+                   if any(part in (cmdline := _cmdline(pid)) for part in ENGINE_PROCESSES)}
     run.kill()  # SIGKILL mid-update: no cleanup, the in-flight record stays behind
     run.communicate()
+    try:
+        _recovered(local_stack, scaler_state, in_flight, state_file)
+    finally:
+        for pid, cmdline in left_behind.items():
+            if _cmdline(pid) == cmdline:  # still that process, not a reused pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+# The Pulumi CLI and the command provider plugin it starts.
+ENGINE_PROCESSES = (b"/bin/pulumi", b"tools.command_provider")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _recovered(
+    local_stack: LocalStack, scaler_state: Path, in_flight: Callable[[], object],
+    state_file: Path,
+) -> None:
     assert in_flight(), state_file.read_text()
 
-    outcomes = []
-    while time.monotonic() < deadline + 120:
-        record = tick(local_stack, scaler_state)
-        outcomes.append(record.get("action"))
-        if record.get("action") in {"recovered", "applied"}:
-            break
-        time.sleep(1)
+    outcomes: list[object] = []
+
+    def settled() -> bool:
+        outcomes.append(tick(local_stack, scaler_state).get("action"))
+        return outcomes[-1] in {"recovered", "applied"}
+
+    wait_until(settled, timeout_s=240, interval_s=1, what="a scaler run recovering",
+               detail=lambda: str(outcomes))
     assert "recovered" in outcomes, outcomes
     for index in (0, 1):
         release(local_stack, index)

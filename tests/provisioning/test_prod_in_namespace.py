@@ -16,7 +16,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from provisioning.settings import ControllerPaths, ControllerSettings, WorkerPat
 from tests.support import daemons
 from tests.support.netns import Namespace, add_addresses, link, listening, network_namespace
 from tests.support.tooling import require_executable
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.daemons
 
@@ -64,13 +64,9 @@ class Started:
 
 def _wait(what: str, ready: Callable[[], bool], log: Path, timeout_s: float = 60) -> None:
     """Poll the event itself (a listening socket) with a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
-    raise AssertionError(f"{what} not ready after {timeout_s}s:\n{tail}")
+    wait_until(ready, timeout_s=timeout_s, interval_s=0.1, what=f"{what} ready",
+               detail=lambda: log.read_text(errors="replace")[-3000:] if log.exists()
+               else "(no log)")
 
 
 def _start(ns: Namespace, started: Started, name: str, argv: Sequence[str], logs: Path,
