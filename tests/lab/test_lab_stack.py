@@ -8,6 +8,7 @@ left. Times (image, up, one more worker, destroy) are printed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -18,6 +19,7 @@ import pytest
 from lab import image, netns
 from tests.lab.conftest import leftovers
 from tests.lab.stack import PROJECT_ROOT, LabStack, new_lab_stack, remove
+from tests.support.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,9 +46,10 @@ def lab_stack(lab_available: None, tmp_path_factory: pytest.TempPathFactory) -> 
         yield stack
     finally:
         remove(stack)
-        deadline = time.monotonic() + 30
-        while leftovers(stack.net, stack.stack_dir) and time.monotonic() < deadline:
-            time.sleep(0.5)  # a stopped nspawn can linger as a zombie for a moment
+        # A stopped nspawn can linger as a zombie for a moment.
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not leftovers(stack.net, stack.stack_dir), timeout_s=30,
+                       interval_s=0.5, what="nothing of the lab stack left")
         assert leftovers(stack.net, stack.stack_dir) == []
 
 
