@@ -37,6 +37,7 @@ from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
 from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
+from components.offsite_storage import BACKUP_ENV, OffsiteStorage, offsite_args
 from components.operations import ControllerOperations, ControllerOperationsArgs
 from components.ssh_agent import check_agent_socket
 from components.ssh_gate import SshGate, SshGateArgs
@@ -142,6 +143,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             opts=pulumi.ResourceOptions(depends_on=controller_ready),
         )
         controller_ops = [operations]
+    backups = OffsiteStorage(
+        "gemnar-backups",
+        offsite_args(cfg, controller.connection, controller.identity,
+                     controller.path(BACKUP_ENV), seed, cfg.ssh_user),
+        opts=pulumi.ResourceOptions(depends_on=controller_ready),
+    )
     worker_secrets_content = worker_secrets_file(
         cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS)
     )
@@ -253,6 +260,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         "workerPrivateIps": pulumi.Output.all(*[w.private_address for w in nodes.workers]),
         "workerCount": pulumi.Output.from_input(len(nodes.workers)),
         "loadBalancerMembers": membership.members,
+        "backupBucket": pulumi.Output.secret(backups.bucket),
         # What the scaler reads: each worker's node-exporter endpoint on its private address.
         "workers": pulumi.Output.all(*[w.private_address for w in nodes.workers]).apply(
             lambda ips: [

@@ -260,6 +260,28 @@ SCHEMA: tuple[Key, ...] = (
         default=3, low=0, high=23),
     Key("backupRetentionDays", "integer", "Days of nightly pg_dump files kept.",
         default=14, low=1, high=3650),
+    Key("backupKeepDaily", "integer",
+        "Nightly backups (python -m backups): days whose newest backup is kept, locally and "
+        "off-site.", default=7, low=0, high=3650),
+    Key("backupKeepWeekly", "integer",
+        "ISO weeks whose newest backup is kept, locally and off-site.",
+        default=4, low=0, high=520),
+    Key("backupKeepMonthly", "integer",
+        "Months whose newest backup is kept, locally and off-site.",
+        default=6, low=0, high=1200),
+    Key("backupOffsiteRegion", "string",
+        "Vultr region of the off-site Object Storage for backups (must differ from region); "
+        "empty keeps backups on the controller only.",
+        default="", pattern=r"([a-z]{3,4})?",
+        accepted="a Vultr region id other than gemnar:region, e.g. fra, or empty"),
+    Key("backupOffsiteClusterId", "integer",
+        "Vultr Object Storage cluster id in backupOffsiteRegion (`vultr-cli object-storage "
+        "list-cluster`); ids are config, not looked up, so a preview needs no API call.",
+        default=0, low=0, high=1_000_000),
+    Key("backupOffsiteTierId", "integer",
+        "Vultr Object Storage tier id for the off-site subscription (Vultr API: "
+        "GET /v2/object-storage/tiers).",
+        default=0, low=0, high=1_000_000),
     Key("postgresVolumeGb", "integer",
         "Size of the controller's PostgreSQL block storage volume in GB (high_perf 10-10000, "
         "storage_opt 40-40000).",
@@ -478,6 +500,21 @@ RULES: tuple[Rule, ...] = (
          ", so every sample would count as missing; accepted: >= scaleInterval"
          if v["scaleStaleAfter"] < v["scaleInterval"] else None),
     Rule(("postgresVolumeGb", "postgresVolumeType"), "postgresVolumeGb", _volume),
+    Rule(("region", "backupOffsiteRegion"), "backupOffsiteRegion",
+         lambda v: f"{v['backupOffsiteRegion']!r} is the nodes' region; off-site copies must "
+         "survive the loss of that region; accepted: another Vultr region, or empty"
+         if v["backupOffsiteRegion"] == v["region"] else None),
+    Rule(("backupOffsiteRegion", "backupOffsiteClusterId", "backupOffsiteTierId"),
+         "backupOffsiteRegion",
+         lambda v: "is set but backupOffsiteClusterId or backupOffsiteTierId is 0; accepted: "
+         "a region together with that region's cluster id and a tier id, or empty"
+         if v["backupOffsiteRegion"]
+         and not (v["backupOffsiteClusterId"] and v["backupOffsiteTierId"]) else None),
+    Rule(("backupKeepDaily", "backupKeepWeekly", "backupKeepMonthly"), "backupKeepDaily",
+         lambda v: "and backupKeepWeekly and backupKeepMonthly are all 0, which would delete "
+         "every backup; accepted: at least one of them >= 1"
+         if not (v["backupKeepDaily"] or v["backupKeepWeekly"] or v["backupKeepMonthly"])
+         else None),
     Rule(("vpcSubnet", "maxWorkers"), "vpcSubnet", _subnet),
     Rule(("domain",), "domain", _hostname),
     Rule(("domain", "tlsEmail"), "tlsEmail",

@@ -29,6 +29,8 @@ from backups.backup import (
     work_dir,
 )
 from backups.config import (
+    METRICS_FILE,
+    STATUS_FILE_NAME,
     BackupConfig,
     BackupConfigError,
     env_file_path,
@@ -38,6 +40,7 @@ from backups.config import (
 from backups.restore import RestoreError, RestoreRequest, run_restore
 from backups.status import Outcome, read_status, record
 from backups.store import StoreError
+from provisioning.settings import ControllerSettings
 from provisioning.settings_codec import controller_from_json
 
 log = logging.getLogger("backups")
@@ -45,7 +48,10 @@ DEFAULT_SETTINGS = Path("/etc/gemnar/controller.json")
 
 
 def load_config(settings_file: Path, env_file: Path | None) -> BackupConfig:
-    settings = controller_from_json(settings_file.read_text())
+    return config_from(controller_from_json(settings_file.read_text()), env_file)
+
+
+def config_from(settings: ControllerSettings, env_file: Path | None) -> BackupConfig:
     if env_file is None:
         credentials = os.environ.get("CREDENTIALS_DIRECTORY")
         env_file = (Path(credentials) / "backup.env" if credentials
@@ -145,9 +151,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     try:
-        cfg = load_config(args.settings, args.env)
+        settings = controller_from_json(args.settings.read_text())
+    except (OSError, ValueError, TypeError) as error:
+        print(f"gemnar-backup: configuration: {args.settings}: {error}", file=sys.stderr)
+        return 2
+    try:
+        cfg = config_from(settings, args.env)
     except (BackupConfigError, OSError, ValueError) as error:
         print(f"gemnar-backup: configuration: {error}", file=sys.stderr)
+        if args.command == "backup":
+            # A night without backup.env is a failed backup: it must show where operators look.
+            status_file = Path(settings.paths.state_dir) / STATUS_FILE_NAME
+            now = time.time()
+            metrics = os.environ.get("GEMNAR_BACKUP_METRICS_FILE") or METRICS_FILE
+            record(status_file, Path(metrics),
+                   Outcome("backup", "", False, now, now, error=f"configuration: {error}"), {})
         return 2
     if args.command == "backup":
         return cmd_backup(cfg)

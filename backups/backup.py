@@ -77,7 +77,7 @@ def _seal(master: bytes, plain: Path, key: str) -> tuple[Path, FileEntry]:
     return sealed, entry
 
 
-def _timed(durations: dict[str, float], name: str) -> Callable[[], None]:
+def timed(durations: dict[str, float], name: str) -> Callable[[], None]:
     start = time.monotonic()
 
     def done() -> None:
@@ -95,7 +95,10 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
     targets = stores(cfg)
     try:
         with locked(cfg), work_dir(cfg, stamp) as work:
-            done = _timed(durations, "dump")
+            for store in targets:
+                if isinstance(store, S3Store) and store.ensure_bucket():
+                    log.info("%s: created bucket %s", store.name, store.location.bucket)
+            done = timed(durations, "dump")
             dump_file, globals_file = work / "dump", work / "globals"
             with (
                 pgtools.exported_snapshot(cfg.pg, cfg.database) as (snapshot, stats),
@@ -106,7 +109,7 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
                 pgtools.dump_globals(cfg.pg, sink)
             done()
 
-            done = _timed(durations, "verify")
+            done = timed(durations, "verify")
             try:
                 entries = pgtools.toc(cfg.pg, dump_file)
             except pgtools.PgToolError as error:
@@ -120,7 +123,7 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
                 )
             done()
 
-            done = _timed(durations, "encrypt")
+            done = timed(durations, "encrypt")
             files: dict[str, FileEntry] = {}
             sealed: dict[str, Path] = {}
             for name, plain in (("dump", dump_file), ("globals", globals_file)):
@@ -130,7 +133,7 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
             media_result = None
             offsite = next((s for s in targets if isinstance(s, S3Store)), None)
             if offsite is not None and cfg.media_root is not None and cfg.media_root.is_dir():
-                done = _timed(durations, "media")
+                done = timed(durations, "media")
                 media_result = media.sync(master, cfg.media_root, offsite, stamp, work,
                                           cfg.backup_dir / "media-hashes.json")
                 done()
@@ -152,14 +155,14 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
             sealed["manifest"], manifest_entry = _seal(master, manifest_plain,
                                                         set_key(stamp, "manifest"))
 
-            done = _timed(durations, "store")
+            done = timed(durations, "store")
             for store in targets:
                 for name in ("dump", "globals", "manifest"):
                     entry = manifest_entry if name == "manifest" else files[name]
                     store.put(entry.key, sealed[name], entry.sha256)
             done()
 
-            done = _timed(durations, "prune")
+            done = timed(durations, "prune")
             pruned = {store.name: prune_store(cfg, store, master, work) for store in targets}
             done()
     except (pgtools.PgToolError, StoreError, media.MediaError, crypto.DecryptError,

@@ -9,6 +9,7 @@ env file is rewritten in place by ``components/offsite_storage.py``.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,12 @@ from pathlib import Path, PurePosixPath
 from backups.pgtools import PgTarget
 from backups.retention import RetentionPolicy
 from backups.store import S3Location
-from provisioning.settings import ControllerSettings
+from provisioning.settings import ControllerPaths, ControllerSettings
 
 ENV_FILE_NAME = "backup.env"
 STATUS_FILE_NAME = "backup-status.json"
-# Debian's prometheus-node-exporter reads *.prom from here (its textfile collector default).
-METRICS_FILE = "/var/lib/prometheus/node-exporter/gemnar_backup.prom"
+METRICS_NAME = "gemnar_backup.prom"
+METRICS_FILE = f"{ControllerPaths().node_exporter_textfile_dir}/{METRICS_NAME}"
 
 
 class BackupConfigError(ValueError):
@@ -124,7 +125,9 @@ def from_controller(settings: ControllerSettings, env: Mapping[str, str]) -> Bac
         pg=pg,
         backup_dir=Path(paths.backup_dir),
         status_file=Path(PurePosixPath(paths.state_dir) / STATUS_FILE_NAME),
-        metrics_file=Path(env.get("GEMNAR_BACKUP_METRICS_FILE") or METRICS_FILE),
+        metrics_file=Path(env.get("GEMNAR_BACKUP_METRICS_FILE")
+                          or os.environ.get("GEMNAR_BACKUP_METRICS_FILE")
+                          or f"{paths.node_exporter_textfile_dir}/{METRICS_NAME}"),
         secret=secret,
         retention=retention_from_env(env),
         offsite=offsite_from_env(env),

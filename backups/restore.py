@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from backups import crypto, media, pgtools
-from backups.backup import complete_sets, locked, stores, work_dir
+from backups.backup import complete_sets, locked, stores, timed, work_dir
 from backups.config import BackupConfig
 from backups.layout import choose, set_key, stamp_of
 from backups.manifest import Manifest, compare_tables
@@ -53,6 +53,7 @@ class RestoreResult:
     kept_as: str | None
     media_files: int
     media_dir: Path | None
+    durations: dict[str, float]
 
 
 def _pick(cfg: BackupConfig, request: RestoreRequest) -> tuple[Store, str]:
@@ -99,10 +100,12 @@ def fetch_manifest(master: bytes, store: Store, stamp: str, work: Path) -> Manif
 def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
     master = crypto.master_key_from_secret(cfg.secret)
     now = stamp_of(datetime.now(UTC))
+    durations: dict[str, float] = {}
     try:
         with locked(cfg), work_dir(cfg, f"restore-{now}") as work:
             store, stamp = _pick(cfg, request)
             log.info("restoring %s from %s", stamp, store.name)
+            done = timed(durations, "fetch")
             manifest = fetch_manifest(master, store, stamp, work)
             plain: dict[str, Path] = {}
             for name in ("dump", "globals"):
@@ -123,6 +126,7 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
             if lacking:
                 raise RestoreError(f"the dump lacks tables {', '.join(lacking[:5])}")
 
+            done()
             target = request.into or f"{cfg.database}_restore_{stamp.lower()}"
             if pgtools.database_exists(cfg.pg, target):
                 raise RestoreError(f"database {target!r} exists; restore into a new one")
@@ -130,9 +134,13 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
                      if pgtools.database_exists(cfg.pg, cfg.database) else cfg.app_user)
             pgtools.create_database(cfg.pg, target, owner)
             try:
+                done = timed(durations, "pg_restore")
                 pgtools.restore(cfg.pg, target, plain["dump"])
+                done()
+                done = timed(durations, "check")
                 with cfg.pg.connect(target) as conn:
                     actual = pgtools.table_stats(conn)
+                done()
                 problems = compare_tables(manifest.tables, actual)
                 if problems:
                     raise RestoreError("the restored database differs from the backup: "
@@ -150,14 +158,18 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
                     raise RestoreError("no media root is configured")
                 media_dir = request.media_into or cfg.media_root.with_name(
                     f"{cfg.media_root.name}.restore-{stamp}")
+                done = timed(durations, "media")
                 media_files = media.restore(master, store, stamp, media_dir, work)
+                done()
 
             kept_as = None
             if request.swap:
                 if cfg.pgbouncer is None:
                     raise RestoreError("no PgBouncer admin console configured for --swap")
                 kept_as = f"{cfg.database}_pre_restore_{now.lower()}"
+                done = timed(durations, "swap")
                 swap_in(cfg.pg, cfg.pgbouncer, cfg.database, target, kept_as)
+                done()
                 log.info("swapped in: %s is now %s, the previous one is %s",
                          target, cfg.database, kept_as)
             if request.swap_media and media_dir is not None and cfg.media_root is not None:
@@ -170,6 +182,7 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
         database=cfg.database if request.swap else target,
         tables=len(manifest.tables), rows=sum(t.rows for t in manifest.tables.values()),
         swapped=request.swap, kept_as=kept_as, media_files=media_files, media_dir=media_dir,
+        durations=durations,
     )
 
 

@@ -154,6 +154,27 @@ class S3Store:
     def _key(self, key: str) -> str:
         return f"{self.location.prefix}{key}"
 
+    def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist (the provider has no bucket resource);
+        True when it was created."""
+        bucket = self.location.bucket
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return False
+        except ClientError as error:
+            if str(error.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket"):
+                raise StoreError(f"{self.name}: bucket {bucket}: {error}") from error
+        except BotoCoreError as error:
+            raise StoreError(f"{self.name}: bucket {bucket}: {error}") from error
+        extra: dict[str, Any] = {}
+        if self.location.region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": self.location.region}
+        try:
+            self.client.create_bucket(Bucket=bucket, **extra)
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(f"{self.name}: creating bucket {bucket} failed: {error}") from error
+        return True
+
     def put(self, key: str, path: Path, sha256: str) -> None:
         extra: dict[str, Any] = {"Metadata": {"sha256": sha256}}
         if self.location.checksum_algorithm:

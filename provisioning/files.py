@@ -117,7 +117,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
                      owner=pg_owner),
         RenderedFile(str(conf_dir / "pg_hba.conf"), render_pg_hba(settings), owner=pg_owner,
                      permissions="0640"),
-        RenderedFile(str(conf_dir / "pg_ident.conf"), render_pg_ident(), owner=pg_owner,
+        RenderedFile(str(conf_dir / "pg_ident.conf"), render_pg_ident(settings.db.admin_user),
+                     owner=pg_owner,
                      permissions="0640"),
         RenderedFile(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings),
                      owner=pg_owner, permissions="0640"),
@@ -164,16 +165,13 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         *data_volume_commands(settings),
         _script(scripts / "gemnar-backup.sh", render(
             "controller/gemnar-backup.sh",
-            backup_dir=paths.backup_dir,
-            retention_days=settings.backup_retention_days,
-            pg_run_dir=paths.postgres_run_dir,
-            pg_port=settings.ports.postgres,
-            database=settings.db.database,
-            offsite_hook=scripts / "gemnar-backup-offsite",
+            project_dir=paths.project_dir, python=python, settings_file=paths.settings_file,
+            env_file=PurePosixPath(paths.secrets_dir) / "backup.env",
         )),
         _unit(units, "gemnar-backup.service", render(
             "controller/gemnar-backup.service", script=scripts / "gemnar-backup.sh",
-            rw_paths=_paths(paths.backup_dir, paths.state_dir))),
+            rw_paths=_paths(paths.backup_dir, paths.state_dir,
+                            paths.node_exporter_textfile_dir))),
         _unit(units, "gemnar-backup.timer", render(
             "controller/gemnar-backup.timer", hour=f"{settings.backup_hour_utc:02d}")),
         _unit(units, "gemnar-healthmon.service", render(

@@ -89,6 +89,11 @@ def render_pg_hba(settings: ControllerSettings) -> str:
     )
 
 
-def render_pg_ident() -> str:
-    """An empty ident map: peer authentication maps OS user to the same role name only."""
-    return "# No user name maps.\n"
+def render_pg_ident(admin_user: str = "postgres") -> str:
+    """The admin map for peer authentication: the OS user ``admin_user`` and root (the backup
+    and restore tool, which also reads root-only secrets and media) may log in as that role."""
+    return (
+        "# MAPNAME      SYSTEM-USERNAME  PG-USERNAME\n"
+        f"gemnar-admin   {admin_user:<16} {admin_user}\n"
+        f"gemnar-admin   {'root':<16} {admin_user}\n"
+    )

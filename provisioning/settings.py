@@ -116,6 +116,9 @@ class ControllerPaths:
     secrets_dir: str = "/etc/gemnar/secrets"
     scripts_dir: str = "/usr/local/lib/gemnar"
     backup_dir: str = "/var/backups/gemnar"
+    # Debian's node exporter reads *.prom metrics here (its textfile collector's default).
+    node_exporter_textfile_dir: str = field(
+        default="/var/lib/prometheus/node-exporter", metadata=_SYSTEM)
     state_dir: str = "/var/lib/gemnar"
     membership_file: str = "/var/lib/gemnar/members.json"
     # The controller's settings as JSON, read by the health monitor and gemnar-lb-apply.

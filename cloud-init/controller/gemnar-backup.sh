@@ -1,21 +1,10 @@
 #!/bin/bash
-# Nightly logical backup of the gemnar database with retention. The off-site copy reads its
-# credentials from a root-only file delivered over SSH; without it the dump stays local.
+# gemnar-backup: one nightly run of `python -m backups backup` (see docs/backups.md).
+# Dumps PostgreSQL in one snapshot with its manifest, verifies the dump reads back complete,
+# encrypts it with the key from the root-only backup.env, stores it locally and off-site with
+# checksums, copies new media off-site, then applies retention. A failure exits non-zero with
+# the reason as the last line (the journal), in the status file and in the textfile metric.
 set -euo pipefail
-
-backup_dir='@{backup_dir}'
-retention_days='@{retention_days}'
-pg_run_dir='@{pg_run_dir}'
-pg_port='@{pg_port}'
-db_name='@{database}'
-offsite_hook='@{offsite_hook}'
-
 umask 077
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-target="$backup_dir/$db_name-$stamp.dump"
-runuser -u postgres -- pg_dump -h "$pg_run_dir" -p "$pg_port" -Fc "$db_name" >"$target.partial"
-mv "$target.partial" "$target"
-find "$backup_dir" -name "$db_name-*.dump" -type f -mtime "+$retention_days" -delete
-if [ -x "$offsite_hook" ]; then
-    "$offsite_hook" "$target"
-fi
+cd '@{project_dir}'
+exec '@{python}' -m backups --settings '@{settings_file}' --env '@{env_file}' backup

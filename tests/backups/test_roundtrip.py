@@ -64,6 +64,7 @@ def test_backup_wipe_restore_matches_every_table_and_media_file(
         "dump_encrypted_bytes": result.sizes["dump"],
         "backup_seconds": round(backup_s, 2),
         "restore_seconds": round(restore_s, 2),
-        "durations": result.durations,
+        "backup_durations": result.durations,
+        "restore_durations": restored.durations,
     }
     print("BACKUP-FIGURES", json.dumps(figures))

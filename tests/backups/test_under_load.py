@@ -115,7 +115,8 @@ def test_backup_and_swap_under_load_fail_no_request(
     assert result.manifest.tables["public.load_tick"].rows > 0
     assert swapped.swapped and swapped.kept_as
     assert during_backup > 10 and during_all > during_backup
-    print(f"LOAD-FIGURES ok={load.ok} during_backup={during_backup} during_all={during_all}")
+    print(f"LOAD-FIGURES ok={load.ok} during_backup={during_backup} during_all={during_all} "
+          f"swap_s={swapped.durations['swap']}")
     # The pre-restore database is kept for the operator; this test drops it.
     with postgres.connect() as conn:
         conn.execute(f'DROP DATABASE "{swapped.kept_as}" WITH (FORCE)')

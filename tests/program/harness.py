@@ -93,6 +93,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["subnetSize"] = 32
         elif args.typ == "vultr:index/blockStorage:BlockStorage":
             state["mountId"] = "ams-0123456789ab"
+        elif args.typ == "vultr:index/objectStorage:ObjectStorage":
+            state["s3Hostname"] = "fra1.vultrobjects.com"
+            state["s3AccessKey"] = "mock-s3-access-key"
+            state["s3SecretKey"] = "mock-s3-secret-key"
         elif args.typ == "command:remote:Command":
             state["stdout"] = ""
             state["stderr"] = ""

@@ -79,6 +79,9 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (COMMAND, "gemnar-controller-secrets-write"),
         (f"{infra}Membership", "gemnar-membership"),
         (COMMAND, "gemnar-membership-sync"),
+        (f"{infra}OffsiteStorage", "gemnar-backups"),
+        (f"{infra}HostSecrets", "gemnar-backups-env"),
+        (COMMAND, "gemnar-backups-env-write"),
     }
     for i in range(count):
         names |= {

@@ -28,6 +28,8 @@ STATEFUL = {
     "vultr:index/reservedIp:ReservedIp",
     "vultr:index/blockStorage:BlockStorage",
     "vultr:index/dnsDomain:DnsDomain",
+    # Off-site backups: deleting the subscription deletes every copy.
+    "vultr:index/objectStorage:ObjectStorage",
 }
 
 

@@ -89,7 +89,7 @@ def test_pg_hba_admits_only_pgbouncer_on_this_host() -> None:
     rules = [line.split() for line in render_pg_hba(SETTINGS).splitlines()
              if line and not line.startswith("#")]
     assert rules == [
-        ["local", "all", "postgres", "peer"],
+        ["local", "all", "postgres", "peer", "map=gemnar-admin"],
         ["local", "gemnar", "gemnar", "scram-sha-256"],
         ["host", "gemnar", "gemnar", "127.0.0.1/32", "scram-sha-256"],
     ]

@@ -1,0 +1,135 @@
+"""Off-site backup storage and the controller's ``backup.env``.
+
+With ``gemnar:backupOffsiteRegion`` set, a ``vultr.ObjectStorage`` subscription is declared in
+that region (cluster and tier by id from config: data sources would call Vultr's API during every
+preview) (which must differ from the nodes': the copies have to outlive the region), and
+its endpoint and keys, which Vultr hands out as outputs, go as Pulumi secrets over SSH into the
+controller's root-only ``backup.env`` together with the backup encryption secret (derived from
+the stack's secret seed, so whoever holds the stack can decrypt) and the retention counts.
+Nothing of this goes into user data: changing it must not replace the controller, and any
+process on the instance could read user data.
+
+The bucket itself is created by the first backup run (``S3Store.ensure_bucket``): the Vultr
+provider has no bucket resource, and the subscription's keys are all that is needed for it. Its
+name is derived from the seed (``bucket_name``) and exported as the secret ``backupBucket``.
+Without a region the file still arrives (key and retention), and backups stay on the controller.
+The subscription is protected: deleting it would delete every off-site backup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import ediri_vultr as vultr
+import pulumi
+from pulumi_command import remote
+
+from components.host_secrets import HostSecrets, HostSecretsArgs, derive_secret, render_env_file
+from provisioning.settings import ControllerPaths
+
+BACKUP_ENV = f"{ControllerPaths().secrets_dir}/backup.env"
+# Nothing needs restarting: each timer run reads the file afresh.
+NO_HOOK = "/bin/true"
+KEY_PURPOSE = "backup-encryption-key"
+# The same purpose as the controller's PgBouncer admin password, so both hold the same value.
+PGBOUNCER_ADMIN_PURPOSE = "pgbouncer-admin-password"
+
+
+@dataclass(frozen=True)
+class OffsiteStorageArgs:
+    connection: remote.ConnectionArgs
+    node_identity: pulumi.Input[str]
+    path: str
+    seed: pulumi.Input[str]
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    region: str = ""
+    cluster_id: int = 0
+    tier_id: int = 0
+    ssh_user: str = "root"
+
+
+def bucket_name(seed: str) -> str:
+    """Bucket names are global on a Vultr cluster: a suffix derived from the seed keeps ours
+    unique and stable without another config key."""
+    return f"gemnar-backups-{derive_secret(seed, 'backup-bucket')[:16]}"
+
+
+def backup_env(seed: str, args: OffsiteStorageArgs,
+               s3: Mapping[str, str] | None) -> str:
+    """The env file's text (pure; ``s3`` holds endpoint and keys when there is a bucket)."""
+    values = {
+        "GEMNAR_BACKUP_KEY": derive_secret(seed, KEY_PURPOSE),
+        "GEMNAR_PGBOUNCER_ADMIN_PASSWORD": derive_secret(seed, PGBOUNCER_ADMIN_PURPOSE),
+        "GEMNAR_BACKUP_KEEP_DAILY": str(args.keep_daily),
+        "GEMNAR_BACKUP_KEEP_WEEKLY": str(args.keep_weekly),
+        "GEMNAR_BACKUP_KEEP_MONTHLY": str(args.keep_monthly),
+    }
+    if s3 is not None:
+        values |= {
+            "GEMNAR_BACKUP_S3_ENDPOINT": f"https://{s3['hostname']}",
+            "GEMNAR_BACKUP_S3_BUCKET": bucket_name(seed),
+            "GEMNAR_BACKUP_S3_REGION": args.region,
+            "GEMNAR_BACKUP_S3_ACCESS_KEY": s3["access_key"],
+            "GEMNAR_BACKUP_S3_SECRET_KEY": s3["secret_key"],
+        }
+    return render_env_file(values)
+
+
+class OffsiteStorage(pulumi.ComponentResource):
+    """Object Storage in another region (optional) and the controller's backup.env."""
+
+    bucket: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: OffsiteStorageArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gemnar:infra:OffsiteStorage", name, None, opts)
+        seed = pulumi.Output.secret(args.seed)
+        if args.region:
+            storage = vultr.ObjectStorage(
+                f"{name}-store",
+                cluster_id=args.cluster_id,
+                tier_id=args.tier_id,
+                label=f"{name} (off-site backups)",
+                opts=pulumi.ResourceOptions(
+                    parent=self, protect=True,
+                    additional_secret_outputs=["s3AccessKey", "s3SecretKey"]),
+            )
+            content = pulumi.Output.all(
+                seed, storage.s3_hostname, storage.s3_access_key, storage.s3_secret_key
+            ).apply(lambda v: backup_env(
+                v[0], args, {"hostname": v[1], "access_key": v[2], "secret_key": v[3]}))
+            self.endpoint = storage.s3_hostname.apply(lambda h: f"https://{h}")
+        else:
+            content = seed.apply(lambda s: backup_env(s, args, None))
+            self.endpoint = pulumi.Output.from_input("")
+        HostSecrets(
+            f"{name}-env",
+            HostSecretsArgs(
+                connection=args.connection,
+                node_identity=args.node_identity,
+                path=args.path,
+                content=pulumi.Output.secret(content),
+                ssh_user=args.ssh_user,
+                hook=NO_HOOK,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.bucket = seed.apply(lambda s: bucket_name(s) if args.region else "")
+        self.register_outputs({"bucket": self.bucket, "endpoint": self.endpoint})
+
+
+def offsite_args(cfg: object, connection: remote.ConnectionArgs, node_identity: pulumi.Input[str],
+                 path: str, seed: pulumi.Input[str], ssh_user: str) -> OffsiteStorageArgs:
+    """The component's args from the stack config's backup keys."""
+    get = cfg.get  # type: ignore[attr-defined]
+    return OffsiteStorageArgs(
+        connection=connection, node_identity=node_identity, path=path, seed=seed,
+        keep_daily=get("backupKeepDaily"), keep_weekly=get("backupKeepWeekly"),
+        keep_monthly=get("backupKeepMonthly"), region=get("backupOffsiteRegion"),
+        cluster_id=get("backupOffsiteClusterId"), tier_id=get("backupOffsiteTierId"),
+        ssh_user=ssh_user,
+    )

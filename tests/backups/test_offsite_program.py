@@ -1,0 +1,96 @@
+"""The program's off-site storage, with Pulumi mocks for Vultr only: Object Storage in another
+region, protected, its keys and the backup secret only in the secret stdin of the SSH write
+into the root-only ``backup.env``; and the config keys' rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+import program
+from backups.config import from_controller, offsite_from_env, parse_env_file, retention_from_env
+from components.host_secrets import derive_secret
+from components.offsite_storage import BACKUP_ENV, KEY_PURPOSE, bucket_name
+from provisioning.settings import ControllerSettings
+from stack_config import ConfigError, StackConfig, parse_stack_config
+from tests.program.conftest import fresh_pulumi_runtime  # noqa: F401  (autouse, as there)
+from tests.program.harness import BASE_VALUES, RECORDER, SEED, Declared, is_secret, reveal
+
+STORAGE = "vultr:index/objectStorage:ObjectStorage"
+OFFSITE = {"backupOffsiteRegion": "fra", "backupOffsiteClusterId": "7",
+           "backupOffsiteTierId": "3", "backupKeepDaily": "5"}
+
+
+def config(**overrides: str) -> StackConfig:
+    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
+
+
+Exports = dict[str, pulumi.Output[Any]]
+
+
+def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
+    RECORDER.reset()
+    exports = program.build(cfg)
+    return exports, RECORDER.settled(exports)
+
+
+@pulumi.runtime.test
+def test_offsite_storage_and_its_secrets_reach_only_the_root_only_file() -> pulumi.Output[None]:
+    exports, declared = declare(config(**OFFSITE))
+
+    def check(values: list[Any]) -> None:
+        resources: list[Declared] = values[0]
+        storage = [d for d in resources if d.type == STORAGE]
+        assert len(storage) == 1
+        assert storage[0].plain["clusterId"] == 7 and storage[0].plain["tierId"] == 3
+        assert storage[0].opts.protect is True
+        write = next(d for d in resources if d.name == "gemnar-backups-env-write")
+        assert is_secret(write.inputs["stdin"])
+        assert BACKUP_ENV in write.plain["create"]
+        env = parse_env_file(reveal(write.inputs["stdin"]))
+        assert env["GEMNAR_BACKUP_KEY"] == derive_secret(SEED, KEY_PURPOSE)
+        assert env["GEMNAR_BACKUP_S3_SECRET_KEY"] == "mock-s3-secret-key"
+        # What the controller's backup tool makes of that file.
+        location = offsite_from_env(env)
+        assert location is not None
+        assert location.endpoint == "https://fra1.vultrobjects.com"
+        assert location.bucket == bucket_name(SEED) and location.region == "fra"
+        assert retention_from_env(env).daily == 5
+        cfg = from_controller(ControllerSettings("10.20.0.3", "10.20.0.0/24", 16384, 6, 10), env)
+        assert cfg.offsite == location and cfg.secret == env["GEMNAR_BACKUP_KEY"]
+        for d in resources:
+            if d.name != "gemnar-backups-env-write" and "userData" in d.plain:
+                assert "mock-s3-secret-key" not in d.plain["userData"]
+                assert env["GEMNAR_BACKUP_KEY"] not in d.plain["userData"]
+
+    return pulumi.Output.all(declared, *exports.values()).apply(check)
+
+
+@pulumi.runtime.test
+def test_without_a_region_backups_stay_local_but_get_their_key() -> pulumi.Output[None]:
+    _, declared = declare(config())
+
+    def check(resources: list[Declared]) -> None:
+        assert not [d for d in resources if d.type == STORAGE]
+        write = next(d for d in resources if d.name == "gemnar-backups-env-write")
+        env = parse_env_file(reveal(write.inputs["stdin"]))
+        assert "GEMNAR_BACKUP_S3_BUCKET" not in env and env["GEMNAR_BACKUP_KEY"]
+        assert retention_from_env(env).monthly == 6
+
+    return declared.apply(check)
+
+
+@pytest.mark.parametrize(("overrides", "bad_key"), [
+    ({"backupOffsiteRegion": "ams", "backupOffsiteClusterId": "1",
+      "backupOffsiteTierId": "1"}, "backupOffsiteRegion"),
+    ({"backupOffsiteRegion": "fra"}, "backupOffsiteRegion"),
+    ({"backupKeepDaily": "0", "backupKeepWeekly": "0", "backupKeepMonthly": "0"},
+     "backupKeepDaily"),
+    ({"backupKeepWeekly": "-1"}, "backupKeepWeekly"),
+])
+def test_bad_backup_keys_are_named(overrides: dict[str, str], bad_key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config(**overrides)
+    assert bad_key in error.value.problems
