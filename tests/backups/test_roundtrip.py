@@ -54,6 +54,9 @@ def test_backup_wipe_restore_matches_every_table_and_media_file(
         after = pgtools.table_stats(conn)
     assert after == before
     assert media_checksums(seeded.media_root) == media_before
+    assert restored.kept_as is not None
+    with postgres.connect() as conn:
+        conn.execute(f'DROP DATABASE "{restored.kept_as}" WITH (FORCE)')
 
     figures = {
         "rows": sum(rows for rows, _ in before.values()),
