@@ -7,9 +7,12 @@ mounts, loop devices and processes are all gone afterwards.
 from __future__ import annotations
 
 import subprocess
+import uuid
 from pathlib import Path
 
-from lab import machine, netns
+import pytest
+
+from lab import hypervisor, machine, netns
 from lab.netns import LabNetwork
 
 USER_DATA = """#cloud-config
@@ -81,3 +84,31 @@ def test_a_machine_that_cannot_boot_leaves_nothing_behind(
     else:
         raise AssertionError("a machine without an operating system booted")
     assert machine.names(stack_dir) == []
+
+
+def test_hypervisor_network_commands_are_idempotent(
+    lab_available: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("GEMNAR_STATE_DIR", str(tmp_path))
+    stack = f"hv-{uuid.uuid4().hex[:8]}"
+    net = LabNetwork(stack=stack, vpc_subnet="")
+    try:
+        assert hypervisor.main(["net-up", "--stack", stack]) == 0
+        assert hypervisor.main(["net-up", "--stack", stack]) == 0
+        assert netns.exists(net)
+        links = subprocess.run(["ip", "-n", net.namespace, "-br", "addr"],
+                               capture_output=True, text=True, check=True).stdout
+        assert f"{net.gateway}/24" in links and netns.VPC_BRIDGE in links
+    finally:
+        assert hypervisor.main(["destroy-all", "--stack", stack]) == 0
+        assert hypervisor.main(["destroy-all", "--stack", stack]) == 0
+    assert not netns.exists(net)
+
+
+def test_hypervisor_create_needs_the_user_data(
+    lab_available: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GEMNAR_USER_DATA", raising=False)
+    with pytest.raises(SystemExit):
+        hypervisor.main(["create", "--stack", "x", "--vpc-subnet", "10.20.0.0/24",
+                         "--name", "w", "--vpc-address", "10.20.0.10", "--role", "worker"])
