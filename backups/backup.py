@@ -38,6 +38,7 @@ class BackupResult:
     sizes: dict[str, int]
     durations: dict[str, float]
     pruned: dict[str, list[str]]
+    media: media.MediaResult | None = None
 
 
 def stores(cfg: BackupConfig) -> list[Store]:
@@ -172,7 +173,7 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
     sizes["manifest"] = manifest_entry.size
     if media_result:
         sizes["media_uploaded"] = media_result.uploaded_bytes
-    return BackupResult(stamp, manifest, sizes, durations, pruned)
+    return BackupResult(stamp, manifest, sizes, durations, pruned, media_result)
 
 
 def complete_sets(store: Store) -> list[str]:

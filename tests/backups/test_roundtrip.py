@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,18 @@ def test_backup_wipe_restore_matches_every_table_and_media_file(
     with postgres.connect() as conn:
         conn.execute(f'DROP DATABASE "{restored.kept_as}" WITH (FORCE)')
 
+    # The next night: only new and changed media contents are uploaded.
+    nightly = datetime.fromisoformat(result.manifest.created) + timedelta(days=1)
+    started = time.monotonic()
+    unchanged = run_backup(cfg, now=nightly)
+    incremental_s = time.monotonic() - started
+    assert unchanged.media is not None and unchanged.media.uploaded == 0
+    (seeded.media_root / "uploads/new.bin").write_bytes(b"\x00new" * 999)
+    (seeded.media_root / "uploads/00/file-0000.bin").write_bytes(b"changed")
+    changed = run_backup(cfg, now=nightly + timedelta(days=1))
+    assert changed.media is not None and changed.media.uploaded == 2
+    assert changed.media.files == len(media_before) + 1
+
     figures = {
         "rows": sum(rows for rows, _ in before.values()),
         "tables": len(before),
@@ -67,6 +80,8 @@ def test_backup_wipe_restore_matches_every_table_and_media_file(
         "dump_encrypted_bytes": result.sizes["dump"],
         "backup_seconds": round(backup_s, 2),
         "restore_seconds": round(restore_s, 2),
+        "incremental_backup_seconds": round(incremental_s, 2),
+        "incremental_durations": unchanged.durations,
         "backup_durations": result.durations,
         "restore_durations": restored.durations,
     }
