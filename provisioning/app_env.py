@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from provisioning.redis import APP_USER as REDIS_APP_USER
 from provisioning.settings import WorkerSettings
 
 
@@ -57,7 +58,7 @@ def render_worker_secrets_env(
 ) -> str:
     """The root-only ``EnvironmentFile`` delivered over SSH; never part of user data."""
     redis = (
-        f"redis://:{quote(redis_password, safe='')}@"
+        f"redis://{REDIS_APP_USER}:{quote(redis_password, safe='')}@"
         f"{settings.controller_address}:{settings.controller_ports.redis}"
     )
     return _env_lines({

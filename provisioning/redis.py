@@ -1,9 +1,33 @@
-"""Redis for the controller: bound to private addresses, password from a root-only file."""
+"""Redis for the controller: bound to private addresses, ACL users from a root-only file.
+
+The default user is off. Workers authenticate as ``APP_USER``, which may run the cache's and
+the Channels layer's commands on their own key prefixes only: no admin or dangerous command
+(FLUSHALL, CONFIG, ACL, SHUTDOWN, KEYS, ...), no pub/sub channels, and of scripting only
+EVAL/EVALSHA, which channels_redis needs for group sends and receives (a script's commands
+and keys are checked against the same rules).
+"""
 
 from __future__ import annotations
 
+import hashlib
+
 from provisioning.settings import ControllerSettings
 from provisioning.templates import render
+
+APP_USER = "gemnar-app"
+# Django's cache (KEY_PREFIX "gemnar": "gemnar:<version>:<key>") and channels_redis (prefix
+# "gemnar-asgi": channel, group and backup-queue keys all start with it).
+APP_KEY_PATTERNS = ("gemnar:*", "gemnar-asgi*")
+APP_COMMAND_RULES = (
+    "-@all +@read +@write +@keyspace +@connection +@transaction "
+    "-@dangerous -@admin -@scripting -@pubsub +eval +evalsha +info"
+)
+
+
+def app_acl_rules() -> str:
+    """Everything after ``user <APP_USER> on <password>`` in the ACL line."""
+    keys = " ".join(f"~{pattern}" for pattern in APP_KEY_PATTERNS)
+    return f"resetchannels {keys} {APP_COMMAND_RULES}"
 
 
 def redis_maxmemory_mb(settings: ControllerSettings) -> int:
@@ -15,7 +39,7 @@ def redis_maxmemory_mb(settings: ControllerSettings) -> int:
 
 def render_redis_conf(settings: ControllerSettings, password: str | None = None) -> str:
     """``redis.conf``. Without ``password`` it includes the root-only secrets file (prod);
-    with one it inlines ``requirepass``, for callers that deliver the file themselves."""
+    with one it inlines the ACL users, for callers that deliver the file themselves."""
     paths = settings.paths
     auth = (
         render_redis_secrets(password).rstrip("\n")
@@ -37,7 +61,9 @@ def render_redis_conf(settings: ControllerSettings, password: str | None = None)
 
 
 def render_redis_secrets(password: str) -> str:
-    """The root-only ``secrets.conf`` that ``redis.conf`` includes."""
-    if any(c.isspace() or c in "\"'" for c in password):
-        raise ValueError("the Redis password may not contain whitespace or quotes")
-    return f"requirepass {password}\n"
+    """The root-only ``secrets.conf`` that ``redis.conf`` includes: the default user off and
+    the app's user, whose password is kept as its SHA-256 (no plain text on disk)."""
+    if not password or any(c.isspace() or c in "\"'" for c in password):
+        raise ValueError("the Redis password may not be empty or contain whitespace or quotes")
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return f"user default off\nuser {APP_USER} on #{digest} {app_acl_rules()}\n"

@@ -39,10 +39,14 @@ chmod 0600 "$auth_file.new"
 mv -f "$auth_file.new" "$auth_file"
 
 redis_secrets='@{redis_secrets}'
-printf 'requirepass %s\n' "$GEMNAR_REDIS_PASSWORD" >"$redis_secrets.new"
+# ACL users (provisioning.redis): the default user off, the app's user with its password's
+# SHA-256 and its command and key rules.
+redis_hash="$(printf '%s' "$GEMNAR_REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
+printf 'user default off\nuser @{redis_app_user} on #%s @{redis_app_rules}\n' "$redis_hash" \
+    >"$redis_secrets.new"
 chown redis:redis "$redis_secrets.new"
 chmod 0600 "$redis_secrets.new"
-# Redis reads requirepass only when it starts, and a restart drops every client: restart it
+# Redis reads its users only when it starts, and a restart drops every client: restart it
 # only when its password changed (the hook also runs when only other secrets did).
 redis_changed=1
 if cmp -s "$redis_secrets.new" "$redis_secrets"; then redis_changed=0; fi

@@ -26,11 +26,11 @@ if mountpoint -q "$mount_point"; then
     '@{postgres_setup}'
 fi
 
-# Redis refuses to start without its include; a random password locks it until the real one
-# arrives over SSH.
+# Redis refuses to start without its include; with no user enabled it is locked until the
+# real users arrive over SSH.
 if [ ! -f "$redis_secrets" ]; then
     umask 077
-    printf 'requirepass %s\n' "$(openssl rand -hex 32)" >"$redis_secrets"
+    printf 'user default off\n' >"$redis_secrets"
     chown redis:redis "$redis_secrets"
     chmod 0600 "$redis_secrets"
     umask 022

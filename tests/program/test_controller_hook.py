@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from provisioning.redis import APP_USER, app_acl_rules, render_redis_secrets
 from provisioning.templates import render
 from tests.support.tooling import require_executable
 
@@ -42,6 +43,8 @@ def _hook(tmp_path: Path) -> Path:
             pg_port=5432,
             pgbouncer_auth_file=tmp_path / "userlist.txt",
             redis_secrets=tmp_path / "redis-secrets.conf",
+            redis_app_user=APP_USER,
+            redis_app_rules=app_acl_rules(),
         )
     )
     hook.chmod(0o755)
@@ -70,7 +73,8 @@ def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
         "reload pgbouncer",
         "restart redis-server",
     ]
-    assert (tmp_path / "redis-secrets.conf").read_text() == "requirepass redis1\n"
+    # The shell writes exactly what provisioning.redis renders (users and rules).
+    assert (tmp_path / "redis-secrets.conf").read_text() == render_redis_secrets("redis1")
     # Only the database password changed: Redis keeps running.
     assert _apply(tmp_path, hook, "db2", "redis1") == ["reload pgbouncer"]
     assert _apply(tmp_path, hook, "db2", "redis2") == [

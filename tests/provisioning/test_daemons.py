@@ -18,6 +18,7 @@ import redis
 
 from provisioning.nginx import render_nginx_upstream
 from provisioning.postgres import pool_plan
+from provisioning.redis import APP_USER as REDIS_APP_USER
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
 from tests.support import daemons
@@ -69,11 +70,13 @@ def test_postgres_and_pgbouncer_answer_with_rendered_credentials(
 def test_redis_answers_ping_with_the_rendered_password(controller: ControllerSettings) -> None:
     password = secrets.token_hex(16)
     with daemons.running_redis(controller, password) as server:
-        client = redis.Redis(host=server.address, port=server.port, password=password,
-                             socket_timeout=5)
+        client = redis.Redis(host=server.address, port=server.port, username=REDIS_APP_USER,
+                             password=password, socket_timeout=5)
         try:
             assert client.ping() is True
-            assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
+            # The app's user is no admin (tests/hardening/test_redis_acl.py has the rest).
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.config_get("maxmemory-policy")
         finally:
             client.close()
         anonymous = redis.Redis(host=server.address, port=server.port, socket_timeout=5)
