@@ -213,6 +213,8 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
             "redis_url": redis_url,
             "allowed_hosts": word_list(env, "HEALTH_ALLOWED_HOSTS", ("localhost", "127.0.0.1")),
             "allow_ip_hosts": flag(env, "HEALTH_ALLOW_IP_HOSTS", True),
+            # Beside trusted proxies and loopback, who may read the details (exposure.py).
+            "detail_networks": networks(env, "HEALTH_DETAIL_NETWORKS"),
             "max_memory_percent": number(
                 env, "HEALTH_MAX_MEMORY_PERCENT", 95.0, minimum=1, maximum=100
             ),

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
 from gemnar_health.checks import health_settings, run_checks_shared, summarise
+from gemnar_health.exposure import public_body, shows_details
 
 
 async def health_response(request: HttpRequest) -> HttpResponse:
@@ -18,9 +19,11 @@ async def health_response(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "GET, HEAD"
         return response
     config = health_settings()
+    detailed = shows_details(request.META, getattr(settings, "GEMNAR_TRUSTED_PROXIES", ()),
+                             config.get("detail_networks", ()))
     extra = {}
     worker = getattr(settings, "GEMNAR_WORKER_NAME", None)
-    if worker:
+    if worker and detailed:
         extra["worker"] = worker
     if config["drain_flag"] and Path(config["drain_flag"]).exists():
         # Draining: fail before any check, so the monitor takes this worker out of the load
@@ -28,7 +31,9 @@ async def health_response(request: HttpRequest) -> HttpResponse:
         response = JsonResponse({"status": "draining", **extra}, status=503)
     else:
         body = summarise(await run_checks_shared(config), extra)
-        response = JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+        # Outside the VPC (through Nginx, or any other peer): the overall status only.
+        response = JsonResponse(body if detailed else public_body(body),
+                                status=200 if body["status"] == "ok" else 503)
     # Every probe must see the live state, never a proxy's or browser's copy.
     add_never_cache_headers(response)
     # A failing probe is an answer, not an error: Django would log every 503 (one line per
