@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import threading
 import time
 
@@ -20,8 +21,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import cache_page, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from gemnar_health.checks import process_rss_bytes
+from gemnar_health.checks import health_settings, process_rss_bytes
 
+from sampleproject import upload_policy
 from sampleproject.models import Upload
 
 MB = 2**20
@@ -69,14 +71,28 @@ def cached(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    """GET shows a form; POST stores ``file`` on the shared media root and records it."""
+    """GET shows a form; POST (signed in) stores ``file`` on the shared media root under a
+    generated name and records it, when upload_policy accepts its type, size and the disk."""
     if request.method == "GET":
         return render(request, "sampleproject/upload.html", {"uploads": Upload.objects.all()[:20]})
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "sign in to upload"}, status=403)
     uploaded = request.FILES.get("file")
     if uploaded is None:
         return HttpResponseBadRequest("no file")
+    size = uploaded.size or 0
+    name = uploaded.name or ""
+    uploaded.seek(0)
+    head = uploaded.read(1024)
+    uploaded.seek(0)
+    usage = shutil.disk_usage(settings.MEDIA_ROOT)
+    refusal = upload_policy.check_content(name, head, size) or upload_policy.check_free_space(
+        usage.free, usage.total, size, health_settings()
+    )
+    if refusal:
+        return JsonResponse({"error": refusal.reason}, status=refusal.status)
     record = Upload(worker=settings.GEMNAR_WORKER_NAME)
-    record.file.save(os.path.basename(uploaded.name or "upload.bin"), uploaded, save=True)
+    record.file.save(upload_policy.stored_name(name), uploaded, save=True)
     return JsonResponse(
         {
             "name": record.file.name,

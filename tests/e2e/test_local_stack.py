@@ -85,9 +85,21 @@ def test_websocket_echo_through_nginx(two_workers: LocalStack) -> None:
     assert "ping through nginx" in asyncio.run(echo())
 
 
-def test_uploaded_media_is_served_by_nginx(two_workers: LocalStack) -> None:
+def test_uploaded_media_is_served_by_nginx(
+    two_workers: LocalStack, site_user: tuple[str, str]
+) -> None:
     local_stack = two_workers
+    username, password = site_user
     with local_stack.client(headers={"Origin": local_stack.site}) as client:
+        # Uploads are for signed-in users only.
+        client.get("/accounts/login/")
+        signed_in = client.post(
+            "/accounts/login/",
+            data={"username": username, "password": password,
+                  "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+            headers={"Referer": f"{local_stack.site}/accounts/login/"},
+        )
+        assert signed_in.status_code == 302, signed_in.text[:300]
         client.get("/upload/")
         payload = b"gemnar e2e media " + str(time.time()).encode()
         response = client.post(
