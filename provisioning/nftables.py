@@ -26,7 +26,7 @@ def admin_ssh_rules(cidrs: Sequence[str], port: int) -> list[str]:
 
 
 def render_nftables_controller(settings: ControllerSettings) -> str:
-    """Public: HTTP(S) and SSH; VPC subnet: PgBouncer, Redis, NFS and node exporter.
+    """Public: HTTP(S) and SSH; VPC subnet, on the VPC interface: PgBouncer, Redis and NFS.
 
     PostgreSQL itself stays closed to the network: only PgBouncer (same host) reaches it.
     """
@@ -41,7 +41,7 @@ def render_nftables_controller(settings: ControllerSettings) -> str:
         public_ports=_ports(ports.http, ports.https),
         ssh_rule=ssh_rule,
         vpc_subnet=settings.vpc_subnet,
-        private_ports=_ports(ports.pgbouncer, ports.redis, ports.nfs, ports.node_exporter),
+        private_ports=_ports(ports.pgbouncer, ports.redis, ports.nfs),
     )
 
 
