@@ -191,6 +191,14 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         # TLS ends at the controller's Nginx, which normally redirects plain HTTP and sets HSTS.
         "SECURE_SSL_REDIRECT": flag(env, "SSL_REDIRECT", False),
         "SECURE_HSTS_SECONDS": integer(env, "HSTS_SECONDS", 0, minimum=0, maximum=2 * 31536000),
+        # check --deploy's two warnings for those settings are Nginx's to answer: it redirects
+        # HTTP to HTTPS and adds Strict-Transport-Security to every response (a Django
+        # redirect would also send the controller's plain-HTTP health probes away).
+        "SILENCED_SYSTEM_CHECKS": [
+            *([] if flag(env, "SSL_REDIRECT", False) else ["security.W008"]),
+            *([] if integer(env, "HSTS_SECONDS", 0, minimum=0, maximum=2 * 31536000)
+              else ["security.W004"]),
+        ],
         "STATIC_URL": raw(env, "STATIC_URL") or "/static/",
         "STATIC_ROOT": static_root,
         "MEDIA_URL": raw(env, "MEDIA_URL") or "/media/",
