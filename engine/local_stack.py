@@ -58,6 +58,9 @@ def prepare_work_dir(
     """Create or refresh ``<state>/work/<stack>`` and return it."""
     work = state_dir / "work" / stack_name
     work.mkdir(parents=True, exist_ok=True)
+    # The stack file holds the generated seed and SSH private key, encrypted under a
+    # passphrase everyone knows (the README's): only this user may read the directory.
+    work.chmod(0o700)
     shutil.copyfile(project_dir / "Pulumi.yaml", work / "Pulumi.yaml")
     committed_path = project_dir / f"Pulumi.{stack_name}.yaml"
     committed = yaml.safe_load(committed_path.read_text()) if committed_path.exists() else {}
@@ -70,6 +73,7 @@ def prepare_work_dir(
     previous = yaml.safe_load(snapshot.read_text()) if snapshot.exists() else {}
     merged = merged_stack_file(committed, previous or {}, existing or {})
     target.write_text(yaml.safe_dump(merged, sort_keys=True))
+    target.chmod(0o600)
     snapshot.write_text(yaml.safe_dump(committed, sort_keys=True))
     return work
 

@@ -85,4 +85,7 @@ def open_stack(
     )
     if local:
         ensure_generated_secrets(stack)
+        stack_file = Path(work_dir) / f"Pulumi.{stack_name}.yaml"
+        if stack_file.exists():
+            stack_file.chmod(0o600)  # as prepare_work_dir left it, whatever Pulumi rewrote
     return stack
