@@ -38,6 +38,8 @@ CONTROLLER_PACKAGES = [
     "openssl",
     "python3-venv",
     "git",
+    # The scaler runs as a DynamicUser=; its uid must resolve (ssh refuses an unknown uid).
+    "libnss-systemd",
 ]
 WORKER_PACKAGES = ["nfs-common", "python3-venv", "git"]
 # Keys only (the sshd drop-in enforces it too); root keeps its keys because Pulumi logs in as
