@@ -10,7 +10,6 @@ fixture that started it, and the directory is removed at the end of the session.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
@@ -27,6 +26,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.children import die_with_parent
 from tests.support.net import free_port, port_open
 from tests.support.tooling import missing
 from tests.support.waiting import WaitTimeout, wait_until
@@ -51,12 +51,6 @@ if str(APP_DIR) not in sys.path:
 def _require(path: str) -> None:
     if not Path(path).exists() and shutil.which(path) is None:
         missing(f"`{path}`")
-
-
-def _die_with_parent() -> None:
-    # If pytest itself is killed, its daemons must not outlive it.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -109,7 +103,7 @@ def start_daemon(
             stdin=subprocess.DEVNULL,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,  # if pytest is killed, its daemons go too
             **user_args,  # type: ignore[call-overload]
         )
     finally:

@@ -83,22 +83,25 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (f"{infra}HostSecrets", "gemnar-backups-env"),
         (COMMAND, "gemnar-backups-env-write"),
     }
-    for i in range(count):
-        names |= {
-            (INSTANCE, f"gemnar-worker-{i}"),
-            (f"{infra}HostSecrets", f"gemnar-worker-{i}-secrets"),
-            (COMMAND, f"gemnar-worker-{i}-secrets-write"),
-            (f"{infra}WorkerReadiness", f"gemnar-worker-{i}-ready"),
-            (COMMAND, f"gemnar-worker-{i}-ready-gate"),
-            (f"{infra}SshGate", f"gemnar-worker-{i}-ssh"),
-            (COMMAND, f"gemnar-worker-{i}-ssh-wait"),
-            (f"{infra}FirstBoot", f"gemnar-worker-{i}-boot"),
-            (COMMAND, f"gemnar-worker-{i}-boot-wait"),
-            (f"{infra}HostKeyPin", f"gemnar-worker-{i}-hostkey"),
-            (COMMAND, f"gemnar-worker-{i}-hostkey-scan"),
-            (f"{infra}AppDelivery", f"gemnar-worker-{i}-app"),
-            ("command:local:Command", f"gemnar-worker-{i}-app-push"),
-        }
+    # Every worker's resources: (type, suffix of "gemnar-worker-<i>").
+    per_worker = [
+        (INSTANCE, ""),
+        (f"{infra}HostSecrets", "-secrets"),
+        (COMMAND, "-secrets-write"),
+        (f"{infra}WorkerReadiness", "-ready"),
+        (COMMAND, "-ready-gate"),
+        (f"{infra}SshGate", "-ssh"),
+        (COMMAND, "-ssh-wait"),
+        (f"{infra}FirstBoot", "-boot"),
+        (COMMAND, "-boot-wait"),
+        (f"{infra}HostKeyPin", "-hostkey"),
+        (COMMAND, "-hostkey-scan"),
+        (f"{infra}AppDelivery", "-app"),
+        ("command:local:Command", "-app-push"),
+    ]
+    names |= {
+        (typ, f"gemnar-worker-{i}{suffix}") for i in range(count) for typ, suffix in per_worker
+    }
     return names
 
 

@@ -11,8 +11,6 @@ every upload itself), and it keeps everything in memory (keep test data to tens 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.children import die_with_parent
 from tests.support.net import free_port
 from tests.support.tooling import missing
 from tests.support.waiting import wait_until
@@ -31,11 +30,6 @@ HOST = "127.0.0.1"
 ACCESS_KEY = "gemnar-test-access"
 SECRET_KEY = "gemnar-test-secret"
 REGION = "us-east-1"
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -105,7 +99,7 @@ def s3_server(timeout: float = 30.0) -> Iterator[S3Server]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     server = S3Server(f"http://{HOST}:{port}", proc, log)
     try:
