@@ -64,6 +64,26 @@ def record(status_file: Path, metrics_file: Path | None, outcome: Outcome,
     return status
 
 
+def problem(status: dict[str, Any], now: float, max_age_s: float = 26 * 3600) -> str | None:
+    """What the health monitor should report about backups, or None when they are fine (pure).
+
+    Unhealthy when the last run failed, when no run ever succeeded, or when the last success is
+    older than ``max_age_s`` (a nightly timer that stopped firing fails no run at all).
+    """
+    attempt = status.get("last_attempt")
+    success = status.get("last_success")
+    if not attempt:
+        return "no backup has run yet"
+    if not attempt.get("ok"):
+        return f"the last backup failed: {attempt.get('error') or 'no reason recorded'}"
+    if not success:
+        return "no backup has succeeded yet"
+    age = now - float(success.get("finished", 0))
+    if age > max_age_s:
+        return f"the last successful backup is {age / 3600:.1f} h old"
+    return None
+
+
 def write_metrics(path: Path, status: dict[str, Any]) -> None:
     registry = CollectorRegistry()
     attempt = status.get("last_attempt") or {}

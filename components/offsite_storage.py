@@ -37,6 +37,16 @@ PGBOUNCER_ADMIN_PURPOSE = "pgbouncer-admin-password"
 
 
 @dataclass(frozen=True)
+class ExternalS3:
+    """An S3 server that is not Vultr's (the lab stack's own): used instead of a subscription."""
+
+    endpoint: pulumi.Input[str]
+    access_key: pulumi.Input[str]
+    secret_key: pulumi.Input[str]
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
 class OffsiteStorageArgs:
     connection: remote.ConnectionArgs
     node_identity: pulumi.Input[str]
@@ -49,6 +59,7 @@ class OffsiteStorageArgs:
     cluster_id: int = 0
     tier_id: int = 0
     ssh_user: str = "root"
+    external: ExternalS3 | None = None
 
 
 def bucket_name(seed: str) -> str:
@@ -68,10 +79,11 @@ def backup_env(seed: str, args: OffsiteStorageArgs,
         "GEMNAR_BACKUP_KEEP_MONTHLY": str(args.keep_monthly),
     }
     if s3 is not None:
+        endpoint = s3["hostname"] if "://" in s3["hostname"] else f"https://{s3['hostname']}"
         values |= {
-            "GEMNAR_BACKUP_S3_ENDPOINT": f"https://{s3['hostname']}",
+            "GEMNAR_BACKUP_S3_ENDPOINT": endpoint,
             "GEMNAR_BACKUP_S3_BUCKET": bucket_name(seed),
-            "GEMNAR_BACKUP_S3_REGION": args.region,
+            "GEMNAR_BACKUP_S3_REGION": s3.get("region", args.region),
             "GEMNAR_BACKUP_S3_ACCESS_KEY": s3["access_key"],
             "GEMNAR_BACKUP_S3_SECRET_KEY": s3["secret_key"],
         }
@@ -88,7 +100,15 @@ class OffsiteStorage(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gemnar:infra:OffsiteStorage", name, None, opts)
         seed = pulumi.Output.secret(args.seed)
-        if args.region:
+        external = args.external
+        if external is not None:
+            content = pulumi.Output.all(
+                seed, external.endpoint, external.access_key, external.secret_key
+            ).apply(lambda v: backup_env(v[0], args, {
+                "hostname": v[1], "access_key": v[2], "secret_key": v[3],
+                "region": external.region}))
+            self.endpoint = pulumi.Output.from_input(external.endpoint)
+        elif args.region:
             storage = vultr.ObjectStorage(
                 f"{name}-store",
                 cluster_id=args.cluster_id,
@@ -118,7 +138,8 @@ class OffsiteStorage(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.bucket = seed.apply(lambda s: bucket_name(s) if args.region else "")
+        offsite = bool(args.region or external)
+        self.bucket = seed.apply(lambda s: bucket_name(s) if offsite else "")
         self.register_outputs({"bucket": self.bucket, "endpoint": self.endpoint})
 
 

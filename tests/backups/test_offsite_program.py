@@ -12,7 +12,13 @@ import pytest
 import program
 from backups.config import from_controller, offsite_from_env, parse_env_file, retention_from_env
 from components.host_secrets import derive_secret
-from components.offsite_storage import BACKUP_ENV, KEY_PURPOSE, bucket_name
+from components.offsite_storage import (
+    BACKUP_ENV,
+    KEY_PURPOSE,
+    OffsiteStorageArgs,
+    backup_env,
+    bucket_name,
+)
 from provisioning.settings import ControllerSettings
 from stack_config import ConfigError, StackConfig, parse_stack_config
 from tests.program.conftest import fresh_pulumi_runtime  # noqa: F401  (autouse, as there)
@@ -94,3 +100,16 @@ def test_bad_backup_keys_are_named(overrides: dict[str, str], bad_key: str) -> N
     with pytest.raises(ConfigError) as error:
         config(**overrides)
     assert bad_key in error.value.problems
+
+
+def test_an_external_s3_server_fills_the_same_file() -> None:
+    # The lab stack's own S3 server instead of a Vultr subscription.
+    args = OffsiteStorageArgs(connection=None, node_identity="", path=BACKUP_ENV,  # type: ignore[arg-type]
+                              seed=SEED, keep_daily=7, keep_weekly=4, keep_monthly=6)
+    env = parse_env_file(backup_env(SEED, args, {
+        "hostname": "http://10.99.0.2:9000", "access_key": "a", "secret_key": "s",
+        "region": "lab"}))
+    location = offsite_from_env(env)
+    assert location is not None
+    assert (location.endpoint, location.region) == ("http://10.99.0.2:9000", "lab")
+    assert location.bucket == bucket_name(SEED)
