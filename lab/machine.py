@@ -185,6 +185,9 @@ def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> M
             state.loop_device = _run(["losetup", "--find", "--show", str(disk)])
             _save(directory, state)
             argv.append(f"--bind={state.loop_device}:{DATA_DEVICE_PREFIX}{spec.data_disk_id}")
+            # Also under its kernel name, as /dev/vdb is on Vultr: with no udev in the
+            # machine, blkid finds a filesystem UUID (mount UUID=...) by probing /dev/<name>.
+            argv.append(f"--bind={state.loop_device}")
             argv.append(f"--property=DeviceAllow={state.loop_device} rwm")
         if spec.public_address:
             # nspawn takes one bridge; the public side is an extra veth pair that nspawn makes

@@ -61,7 +61,10 @@ def test_machine_boots_runs_its_user_data_and_is_reachable_in_the_vpc(
     # The data volume is a real block device the machine can format and mount.
     device = f"{machine.DATA_DEVICE_PREFIX}lab-test"
     assert inside("mkfs.ext4", "-q", device).returncode == 0
-    assert inside("mount", device, "/mnt").returncode == 0
+    # Mounted by filesystem UUID, as gemnar-data-volume does: blkid must find it without udev.
+    uuid_ = inside("blkid", "-p", "-o", "value", "-s", "UUID", device).stdout.strip()
+    assert uuid_
+    assert inside("mount", f"UUID={uuid_}", "/mnt").returncode == 0
     assert "ext4" in inside("findmnt", "-no", "FSTYPE", "/mnt").stdout
 
     machine.delete(net, stack_dir, "controller")
