@@ -95,7 +95,7 @@ def cmd_backup(cfg: BackupConfig) -> int:
 def cmd_restore(cfg: BackupConfig, args: argparse.Namespace) -> int:
     request = RestoreRequest(
         wanted=args.from_, source=args.source, into=args.into, swap=args.swap,
-        media_into=args.media_into, swap_media=args.swap_media,
+        media_into=args.media_into, swap_media=args.swap_media, with_globals=args.with_globals,
     )
     started = time.time()
     try:
@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="restore media into this new directory")
     restore.add_argument("--swap-media", action="store_true",
                          help="move restored media into the media root (old one kept)")
+    restore.add_argument("--with-globals", action="store_true",
+                         help="first create the saved roles (a new cluster); existing are kept")
     sub.add_parser("prune", help="apply retention to every store")
     sub.add_parser("status", help="last runs and the sets in every store")
     args = parser.parse_args(argv)

@@ -40,6 +40,8 @@ class RestoreRequest:
     media_into: Path | None = None
     swap_media: bool = False
     keep_restored_on_failure: bool = False
+    # Apply the saved roles and tablespaces first (a new cluster); existing ones are reported.
+    with_globals: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
                 raise RestoreError(f"the dump lacks tables {', '.join(lacking[:5])}")
 
             done()
+            if request.with_globals:
+                notes = pgtools.apply_globals(cfg.pg, plain["globals"])
+                log.info("globals applied%s", f"; notes: {notes.strip()[:500]}" if notes else "")
             target = request.into or f"{cfg.database}_restore_{stamp.lower()}"
             if pgtools.database_exists(cfg.pg, target):
                 raise RestoreError(f"database {target!r} exists; restore into a new one")

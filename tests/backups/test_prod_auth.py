@@ -47,7 +47,7 @@ def test_root_backs_up_and_restores_through_the_peer_map(tmp_path: Path) -> None
             done = backups("backup")
             assert done.returncode == 0, done.stderr
             assert "1 tables, 500 rows" in done.stdout
-            restored = backups("restore", "--into", "checked")
+            restored = backups("restore", "--into", "checked", "--with-globals")
             assert restored.returncode == 0, restored.stderr
             assert json.loads(restored.stdout)["rows"] == 500
             assert daemons.psql(settings, "SELECT count(*) FROM t", database="checked") == "500"
