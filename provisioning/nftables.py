@@ -9,6 +9,12 @@ from provisioning.settings import ControllerSettings, WorkerSettings
 from provisioning.templates import render
 
 
+# ssh-audit's DHEat check wants under 20 new connections per second per source; a deploy
+# opens a few at once (one per command, workers' through the controller), hence the burst.
+SSH_RATE_PER_S = 10
+SSH_BURST = 20
+
+
 def _ports(*ports: int) -> str:
     return ", ".join(str(p) for p in sorted(set(ports)))
 
@@ -42,6 +48,7 @@ def render_nftables_controller(settings: ControllerSettings) -> str:
         ssh_rule=ssh_rule,
         vpc_subnet=settings.vpc_subnet,
         private_ports=_ports(ports.pgbouncer, ports.redis, ports.nfs),
+        ssh_port=ports.ssh, ssh_rate=SSH_RATE_PER_S, ssh_burst=SSH_BURST,
     )
 
 
@@ -53,4 +60,5 @@ def render_nftables_worker(settings: WorkerSettings) -> str:
         controller_address=settings.controller_address,
         controller_ports=_ports(ports.app, ports.node_exporter, ports.ssh),
         ssh_rule="# SSH: from the controller only (jump host), covered above",
+        ssh_port=ports.ssh, ssh_rate=SSH_RATE_PER_S, ssh_burst=SSH_BURST,
     )

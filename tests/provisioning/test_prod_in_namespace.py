@@ -26,8 +26,8 @@ from engine.toolchain import PROJECT_ROOT
 from localnode.supervise import start_detached, stop_pid
 from localnode.worker import parse_env_file
 from provisioning.app_env import render_worker_app_env, render_worker_secrets_env
-from provisioning.files import worker_files
-from provisioning.nftables import render_nftables_controller
+from provisioning.files import controller_files, worker_files
+from provisioning.nftables import SSH_BURST, SSH_RATE_PER_S, render_nftables_controller
 from provisioning.nginx import render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
@@ -260,3 +260,59 @@ def test_the_site_answers_through_nginx_from_the_worker(cluster: Cluster) -> Non
     answer = json.loads(result.stdout)
     assert answer["status"] == 200
     assert answer["body"]["status"] == "ok", answer
+
+
+RATE_CLIENT = """
+import socket, sys, time
+host, port, source, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+seen = []
+start = time.monotonic()
+for _ in range(count):
+    sock = socket.socket()
+    sock.settimeout(0.3)
+    sock.bind((source, 0))
+    try:
+        sock.connect((host, port))
+        seen.append("open")
+    except (socket.timeout, TimeoutError):
+        seen.append("filtered")
+    except ConnectionRefusedError:
+        seen.append("refused")
+    finally:
+        sock.close()
+print(f"{time.monotonic() - start:.3f}", " ".join(seen))
+"""
+
+
+def test_new_ssh_connections_are_rate_limited_per_source(cluster: Cluster) -> None:
+    # Nothing listens on 22 here: a connection the firewall lets through is refused (RST),
+    # one it drops times out. The burst passes, the rest of a fast series is dropped.
+    ssh = str(cluster.controller.ports.ssh)
+    result = _client(cluster.wrk, RATE_CLIENT, CONTROLLER_VPC, ssh, WORKER_VPC, "40")
+    elapsed, *seen = result.stdout.split()
+    assert seen[:SSH_BURST] == ["refused"] * SSH_BURST, seen
+    assert "filtered" in seen
+    # Token bucket: never more through than the burst plus the rate over the elapsed time.
+    assert seen.count("refused") <= SSH_BURST + SSH_RATE_PER_S * float(elapsed) + 1, result.stdout
+
+
+def test_node_exporter_binds_the_vpc_address_only(cluster: Cluster, tmp_path: Path) -> None:
+    exporter = require_executable("prometheus-node-exporter")
+    defaults = next(f for f in controller_files(cluster.controller)
+                    if f.path.endswith("default/prometheus-node-exporter"))
+    args = defaults.content.split('ARGS="', 1)[1].split('"', 1)[0].split()
+    started = Started([])
+    try:
+        log = tmp_path / "exporter.log"
+        started.processes.append(start_detached(
+            cluster.ctl.argv([str(exporter), *args]), tmp_path / "exporter.pid", log))
+        port = cluster.controller.ports.node_exporter
+        _wait("node exporter", lambda: listening(cluster.ctl, CONTROLLER_VPC, port), log)
+        bound = cluster.ctl.run(["ss", "-Hltn", f"sport = :{port}"]).stdout
+        assert [line.split()[3] for line in bound.splitlines()] == [f"{CONTROLLER_VPC}:{port}"]
+        # Bound to the VPC address, yet closed to it: nothing off the controller scrapes it.
+        vpc = _client(cluster.wrk, PORT_CLIENT, CONTROLLER_VPC, str(port), WORKER_VPC)
+        outside = _client(cluster.wrk, PORT_CLIENT, CONTROLLER_VPC, str(port), OUTSIDE)
+        assert (vpc.stdout.strip(), outside.stdout.strip()) == ("filtered", "filtered")
+    finally:
+        started.stop_all()
