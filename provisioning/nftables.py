@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from provisioning.settings import ControllerSettings, WorkerSettings
 from provisioning.templates import render
 
-
 # ssh-audit's DHEat check wants under 20 new connections per second per source; a deploy
 # opens a few at once (one per command, workers' through the controller), hence the burst.
 SSH_RATE_PER_S = 10
