@@ -139,6 +139,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                 credentials_file=controller.path(scaler_secrets_path()),
                 credentials={env: pulumi.Output.secret(secret.value)
                              for env, secret in cfg.scaler_credentials.items()},
+                app_cache_dir=controller.path(
+                    f"{ControllerPaths().scaler_state_dir}/artifacts") if deliver else "",
             ),
             opts=pulumi.ResourceOptions(depends_on=controller_ready),
         )

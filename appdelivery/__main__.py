@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
                      help="NAME:VERSION installed the official way on the controller")
     ops.add_argument("--ops-dir", default=OPS_DIR)
     ops.add_argument("--install", default=INSTALL_OPS)
+    ops.add_argument("--app-cache-dir", help="also seed the app artifact into this directory")
     push = sub.add_parser("push")
     push.add_argument("--target", required=True, help="host[:port]")
     push.add_argument("--jump", help="host[:port] of the jump host (the controller)")
@@ -92,7 +93,8 @@ def main(argv: list[str]) -> int:
         try:
             cli = args.cli or tool_paths().cli
             pushed = plan_ops(PROJECT_ROOT, args.source_hash, cli, args.cli_version,
-                              controller, tuple(args.fetch_plugin), args.ops_dir, args.install)
+                              controller, tuple(args.fetch_plugin), args.ops_dir, args.install,
+                              app_cache_dir=args.app_cache_dir)
             with tempfile.TemporaryDirectory(prefix="gemnar-ops-") as scratch:
                 print(run_ops(pushed, os.environ.get("GEMNAR_SSH_PRIVATE_KEY"), Path(scratch)))
         except PushError as error:

@@ -11,9 +11,10 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from appdelivery.artifact import sha256_of
+from appdelivery.artifact import build, sha256_of
 from appdelivery.operations import OpsSource, build_bundle
 from appdelivery.session import PushError, session
+from appdelivery.source import AppSource
 from appdelivery.ssh import Endpoint
 
 INSTALL_OPS = "/usr/local/sbin/gemnar-install-ops"
@@ -30,6 +31,10 @@ class OpsPlan:
     fetch_plugins: tuple[str, ...] = ()
     ops_dir: str = OPS_DIR
     install: str = INSTALL_OPS
+    # The app artifact, seeded into the controller's artifact cache: the scaler's `up` then
+    # pushes it to new workers without building (the lab's controller has no index).
+    app_artifact: Path | None = None
+    app_cache_dir: str | None = None
 
     @property
     def cli_upload_name(self) -> str:
@@ -38,7 +43,8 @@ class OpsPlan:
 
 def plan_ops(project_root: Path, expected_hash: str, cli: Path, cli_version: str,
              target: Endpoint, fetch_plugins: tuple[str, ...] = (), ops_dir: str = OPS_DIR,
-             install: str = INSTALL_OPS, cache: Path | None = None) -> OpsPlan:
+             install: str = INSTALL_OPS, cache: Path | None = None,
+             app_cache_dir: str | None = None) -> OpsPlan:
     source = OpsSource.of_project(project_root)
     if source.content_hash != expected_hash:
         raise PushError(
@@ -47,8 +53,9 @@ def plan_ops(project_root: Path, expected_hash: str, cli: Path, cli_version: str
     if not cli.exists():
         raise PushError(f"no Pulumi CLI at {cli}; run tools/bootstrap.sh")
     bundle = build_bundle(source, cache)
+    artifact = build(AppSource.of_project(project_root), cache) if app_cache_dir else None
     return OpsPlan(bundle, sha256_of(bundle), cli, cli_version, target, fetch_plugins,
-                   ops_dir, install)
+                   ops_dir, install, artifact, app_cache_dir)
 
 
 def run_ops(ops: OpsPlan, private_key: str | None, scratch: Path) -> str:
@@ -63,4 +70,7 @@ def run_ops(ops: OpsPlan, private_key: str | None, scratch: Path) -> str:
         bundle_path, bundle_sent = node.upload(ops.bundle, ops.ops_dir)
         installed = node.run(shlex.join([ops.install, bundle_path, ops.bundle_sha256, cli_path,
                                          *ops.fetch_plugins]))
-    return f"cli {cli_sent}\nbundle {bundle_sent}\n{installed}"
+        app = ""
+        if ops.app_artifact is not None and ops.app_cache_dir:
+            app = "\napp " + node.upload(ops.app_artifact, ops.app_cache_dir)[1]
+    return f"cli {cli_sent}\nbundle {bundle_sent}\n{installed}{app}"

@@ -30,7 +30,7 @@ SCALER_ENV_DEFAULTS = {"AWS_REGION": "us-east-1"}
 
 def push_ops_command(
     source_hash: str, target: str, user: str, cli_version: str,
-    fetch_plugins: Sequence[str], ops_dir: str, install: str,
+    fetch_plugins: Sequence[str], ops_dir: str, install: str, app_cache_dir: str = "",
 ) -> str:
     """The deployer's command line (pure); the key and host key travel in the environment.
     The deployer's own pinned CLI is found by ``appdelivery`` (the project's toolchain)."""
@@ -39,6 +39,8 @@ def push_ops_command(
             "--ops-dir", ops_dir, "--install", install]
     for plugin in fetch_plugins:
         argv += ["--fetch-plugin", plugin]
+    if app_cache_dir:
+        argv += ["--app-cache-dir", app_cache_dir]
     return shlex.join(argv)
 
 
@@ -68,6 +70,8 @@ class ControllerOperationsArgs:
     install: str
     credentials_file: str
     credentials: Mapping[str, pulumi.Input[str]]
+    # Where the scaler's `up` finds the app artifact for new workers ("" : no bundled app).
+    app_cache_dir: str = ""
 
 
 class ControllerOperations(pulumi.ComponentResource):
@@ -89,10 +93,11 @@ class ControllerOperations(pulumi.ComponentResource):
             f"{name}-push",
             create=target.apply(lambda hp: push_ops_command(
                 args.source_hash, f"{hp[0]}:{hp[1]}", args.user, args.cli_version,
-                args.fetch_plugins, args.ops_dir, args.install)),
+                args.fetch_plugins, args.ops_dir, args.install, args.app_cache_dir)),
             environment=environment,
             dir=str(PROJECT_ROOT),
-            # A new revision of the project, a new CLI or a new machine; nothing else.
+            # A new revision of the project (the app is part of it), a new CLI or a new
+            # machine; nothing else.
             triggers=[args.source_hash, args.cli_version, args.node_identity],
             opts=child,
         )

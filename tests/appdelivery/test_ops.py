@@ -17,6 +17,7 @@ import pytest
 
 from appdelivery.operations import OpsSource, runtime_requirements
 from appdelivery.ops_push import plan_ops, run_ops
+from appdelivery.source import AppSource
 from appdelivery.ssh import Endpoint
 from engine import toolchain
 from engine.toolchain import PROJECT_ROOT, tool_paths
@@ -85,7 +86,8 @@ def _push(node: Controller, scratch: Path) -> str:
                     toolchain.PULUMI_CLI_VERSION,
                     Endpoint(node.address, node.port, "root", node.host_key),
                     ops_dir=paths.ops_artifacts_dir,
-                    install=str(Path(paths.commands_dir) / "gemnar-install-ops"))
+                    install=str(Path(paths.commands_dir) / "gemnar-install-ops"),
+                    app_cache_dir=f"{paths.scaler_state_dir}/artifacts")
     return run_ops(plan, node.private_key, scratch)
 
 
@@ -112,5 +114,10 @@ def test_controller_gets_project_venv_cli_and_plugins_once(
          "import pulumi, httpx, yaml, ediri_vultr, pulumi_command, scaler.cli, healthmon"],
         cwd=project, capture_output=True, text=True, check=False)
     assert imported.returncode == 0, imported.stderr
+    # The app artifact is seeded where the controller's scaler looks for it.
+    assert first.splitlines()[-1] == "app sent"
+    name = AppSource.of_project(PROJECT_ROOT).artifact_name
+    assert (Path(paths.scaler_state_dir) / "artifacts" / name).exists()
     second = _push(controller, tmp_path / "again")
     assert second.splitlines()[:2] == ["cli present", "bundle present"]
+    assert second.splitlines()[-1] == "app present"

@@ -161,6 +161,7 @@ def test_controller_operations_are_delivered_with_the_scaler_credentials(
         push = _one(declared, "gemnar-controller-ops-push").plain
         assert f"--source-hash {expected}" in push["create"]
         assert "--fetch-plugin command:1.2.1 --fetch-plugin vultr:2.27.1" in push["create"]
+        assert "--app-cache-dir /var/lib/gemnar-scaler/artifacts" in push["create"]
         assert push["triggers"][0] == expected
         written = _one(declared, "gemnar-controller-ops-scaler-credentials")
         assert is_secret(written.inputs["stdin"])
