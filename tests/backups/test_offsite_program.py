@@ -9,7 +9,6 @@ from typing import Any
 import pulumi
 import pytest
 
-import program
 from backups.config import from_controller, offsite_from_env, parse_env_file, retention_from_env
 from components.host_secrets import derive_secret
 from components.offsite_storage import (
@@ -20,26 +19,20 @@ from components.offsite_storage import (
     bucket_name,
 )
 from provisioning.settings import ControllerSettings
-from stack_config import ConfigError, StackConfig, parse_stack_config
+from stack_config import ConfigError
 from tests.program.conftest import fresh_pulumi_runtime  # noqa: F401  (autouse, as there)
-from tests.program.harness import BASE_VALUES, RECORDER, SEED, Declared, is_secret, reveal
+from tests.program.harness import (
+    SEED,
+    Declared,
+    config,
+    declare,
+    is_secret,
+    reveal,
+)
 
 STORAGE = "vultr:index/objectStorage:ObjectStorage"
 OFFSITE = {"backupOffsiteRegion": "fra", "backupOffsiteClusterId": "7",
            "backupOffsiteTierId": "3", "backupKeepDaily": "5"}
-
-
-def config(**overrides: str) -> StackConfig:
-    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
-
-
-Exports = dict[str, pulumi.Output[Any]]
-
-
-def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
-    RECORDER.reset()
-    exports = program.build(cfg)
-    return exports, RECORDER.settled(exports)
 
 
 @pulumi.runtime.test

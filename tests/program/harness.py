@@ -14,6 +14,8 @@ from typing import Any
 
 import pulumi
 
+from stack_config import StackConfig, parse_stack_config
+
 SEED = "test-seed-" + "s" * 40
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVtbmFydGVzdGtleWZvcnVuaXR0ZXN0cw test@gemnar"
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-private-key-material\n-----END"
@@ -151,3 +153,28 @@ MOCKS = RecordingMocks()
 pulumi.runtime.set_mocks(MOCKS, project="gemnar", stack="prod", preview=False)
 RECORDER = Recorder(MOCKS)
 pulumi.runtime.register_stack_transformation(RECORDER.transformation)
+
+
+# --- declaring the program under these mocks ------------------------------------------------
+
+INSTANCE = "vultr:index/instance:Instance"
+COMMAND = "command:remote:Command"
+Exports = dict[str, pulumi.Output[Any]]
+
+
+def config(**overrides: str) -> StackConfig:
+    """The operator's base values plus ``overrides``, parsed as the program parses them."""
+    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
+
+
+def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
+    """Run the program on ``cfg``; its exports and, once settled, every declared resource."""
+    import program  # after the mocks above are installed
+
+    RECORDER.reset()
+    exports = program.build(cfg)
+    return exports, RECORDER.settled(exports)
+
+
+def by_name(declared: list[Declared]) -> dict[str, Declared]:
+    return {d.name: d for d in declared}

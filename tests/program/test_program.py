@@ -13,36 +13,25 @@ import program
 from components.firewall import _slug
 from components.host_secrets import derive_secret
 from components.ssh_keys import key_fingerprint
-from stack_config import StackConfig, parse_stack_config
+from stack_config import parse_stack_config
 from tests.program.harness import (
     BASE_VALUES,
+    COMMAND,
     CONTROLLER_PRIVATE_IP,
+    INSTANCE,
     MOCKS,
     PRIVATE_KEY,
     RECORDER,
     RESERVED_IP,
     SSH_KEY,
     Declared,
+    by_name,
+    config,
+    declare,
     is_secret,
     reveal,
     worker_private_ip,
 )
-
-INSTANCE = "vultr:index/instance:Instance"
-COMMAND = "command:remote:Command"
-
-
-def config(**overrides: str) -> StackConfig:
-    return parse_stack_config({**BASE_VALUES, **overrides}, secret_keys={"secretSeed"})
-
-
-Exports = dict[str, pulumi.Output[Any]]
-
-
-def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
-    RECORDER.reset()
-    exports = program.build(cfg)
-    return exports, RECORDER.settled(exports)
 
 
 def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[tuple[str, str]]:
@@ -103,10 +92,6 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (typ, f"gemnar-worker-{i}{suffix}") for i in range(count) for typ, suffix in per_worker
     }
     return names
-
-
-def by_name(declared: list[Declared]) -> dict[str, Declared]:
-    return {d.name: d for d in declared}
 
 
 @pytest.mark.parametrize("count", [2, 10])

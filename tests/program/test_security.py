@@ -9,15 +9,14 @@ from typing import Any
 
 import pulumi
 
-import program
 from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secret
 from stack_config import StackConfig, parse_stack_config
 from tests.program.harness import (
     BASE_VALUES,
     PRIVATE_KEY,
-    RECORDER,
     SEED,
     Declared,
+    declare,
     is_secret,
     reveal,
 )
@@ -43,15 +42,6 @@ def secret_values() -> list[str]:
     return [SEED, PRIVATE_KEY, "mock-default-root-password"] + [
         derive_secret(SEED, p) for p in purposes
     ]
-
-
-Exports = dict[str, pulumi.Output[Any]]
-
-
-def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
-    RECORDER.reset()
-    exports = program.build(cfg)
-    return exports, RECORDER.settled(exports)
 
 
 def ports(port: str) -> range:

@@ -13,12 +13,16 @@ from typing import Any
 import pulumi
 
 from components.host_secrets import derive_secret
-from tests.program.harness import BASE_VALUES, RESERVED_IP, Declared, worker_private_ip
-from tests.program.test_program import COMMAND, config, declare
-
-
-def _by_name(declared: list[Declared]) -> dict[str, Declared]:
-    return {d.name: d for d in declared}
+from tests.program.harness import (
+    BASE_VALUES,
+    COMMAND,
+    RESERVED_IP,
+    Declared,
+    by_name,
+    config,
+    declare,
+    worker_private_ip,
+)
 
 
 @pulumi.runtime.test
@@ -63,7 +67,7 @@ def test_worker_commands_wait_for_a_steady_ssh_handshake() -> pulumi.Output[None
     _, declared = declare(config(workerCount="2"))
 
     def check(resources: list[Declared]) -> None:
-        named = _by_name(resources)
+        named = by_name(resources)
         for i in range(2):
             wait = named[f"gemnar-worker-{i}-ssh-wait"].plain
             # Runs on the controller, dialled directly: upstream retries that dial anew.
@@ -85,7 +89,7 @@ def test_worker_secrets_roll_one_worker_at_a_time() -> pulumi.Output[None]:
     _, declared = declare(config(workerCount="3"))
 
     def check(resources: list[Declared]) -> None:
-        named = _by_name(resources)
+        named = by_name(resources)
         for i in range(3):
             secrets = named[f"gemnar-worker-{i}-secrets"]
             deps: Any = secrets.opts.depends_on
