@@ -80,6 +80,7 @@ class DayRun:
             "worker_hours_saved_fraction": round(1 - self.worker_hours / fixed_hours, 4),
             "minutes_above_up_threshold": round(self.above_s / 60.0, 1),
             "longest_above_minutes": round(self.longest_above_s / 60.0, 1),
+            "scale_up_s": self.boot.up_s,
             "detection_plus_boot_minutes": round(self.detection_plus_boot_s / 60.0, 1),
             "peak_memory_pct": round(self.peak_memory_pct, 1),
             "scale_ups": ups,
@@ -165,13 +166,19 @@ def simulate(
     return run
 
 
-def scenarios(seed: ScalingConfig) -> list[tuple[str, ScalingConfig]]:
-    """The seed settings and alternatives to compare in one table."""
+def scenarios(
+    seed: ScalingConfig, boot: BootModel
+) -> list[tuple[str, ScalingConfig, BootModel]]:
+    """The seed settings and alternatives to compare in one table, plus the seed with a boot
+    twice as slow as assumed (how much the boot assumption matters)."""
+    slow = replace(boot, boot_s=2 * boot.boot_s, provision_s=2 * boot.provision_s)
     return [
-        ("seed (Pulumi.prod.yaml)", seed),
-        ("seed + trend", replace(seed, trend_enabled=True)),
-        ("seed, margin 20", replace(seed, scale_in_margin=20)),
-        ("seed, 2 periods + trend", replace(seed, evaluation_periods=2, trend_enabled=True)),
+        ("seed (Pulumi.prod.yaml)", seed, boot),
+        ("seed + trend", replace(seed, trend_enabled=True), boot),
+        ("seed, margin 20", replace(seed, scale_in_margin=20), boot),
+        ("seed, 2 periods + trend", replace(seed, evaluation_periods=2, trend_enabled=True), boot),
+        (f"seed, boot x2 ({slow.up_s:g} s)", seed, slow),
+        (f"seed + trend, boot x2 ({slow.up_s:g} s)", replace(seed, trend_enabled=True), slow),
     ]
 
 
@@ -180,8 +187,8 @@ def run_day(boot: BootModel = DEFAULT_BOOT, shape: DayShape = DEFAULT_SHAPE) -> 
     seed, initial = seed_config()
     peak = max(d for _, d in sampled(STEP_S, shape))
     fixed = fleet_for_peak(peak, seed.up_threshold, seed.min_workers)
-    runs = [simulate(name, cfg, initial, boot, lambda t: demand(t, shape))
-            for name, cfg in scenarios(seed)]
+    runs = [simulate(name, cfg, initial, model, lambda t: demand(t, shape))
+            for name, cfg, model in scenarios(seed, boot)]
     return {
         "assumptions": {
             "idle_memory_pct": IDLE_PCT,
@@ -219,6 +226,7 @@ def plot(runs: Sequence[DayRun], fixed: int, path: Path, title: str) -> None:
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_d, ax_m, ax_w) = plt.subplots(3, 1, sharex=True, figsize=(11, 9))
     base = runs[0]
@@ -238,6 +246,7 @@ def plot(runs: Sequence[DayRun], fixed: int, path: Path, title: str) -> None:
     ax_m.set_ylabel("memory per worker (%)")
     ax_m.legend(fontsize=7, loc="upper left")
     ax_w.axhline(fixed, color="grey", linestyle=":", label=f"fixed peak fleet ({fixed})")
+    ax_w.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_w.set_ylabel("billed workers\n(dots: decisions)")
     ax_w.set_xlabel("hour of day")
     ax_w.set_xticks(range(0, 25, 2))

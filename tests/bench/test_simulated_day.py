@@ -81,6 +81,15 @@ def test_the_day_bounds_hold(day: dict[str, Any]) -> None:
     assert table.count("\n") == 2 + len(data["results"])
 
 
+def test_acceptance_seed_day_saves_and_reacts_in_time(day: dict[str, Any]) -> None:
+    # Issue 19: >= 20 % fewer worker-hours than a fixed peak fleet, and no stretch above the up
+    # threshold longer than detection plus boot (with the assumed boot time).
+    seed = day["results"][0]
+    assert seed["scenario"].startswith("seed (")
+    assert seed["worker_hours_saved_fraction"] >= 0.20
+    assert seed["longest_above_minutes"] <= seed["detection_plus_boot_minutes"]
+
+
 def test_trend_changes_the_answer_on_the_day(day: dict[str, Any]) -> None:
     # A comparison that could not fail would be no comparison.
     plain, trend = day["_runs"][:2]
