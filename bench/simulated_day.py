@@ -109,7 +109,7 @@ def simulate(
     """Replay one day of ``load`` through the policy with ``config``; see the module docstring."""
     run = DayRun(name, config, boot)
     state = ScalerState()
-    # (name, first_seen or None until a tick lists it, serving_from)
+    # (name, first_seen): None until a tick lists the worker, as the runner's first_seen.
     serial = initial
     workers: list[tuple[str, float | None]] = [(f"w{i}", -1e9) for i in range(initial)]
     booting = 0  # billed, not yet serving
