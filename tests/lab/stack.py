@@ -28,7 +28,7 @@ from lab.netns import LabNetwork
 PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
 # Bounds one engine run: a hung SSH session must not eat the CI budget. On timeout the whole
 # process group (engine, CLI, provider) is killed; teardown still removes every machine.
-ENGINE_TIMEOUT_S = 480
+ENGINE_TIMEOUT_S = 360
 
 
 @dataclass
