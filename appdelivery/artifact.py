@@ -103,7 +103,20 @@ def build(source: AppSource, cache: Path | None = None) -> Path:
     with os.fdopen(fd, "wb") as handle:
         handle.write(buffer.getvalue())
     os.replace(temporary, target)
+    prune(cache, "gemnar-app-")
     return target
+
+
+# Bundles kept per kind in the deployer's cache: every project change makes a new one.
+KEEP_PER_KIND = 3
+
+
+def prune(cache: Path, prefix: str, keep: int = KEEP_PER_KIND) -> None:
+    """Drop all but the ``keep`` newest ``<prefix>*.tar.gz`` in ``cache``."""
+    bundles = sorted(cache.glob(f"{prefix}*.tar.gz"), key=lambda p: p.stat().st_mtime,
+                     reverse=True)
+    for old in bundles[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def sha256_of(path: Path) -> str:

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from appdelivery.artifact import _add, cache_root, wheelhouse
+from appdelivery.artifact import _add, cache_root, prune, wheelhouse
 
 # Sections of requirements.txt the controller needs (not the test tools).
 RUNTIME_SECTIONS_END = "# Tests and checks"
@@ -102,4 +102,5 @@ def build_bundle(source: OpsSource, cache: Path | None = None) -> Path:
     with os.fdopen(fd, "wb") as handle:
         handle.write(buffer.getvalue())
     os.replace(temporary, target)
+    prune(cache, "gemnar-ops-")
     return target

@@ -156,3 +156,17 @@ def test_artifact_installs_with_no_index_and_serves_health(installed: WorkerSett
                     stop_pid(pid)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "ok"
+
+
+def test_the_cache_keeps_only_the_newest_bundles(tmp_path: Path) -> None:
+    from appdelivery.artifact import KEEP_PER_KIND, prune
+
+    for index in range(KEEP_PER_KIND + 2):
+        bundle = tmp_path / f"gemnar-app-{index:04d}.tar.gz"
+        bundle.write_bytes(b"x")
+        os.utime(bundle, (1000 + index, 1000 + index))
+    (tmp_path / "gemnar-ops-0000.tar.gz").write_bytes(b"x")
+    prune(tmp_path, "gemnar-app-")
+    left = sorted(p.name for p in tmp_path.glob("*.tar.gz"))
+    assert left == ["gemnar-app-0002.tar.gz", "gemnar-app-0003.tar.gz",
+                    "gemnar-app-0004.tar.gz", "gemnar-ops-0000.tar.gz"]
