@@ -79,6 +79,17 @@ class LocalStack:
         # The local controller's certificate is self-signed, as a new prod one is until issued.
         return httpx.Client(base_url=self.site, verify=False, timeout=10, **kwargs)  # type: ignore[arg-type]
 
+    def sign_in(self, client: httpx.Client, user: tuple[str, str]) -> None:
+        """Log ``client`` in through the site's login form (CSRF cookie, token and Referer)."""
+        client.get("/accounts/login/")
+        response = client.post(
+            "/accounts/login/",
+            data={"username": user[0], "password": user[1],
+                  "csrfmiddlewaretoken": client.cookies["csrftoken"]},
+            headers={"Origin": self.site, "Referer": f"{self.site}/accounts/login/"},
+        )
+        assert response.status_code == 302, response.text[:300]
+
     def up(self, worker_count: int | None = None, replace: list[str] | None = None
            ) -> auto.UpResult:
         if worker_count is not None:

@@ -133,14 +133,7 @@ class Load:
 
 def logged_in_cookies(stack: LocalStack, user: tuple[str, str]) -> dict[str, str]:
     with stack.client(headers={"Origin": stack.site}) as client:
-        client.get("/accounts/login/")
-        response = client.post(
-            "/accounts/login/",
-            data={"username": user[0], "password": user[1],
-                  "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-            headers={"Referer": f"{stack.site}/accounts/login/"},
-        )
-        assert response.status_code == 302, response.text[:300]
+        stack.sign_in(client, user)
         return dict(client.cookies)
 
 

@@ -45,19 +45,9 @@ def test_login_session_survives_the_other_worker(
     two_workers: LocalStack, site_user: tuple[str, str]
 ) -> None:
     local_stack = two_workers
-    username, password = site_user
+    username = site_user[0]
     with local_stack.client(headers={"Origin": local_stack.site}) as client:
-        client.get("/accounts/login/")
-        response = client.post(
-            "/accounts/login/",
-            data={
-                "username": username,
-                "password": password,
-                "csrfmiddlewaretoken": client.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{local_stack.site}/accounts/login/"},
-        )
-        assert response.status_code == 302, response.text[:300]
+        local_stack.sign_in(client, site_user)
         seen = {}
         for _ in range(12):
             me = client.get("/whoami/").json()
@@ -89,17 +79,8 @@ def test_uploaded_media_is_served_by_nginx(
     two_workers: LocalStack, site_user: tuple[str, str]
 ) -> None:
     local_stack = two_workers
-    username, password = site_user
     with local_stack.client(headers={"Origin": local_stack.site}) as client:
-        # Uploads are for signed-in users only.
-        client.get("/accounts/login/")
-        signed_in = client.post(
-            "/accounts/login/",
-            data={"username": username, "password": password,
-                  "csrfmiddlewaretoken": client.cookies["csrftoken"]},
-            headers={"Referer": f"{local_stack.site}/accounts/login/"},
-        )
-        assert signed_in.status_code == 302, signed_in.text[:300]
+        local_stack.sign_in(client, site_user)  # uploads are for signed-in users only
         client.get("/upload/")
         payload = b"gemnar e2e media " + str(time.time()).encode()
         response = client.post(
