@@ -10,9 +10,14 @@ and reaches nodes over SSH, workers through the controller, on every platform.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
-from collections.abc import Callable
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
@@ -49,9 +54,17 @@ from components.user_data import (
 )
 from components.vultr_nodes import provision_vultr
 from components.worker_readiness import DRAIN, READY, WorkerReadiness, WorkerReadinessArgs
+from components.worker_scope import (
+    MEMBERSHIP_NAME,
+    app_resource,
+    readiness_resource,
+    secrets_resource,
+    ssh_gate_resource,
+)
 from provisioning.settings import ControllerPaths, WorkerPaths, WorkerPorts
 from provisioning.toolchain import PULUMI_CLI_VERSION
 from stack_config import StackConfig, load_stack_config
+from worker_count import GENERATION_KEY, GENERATION_OUTPUT, last_applied, resolve
 
 NODE_EXPORTER_PORT = WorkerPorts().node_exporter
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -157,10 +170,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     gates: list[pulumi.Resource] = []
     previous_secrets: list[pulumi.Resource] = []
     previous_delivery: list[pulumi.Resource] = []
-    for worker, worker_key in zip(nodes.workers, access.worker_keys, strict=True):
+    for index, (worker, worker_key) in enumerate(
+        zip(nodes.workers, access.worker_keys, strict=True)
+    ):
         # Proves controller -> worker SSH before any command is tunnelled to the worker.
         ssh_gate = SshGate(
-            f"gemnar-{worker.name}-ssh",
+            ssh_gate_resource(index),
             SshGateArgs(
                 controller=controller.connection,
                 node_identity=worker.identity,
@@ -183,7 +198,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         delivered: list[pulumi.Resource] = []
         if deliver:
             delivery = AppDelivery(
-                f"gemnar-{worker.name}-app",
+                app_resource(index),
                 AppDeliveryArgs(
                     source_hash=source_hash,
                     target_host=worker.connection.host,
@@ -206,7 +221,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             )
             delivered = previous_delivery = [delivery]
         worker_secrets = HostSecrets(
-            f"gemnar-{worker.name}-secrets",
+            secrets_resource(index),
             HostSecretsArgs(
                 connection=worker.connection,
                 node_identity=worker.identity,
@@ -227,7 +242,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         previous_secrets = [worker_secrets]
         gates.append(
             WorkerReadiness(
-                f"gemnar-{worker.name}-ready",
+                readiness_resource(index),
                 WorkerReadinessArgs(
                     connection=worker.connection,
                     node_identity=worker.identity,
@@ -240,7 +255,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             )
         )
     membership = Membership(
-        "gemnar-membership",
+        MEMBERSHIP_NAME,
         MembershipArgs(
             connection=controller.connection,
             controller_identity=controller.identity,
@@ -261,6 +276,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         "workerNames": pulumi.Output.from_input([worker.name for worker in nodes.workers]),
         "workerPrivateIps": pulumi.Output.all(*[w.private_address for w in nodes.workers]),
         "workerCount": pulumi.Output.from_input(len(nodes.workers)),
+        GENERATION_OUTPUT: pulumi.Output.from_input(cfg.get(GENERATION_KEY)),
         "loadBalancerMembers": membership.members,
         "backupBucket": pulumi.Output.secret(backups.bucket),
         # What the scaler reads: each worker's node-exporter endpoint on its private address.
@@ -281,9 +297,49 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     }
 
 
-def main() -> None:
+LastOutputs = Callable[[], Mapping[str, Any]]
+
+
+def read_last_outputs_cli() -> Mapping[str, Any]:
+    """The stack's last outputs through the ``pulumi`` running this program (plain ``up``).
+
+    A failure is an error, not "no outputs": guessing would let a stale checkout revert the
+    worker count.
+    """
+    cli = shutil.which("pulumi")
+    if cli is None:
+        raise RuntimeError("cannot read the stack's last outputs: no `pulumi` on PATH")
+    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    done = subprocess.run(
+        [cli, "stack", "output", "--json", "--stack", name],
+        capture_output=True, text=True, env=os.environ, timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot read the stack's last outputs: {done.stderr.strip()}")
+    outputs = json.loads(done.stdout or "{}")
+    if not isinstance(outputs, dict):
+        raise RuntimeError(f"unexpected `pulumi stack output` answer: {done.stdout[:200]}")
+    return outputs
+
+
+def with_worker_count(cfg: StackConfig, last_outputs: Mapping[str, Any]) -> StackConfig:
+    """``cfg`` with the count the stack must have (see worker_count.py), logged with why."""
+    applied = resolve(
+        cfg.worker_count,
+        cfg.get(GENERATION_KEY),
+        last_applied(last_outputs),
+        cfg.scaling.min_workers,
+        cfg.scaling.max_workers,
+    )
+    pulumi.log.info(f"worker count {applied.count}: {applied.reason}")
+    values = {**cfg.values, "workerCount": applied.count, GENERATION_KEY: applied.generation}
+    return dataclasses.replace(cfg, worker_count=applied.count, values=values)
+
+
+def main(last_outputs: LastOutputs = read_last_outputs_cli) -> None:
     """Validate the stack config before any resource exists, then declare and export."""
     cfg = load_stack_config()
     check_agent_socket(os.environ)
+    cfg = with_worker_count(cfg, last_outputs())
     for key, value in build(cfg).items():
         pulumi.export(key, value)

@@ -203,9 +203,13 @@ SCHEMA: tuple[Key, ...] = (
     Key("appPort", "integer", "Port the app listens on, on each worker's private address.",
         default=8000, low=PORT_LOW, high=PORT_HIGH),
     Key("workerCount", "integer",
-        "Number of workers, within [minWorkers, maxWorkers]; the scaler sets it (see "
-        "docs/scaler.md for who owns it).",
+        "Requested number of workers, within [minWorkers, maxWorkers]. Applied only with a newer "
+        "workerCountGeneration; otherwise the stack keeps its own count (docs/scaler.md).",
         default=2, low=0, high=1000),
+    Key("workerCountGeneration", "integer",
+        "Generation of the workerCount request: it counts only when newer than the one the "
+        "stack last applied (`python -m scaler set-count N` sets both; docs/scaler.md).",
+        default=0, low=0),
     Key("minWorkers", "integer", "Fewest workers the scaler keeps (>= 1).",
         default=2, low=1, high=1000),
     Key("maxWorkers", "integer", "Most workers the scaler creates (>= minWorkers).",

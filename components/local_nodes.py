@@ -21,6 +21,7 @@ from pulumi_command import local, remote
 from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
 from components.user_data import health_checks
+from components.worker_scope import POOL_NAME, POOL_TYPE, node_resource, worker_name
 from engine.toolchain import PROJECT_ROOT
 from provisioning.settings import (
     ControllerPorts,
@@ -155,6 +156,15 @@ class LocalNode(pulumi.ComponentResource):
         self.register_outputs({"identity": self.identity, "address": self.address})
 
 
+class LocalWorkerPool(pulumi.ComponentResource):
+    """The parent of the local workers: the same type and name as the Vultr worker pool, so
+    the scaler's targeted update names the same resources on both platforms."""
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(POOL_TYPE, name, None, opts)
+        self.register_outputs({})
+
+
 def _connection(
     host: str, port: int, ssh: SshIdentity, proxy: remote.ProxyConnectionArgs | None = None
 ) -> remote.ConnectionArgs:
@@ -202,20 +212,26 @@ def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         host=controller_address, port=layout.ssh_port, user=ssh.user,
         private_key=ssh.private_key, dial_error_limit=20, per_dial_timeout=5,
     )
+    pool = LocalWorkerPool(POOL_NAME)
     workers = []
     for index in range(cfg.worker_count):
-        root = base / "nodes" / f"worker-{index}"
+        root = base / "nodes" / worker_name(index)
         settings = local_worker_settings(cfg, index, root, controller_settings)
         node = LocalNode(
-            f"gemnar-worker-{index}",
+            node_resource(index),
             LocalNodeArgs(
                 role="worker", root=str(root), address=settings.private_address,
                 ssh_port=layout.ssh_port, settings=dataclasses.asdict(settings),
                 authorized_keys=cfg.ssh_public_keys, secrets=worker_secrets,
                 deploy_lock=str(base / "deploy.lock"),
             ),
-            # Migrations need the controller's database.
-            opts=pulumi.ResourceOptions(depends_on=[controller_node]),
+            # Migrations need the controller's database. The alias keeps stacks made before
+            # the pool existed from replacing every worker.
+            opts=pulumi.ResourceOptions(
+                parent=pool,
+                depends_on=[controller_node],
+                aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)],
+            ),
         )
         workers.append(
             NodeHandle(

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.worker_scope import POOL_TYPE, node_resource, worker_name
 
-def worker_hostname(index: int) -> str:
-    return f"worker-{index}"
+worker_hostname = worker_name
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,11 @@ class WorkerPool(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: WorkerPoolArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("gemnar:infra:WorkerPool", name, None, opts)
+        super().__init__(POOL_TYPE, name, None, opts)
         self.names = [worker_hostname(i) for i in range(args.count)]
         self.instances = [
             vultr.Instance(
-                f"{name}-{i}",
+                node_resource(i),
                 region=args.region,
                 plan=args.plan,
                 os_id=args.os_id,

@@ -70,8 +70,9 @@ def open_stack(
     if local and work_dir != existing_work:
         # Keeps the salt and generated secrets out of the repository (see engine.local_stack).
         work_dir = prepare_work_dir(stack_name, paths.state_dir, work_dir)
+    opened: list[auto.Stack] = []
     if program is None:
-        from program import main as program  # the project's wiring, imported lazily
+        program = project_program(opened)
 
     env = pulumi_env(paths) | dict(extra_env or {})
     opts = auto.LocalWorkspaceOptions(
@@ -83,9 +84,21 @@ def open_stack(
     stack = auto.create_or_select_stack(
         stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=opts
     )
+    opened.append(stack)
     if local:
         ensure_generated_secrets(stack)
         stack_file = Path(work_dir) / f"Pulumi.{stack_name}.yaml"
         if stack_file.exists():
             stack_file.chmod(0o600)  # as prepare_work_dir left it, whatever Pulumi rewrote
     return stack
+
+
+def project_program(opened: list[auto.Stack]) -> Callable[[], None]:
+    """The project's program, reading the stack's last outputs through this workspace."""
+    from program import main  # the project's wiring, imported lazily
+
+    def run() -> None:
+        # The worker count's source of truth is the stack's own last outputs (worker_count.py).
+        main(last_outputs=lambda: {k: v.value for k, v in opened[0].outputs().items()})
+
+    return run

@@ -1,48 +1,58 @@
-"""Apply a worker count to the stack through the Automation API, and recover interrupted runs.
+"""Apply a worker count to the stack, and recover from a run that died mid-update.
 
-Interrupted runs: before touching the stack the actuator records an in-flight action in the
-persisted state and clears it when the update ends either way. Finding one on start means a
-run died mid-update; recovery refreshes the targeted resources (clearing pending creates the
-dead run left, so the next update is not refused) and re-runs ``up`` with the recorded target,
-which converges whatever half of the change was done. A stack still locked by the dead run
-is cancelled once the in-flight action is older than ``stale_lock_s``, or sooner — after
-``dead_owner_grace_s`` — when the run that recorded it is gone from this host: the scaler runs
-its program inline, so an update whose scaler process died cannot finish, and its lock is
-stale once the CLI notices. Any other lock may be an operator's update and is retried.
+Writing a count: the scaler asks for it the way an operator does (``worker_count.py``): it
+sets ``gemnar:workerCount`` and a ``gemnar:workerCountGeneration`` one above the one the stack
+last applied, then runs an ``up`` limited to the workers being added or removed and the
+membership (``scaler.targets``). The update runs in a process group of its own
+(``scaler.process_group``), recorded in the state before the update may start.
+
+Recovery never makes a second writer: a run that finds an in-flight record waits for the
+recorded group to finish (or, after ``orphan_wait_s``, interrupts it and then kills it), and
+only then touches the stack. It cancels a lock only when the lock's own ``pulumi`` process is
+gone from this host; any other lock is "retry next tick". It does not re-apply the old target:
+it refreshes away pending operations the dead run left (when it did not finish), clears the
+record, and the tick decides afresh from what the stack now has.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
+import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pulumi.automation import ConfigValue
-from pulumi.automation.errors import ConcurrentUpdateError
+from pulumi.automation._cmd import CommandResult
+from pulumi.automation.errors import CommandError, ConcurrentUpdateError
 
 # The one process check that also counts a zombie as dead (a killed run's unreaped pid).
 from localnode.supervise import alive
+from scaler import process_group
 from scaler.config import WORKER_COUNT_KEY
+from scaler.process_group import Group
 from scaler.state import InFlight, ScalerState
+from scaler.targets import scope_targets
+from stack_schema import NAMESPACE
+from worker_count import GENERATION_KEY, last_applied, next_generation
 
-POOL_TYPES = frozenset({"gemnar:infra:WorkerPool", "gemnar:infra:LoadBalancerMembership"})
+GENERATION_CONFIG_KEY = f"{NAMESPACE}:{GENERATION_KEY}"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StackLike(Protocol):
     """The part of ``pulumi.automation.Stack`` the scaler uses."""
 
+    name: str
+
     def set_config(self, key: str, value: ConfigValue) -> None: ...
 
     def get_all_config(self) -> Mapping[str, Any]: ...
-
-    def up(
-        self,
-        *,
-        target: list[str] | None = None,
-        target_dependents: bool | None = None,
-        message: str | None = None,
-    ) -> Any: ...
 
     def refresh(
         self,
@@ -63,7 +73,18 @@ class StackLike(Protocol):
 StackFactory = Callable[[str], StackLike]
 Persist = Callable[[ScalerState], None]
 Clock = Callable[[], float]
-Status = Literal["applied", "recovered", "locked", "failed"]
+Status = Literal["applied", "recovered", "locked", "failed", "waiting"]
+
+
+class Updater(Protocol):
+    """Runs one ``up``; calls ``started`` with its process group before it may begin.
+
+    Raises ``ConcurrentUpdateError`` when the stack is locked and ``CommandError`` on failure.
+    """
+
+    def __call__(
+        self, targets: list[str], message: str, record: Path, started: Callable[[Group], None]
+    ) -> None: ...
 
 
 def open_real_stack(stack_name: str) -> StackLike:
@@ -75,135 +96,157 @@ def open_real_stack(stack_name: str) -> StackLike:
 
 
 @dataclass(frozen=True)
+class GroupUpdater:
+    """The real updater: ``python -m scaler.apply`` in a session of its own."""
+
+    stack_name: str
+
+    def __call__(
+        self, targets: list[str], message: str, record: Path, started: Callable[[Group], None]
+    ) -> None:
+        argv = [sys.executable, "-m", "scaler.apply", "--stack", self.stack_name,
+                "--record", str(record)]
+        record.mkdir(parents=True, exist_ok=True)
+        log = record / "child.log"
+        proc, group = process_group.spawn(argv, os.environ, str(PROJECT_ROOT), log)
+        assert proc.stdin is not None
+        try:
+            started(group)  # persisted: from here a dead scaler's update can be found again
+        except BaseException:
+            proc.stdin.close()  # end of input: the child leaves without touching the stack
+            proc.wait()
+            raise
+        proc.stdin.write(json.dumps({"targets": targets, "message": message}) + "\n")
+        proc.stdin.close()
+        proc.wait()
+        result = CommandResult("", log.read_text(encoding="utf-8", errors="replace")[-4000:],
+                               proc.returncode)
+        if proc.returncode == 75:
+            raise ConcurrentUpdateError(result)
+        if proc.returncode != 0:
+            raise CommandError(result)
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: Status
     detail: str
     target: int
 
 
-def pool_targets(deployment: Any) -> list[str]:
-    """URNs of the worker pool and membership components and everything under them.
-
-    ``target_dependents`` then lets the engine reach children that do not exist yet (new
-    workers). An empty list means "found nothing": the caller runs a full ``up``.
-    """
-    resources = _resources(deployment)
-    roots = {r["urn"] for r in resources if r.get("type") in POOL_TYPES and "urn" in r}
-    chosen = set(roots)
-    changed = bool(roots)
-    while changed:
-        changed = False
-        for r in resources:
-            if r.get("parent") in chosen and r.get("urn") and r["urn"] not in chosen:
-                chosen.add(r["urn"])
-                changed = True
-    return sorted(chosen)
+_LOCK_OWNER = re.compile(r"created by \S+@(?P<host>\S+) \(pid (?P<pid>\d+)\)")
 
 
-def _resources(deployment: Any) -> list[Mapping[str, Any]]:
-    body = getattr(deployment, "deployment", deployment)
-    if not isinstance(body, Mapping):
-        return []
-    resources = body.get("resources") or []
-    return [r for r in resources if isinstance(r, Mapping)]
-
-
-def config_values(stack: StackLike) -> dict[str, Any]:
-    """Stack config as a flat ``{key: plain value}`` mapping, overlaid on same-named outputs."""
-    values: dict[str, Any] = {}
-    for key, output in stack.outputs().items():
-        values[key] = getattr(output, "value", output)
-    for key, config in stack.get_all_config().items():
-        values[key] = getattr(config, "value", config)
-    return values
+def dead_lock_owners(message: str, hostname: str, alive: Callable[[int], bool]) -> bool:
+    """True when the lock error names owners and every one is a gone process on this host."""
+    owners = [(m["host"], int(m["pid"])) for m in _LOCK_OWNER.finditer(message)]
+    return bool(owners) and all(host == hostname and not alive(pid) for host, pid in owners)
 
 
 class Actuator:
-    """Sets ``gemnar:workerCount`` and runs a targeted ``up``; records every step in the state."""
+    """Writes a count request and runs the targeted ``up``; records every step in the state."""
 
     def __init__(
         self,
         stack: StackLike,
         persist: Persist,
         clock: Clock,
+        updater: Updater,
         *,
+        records_dir: Path | None = None,
         backoff_base_s: float = 60.0,
         backoff_max_s: float = 1800.0,
-        stale_lock_s: float = 3600.0,
-        dead_owner_grace_s: float = 30.0,
+        orphan_wait_s: float = 900.0,
+        orphan_grace_s: float = 60.0,
         targeted: bool = True,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.stack = stack
         self.persist = persist
         self.clock = clock
+        self.updater = updater
+        self.records_dir = records_dir or Path(tempfile.gettempdir())
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
-        self.stale_lock_s = stale_lock_s
-        self.dead_owner_grace_s = dead_owner_grace_s
+        self.orphan_wait_s = orphan_wait_s
+        self.orphan_grace_s = orphan_grace_s
         self.targeted = targeted
         self.log = log or (lambda _line: None)
 
     def apply(self, state: ScalerState, target: int, previous: int) -> Outcome:
-        """Change the worker count from ``previous`` to ``target``."""
-        state.in_flight = InFlight(target, previous, self.clock(), os.getpid())
+        """Converge the stack from ``previous`` (its current count) to ``target`` workers."""
+        outputs = self.stack.outputs()
+        last = last_applied(outputs)
+        generation = next_generation(outputs)
+        record = self.records_dir / f"update-{int(self.clock() * 1000)}"
+        state.in_flight = InFlight(target, previous, self.clock(), os.getpid(),
+                                   generation=generation, record=str(record))
         self.persist(state)
+
+        def started(group: Group) -> None:
+            assert state.in_flight is not None
+            state.in_flight.pgid = group.pgid
+            state.in_flight.leader_start = group.leader_start
+            self.persist(state)
+
+        message = f"scaler: {previous} -> {target} workers (generation {generation})"
         try:
-            self._converge(target, f"scaler: {previous} -> {target} workers")
+            self.stack.set_config(WORKER_COUNT_KEY, ConfigValue(str(target)))
+            self.stack.set_config(GENERATION_CONFIG_KEY, ConfigValue(str(generation)))
+            self.updater(self._targets(previous, target), message, record, started)
         except ConcurrentUpdateError:
             state.in_flight = None
-            self._restore(previous)
+            self._withdraw(previous, last)
             self.persist(state)
             return Outcome("locked", "stack is locked by another update; retry next tick", target)
         except Exception as error:
-            return self._failed(state, error, target, previous)
+            return self._failed(state, error, target, previous, last)
         self._succeeded(state, target, previous)
         return Outcome("applied", f"{previous} -> {target} workers", target)
 
     def recover(self, state: ScalerState) -> Outcome:
-        """Finish the change a dead run left in flight."""
+        """Make sure the dead run's update is over, clean up after it, clear the record."""
         flight = state.in_flight
         assert flight is not None
+        notes = []
+        group = flight.group()
+        if group is not None and process_group.alive(group):
+            if process_group.wait_gone(group, self.orphan_wait_s):
+                notes.append(f"waited for the orphaned update (process group {group.pgid})")
+            else:
+                how = process_group.end(group, self.orphan_grace_s)
+                notes.append(f"orphaned update (process group {group.pgid}) still running "
+                             f"after {self.orphan_wait_s:g}s: {how}")
+        finished = _finished(flight.record)
         try:
-            self.stack.refresh(
-                target=self._targets() or None,
-                target_dependents=True if self.targeted else None,
-                clear_pending_creates=True,
-                message="scaler: refresh after an interrupted update",
-            )
-            self._converge(flight.target, f"scaler: resume {flight.previous} -> {flight.target}")
-        except ConcurrentUpdateError:
-            age = self.clock() - flight.started_at
-            owner_gone = flight.pid != os.getpid() and not alive(flight.pid)
-            stale = age >= self.stale_lock_s or (owner_gone and age >= self.dead_owner_grace_s)
-            if not stale:
-                return Outcome("locked", f"stack is locked ({age:.0f}s after the interrupted "
-                               "update started); retry next tick", flight.target)
-            try:
-                self.stack.cancel()
-                detail = "cancelled the stale update lock; retry next tick"
-            except Exception as error:
-                detail = f"stale lock, cancel failed: {error}; retry next tick"
-            return Outcome("locked", detail, flight.target)
+            if not finished:
+                self.stack.refresh(
+                    target=self._targets(flight.previous, flight.target) or None,
+                    target_dependents=True if self.targeted else None,
+                    clear_pending_creates=True,
+                    message="scaler: refresh after an interrupted update",
+                )
+                notes.append("refreshed (pending operations cleared)")
+            else:
+                notes.append("the orphaned update had finished")
+        except ConcurrentUpdateError as error:
+            if not dead_lock_owners(str(error), socket.gethostname(), alive):
+                return Outcome("locked", "stack is locked by a live update; retry next tick",
+                               flight.target)
+            self.stack.cancel()
+            return Outcome("locked", "cancelled a lock whose pulumi process is gone (none of "
+                           "ours runs); retry next tick", flight.target)
         except Exception as error:
-            return self._failed(state, error, flight.target, flight.previous)
-        self._succeeded(state, flight.target, flight.previous)
-        return Outcome("recovered", f"resumed {flight.previous} -> {flight.target} workers",
-                       flight.target)
+            return self._failed(state, error, flight.target, flight.previous, None)
+        state.in_flight = None
+        self.persist(state)
+        return Outcome("recovered", "; ".join(notes), flight.target)
 
-    def _converge(self, target: int, message: str) -> None:
-        self.stack.set_config(WORKER_COUNT_KEY, ConfigValue(str(target)))
-        urns = self._targets()
-        if urns:
-            self.stack.up(target=urns, target_dependents=True, message=message)
-        else:
-            self.stack.up(message=message)
-
-    def _targets(self) -> list[str]:
+    def _targets(self, previous: int, target: int) -> list[str]:
         if not self.targeted:
             return []
         try:
-            return pool_targets(self.stack.export_stack())
+            return scope_targets(self.stack.export_stack(), previous, target)
         except ConcurrentUpdateError:
             raise
         except Exception as error:
@@ -223,14 +266,19 @@ class Actuator:
         self.persist(state)
 
     def _failed(
-        self, state: ScalerState, error: BaseException, target: int, previous: int
+        self,
+        state: ScalerState,
+        error: BaseException,
+        target: int,
+        previous: int,
+        last: tuple[int, int] | None,
     ) -> Outcome:
         state.failures += 1
         delay = min(self.backoff_base_s * 2 ** (state.failures - 1), self.backoff_max_s)
         state.next_attempt_at = self.clock() + delay
         state.last_error = _summary(error)
         state.in_flight = None
-        self._restore(previous)
+        self._withdraw(previous, last)
         self.persist(state)
         return Outcome(
             "failed",
@@ -239,13 +287,25 @@ class Actuator:
             target,
         )
 
-    def _restore(self, previous: int) -> None:
-        # Leave the stack config saying what is deployed, so an operator's next `pulumi up`
-        # does not silently apply a change the scaler gave up on.
+    def _withdraw(self, previous: int, last: tuple[int, int] | None) -> None:
+        # Leave this working copy's request as what the stack has, so nothing else run from
+        # here applies a change the scaler gave up on.
         try:
             self.stack.set_config(WORKER_COUNT_KEY, ConfigValue(str(previous)))
+            if last is not None:
+                self.stack.set_config(GENERATION_CONFIG_KEY, ConfigValue(str(last[1])))
         except Exception as error:
-            self.log(f"could not restore {WORKER_COUNT_KEY}={previous}: {error}")
+            self.log(f"could not withdraw the count request: {error}")
+
+
+def _finished(record: str | None) -> bool:
+    if not record:
+        return False
+    try:
+        result = json.loads((Path(record) / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and result.get("status") == "done"
 
 
 def _summary(error: BaseException, limit: int = 500) -> str:

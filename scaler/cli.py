@@ -1,4 +1,4 @@
-"""Command line: ``python -m scaler once | run | status`` with ``--dry-run``."""
+"""Command line: ``python -m scaler once | run | status | set-count N`` with ``--dry-run``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from scaler.actuator import StackLike, open_real_stack
+from scaler.actuator import StackLike, Updater, open_real_stack
 from scaler.runner import Collector, Scaler, print_json
 from scaler.state import LockBusy, ScalerLock, StateStore
 from scaler.status import render_status
@@ -21,8 +21,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_state_dir(stack: str) -> Path:
-    # Honoured when set (systemd sets it for a unit with StateDirectory=; the shipped
-    # gemnar-scaler.service has none), else state sits beside the project's other state.
+    # The unit's StateDirectory= makes systemd set this (under /var/lib); elsewhere keep state
+    # beside the project's other state, never inside a deployed checkout's tree.
     base = os.environ.get("STATE_DIRECTORY")
     return Path(base) / stack if base else PROJECT_ROOT / ".state" / "scaler" / stack
 
@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[common], help="evaluate every scaleInterval")
     run.add_argument("--once", action="store_true", help="stop after the first tick")
     commands.add_parser("status", parents=[common], help="print workers, window, next action")
+    set_count = commands.add_parser(
+        "set-count", parents=[common],
+        help="request a worker count as a deliberate change (a new generation); then run up")
+    set_count.add_argument("count", type=int)
     return parser
 
 
@@ -54,14 +58,17 @@ def main(
     stack_factory: Callable[[str], StackLike] = open_real_stack,
     clock: Callable[[], float] = time.time,
     collector: Collector | None = None,
+    updater: Updater | None = None,
 ) -> int:
     args = build_parser().parse_args(argv)
     store = StateStore(args.state_dir or default_state_dir(args.stack))
     scaler = Scaler(args.stack, stack_factory, store, clock, dry_run=args.dry_run,
                     scrape_timeout_s=args.timeout, targeted=not args.full_up,
-                    collector=collector)
+                    collector=collector, updater=updater)
     if args.command == "status":
         return _status(scaler, args.stack, clock)
+    if args.command == "set-count":
+        return _set_count(scaler.stack, args.count)
     once = args.command == "once" or args.once
     if args.dry_run:
         # A dry run writes nothing, so it needs no lock and may run beside the real scaler.
@@ -99,6 +106,22 @@ def _loop(scaler: Scaler, once: bool) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _set_count(stack: StackLike, count: int) -> int:
+    """Write the request an operator's change is: the count and the next generation."""
+    from pulumi.automation import ConfigValue
+
+    from scaler.actuator import GENERATION_CONFIG_KEY
+    from scaler.config import WORKER_COUNT_KEY
+    from worker_count import next_generation
+
+    generation = next_generation(stack.outputs())
+    stack.set_config(WORKER_COUNT_KEY, ConfigValue(str(count)))
+    stack.set_config(GENERATION_CONFIG_KEY, ConfigValue(str(generation)))
+    print_json({"action": "set-count", "stack": stack.name, "count": count,
+                "generation": generation, "next": "run `up` to apply it"})
+    return 0
 
 
 def _status(scaler: Scaler, stack_name: str, clock: Callable[[], float]) -> int:

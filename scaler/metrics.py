@@ -55,42 +55,84 @@ def memory_utilisation(text: str) -> float:
     return 100.0 * (1.0 - available / total)
 
 
+CONTROLLER_CHECKS = ("database", "redis")
+MEMORY_CHECKS = frozenset({"memory"})
+
+
 async def _scrape(
     client: httpx.AsyncClient,
     worker: WorkerEndpoint,
     timeout: float,
     clock: Callable[[], float],
 ) -> Sample:
+    phase = ["exporter"]  # what a timeout of the whole read is blamed on
+
     async def read() -> float:
-        async with client.stream("GET", worker.metrics_url) as response:
-            response.raise_for_status()
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise MetricsError(f"response larger than {MAX_BODY_BYTES} bytes")
+        try:
+            async with client.stream("GET", worker.metrics_url) as response:
+                response.raise_for_status()
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise MetricsError(f"response larger than {MAX_BODY_BYTES} bytes")
+        except (httpx.HTTPError, OSError) as error:
+            raise _NoAnswer("exporter", _describe(error)) from None
+        memory = memory_utilisation(body.decode("utf-8", errors="replace"))
         if worker.health_url is not None:
-            health = await client.get(worker.health_url)
-            if health.status_code != 200:
-                raise _Unhealthy(f"health check returned {health.status_code}")
-        return memory_utilisation(body.decode("utf-8", errors="replace"))
+            phase[0] = "app health"
+            await _probe_health(client, worker.health_url)
+        return memory
+
+    def missing(what: str, detail: str, healthy: bool) -> Sample:
+        return Sample(worker.name, clock(), worker.created_at, None, healthy, detail, what)
 
     try:
         # httpx's timeouts are per operation; the outer bound also stops a slow trickle.
         memory = await asyncio.wait_for(read(), timeout=timeout * 2)
-    except _Unhealthy as error:
-        return Sample(worker.name, clock(), worker.created_at, None, False, str(error))
+    except _NoAnswer as error:
+        return missing(error.what, error.detail, False)
     except MetricsError as error:
         # The exporter answered, so the host is up; the reading alone is missing.
-        return Sample(worker.name, clock(), worker.created_at, None, True, str(error))
-    except (httpx.HTTPError, TimeoutError, OSError) as error:
-        detail = f"{type(error).__name__}: {error}".rstrip(": ")
-        return Sample(worker.name, clock(), worker.created_at, None, False, detail)
+        return missing("exporter", str(error), True)
+    except TimeoutError:
+        return missing(phase[0], f"no answer within {timeout * 2:g}s", False)
     return Sample(worker.name, clock(), worker.created_at, memory, True, None)
 
 
-class _Unhealthy(Exception):
-    pass
+async def _probe_health(client: httpx.AsyncClient, url: str) -> None:
+    """The app's ``/health/``: a failure names the controller's services when they failed."""
+    try:
+        health = await client.get(url)
+    except (httpx.HTTPError, OSError) as error:
+        raise _NoAnswer("app health", _describe(error)) from None
+    if health.status_code == 200:
+        return
+    failed: list[str] = []
+    try:
+        body = health.json()
+        failed = [str(name) for name in body.get("failed", [])] if isinstance(body, dict) else []
+    except ValueError:
+        pass
+    if failed and set(failed) <= MEMORY_CHECKS:
+        # Failing only for memory is the pressure the scaler exists for: keep the reading.
+        return
+    services = [name for name in failed if name in CONTROLLER_CHECKS]
+    if services:
+        raise _NoAnswer(f"controller services ({', '.join(services)})",
+                        f"health check returned {health.status_code}: {', '.join(failed)}")
+    raise _NoAnswer("app health", f"health check returned {health.status_code}")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
+class _NoAnswer(Exception):
+    def __init__(self, what: str, detail: str) -> None:
+        super().__init__(detail)
+        self.what = what
+        self.detail = detail
 
 
 async def collect(
@@ -103,7 +145,8 @@ async def collect(
     """One sample per worker, in the order given; a failed scrape is a sample with an error."""
     if not workers:
         return []
-    limits = httpx.Limits(max_connections=max(1, len(workers)))
+    # Two per worker: the exporter and the app's health are scraped in one go.
+    limits = httpx.Limits(max_connections=max(1, 2 * len(workers)))
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(timeout),
         limits=limits,
@@ -121,8 +164,8 @@ def endpoints_from_outputs(
 ) -> list[WorkerEndpoint]:
     """Endpoints from the stack's ``workers`` output; unknown workers are first seen ``now``.
 
-    An entry may carry ``createdAt`` (epoch seconds) and ``healthUrl``; otherwise the scaler's
-    own first-seen record (keyed by name and address) stands in for the creation time.
+    The scaler's own first-seen record (keyed by name and address) stands in for the creation
+    time; an entry may carry ``healthUrl`` (the app's health endpoint, probed too).
     """
     if not isinstance(workers, list):
         raise MetricsError(f"stack output `workers` should be a list, got {type(workers).__name__}")
@@ -130,9 +173,7 @@ def endpoints_from_outputs(
     for entry in workers:
         if not isinstance(entry, Mapping) or "name" not in entry or "metricsUrl" not in entry:
             raise MetricsError(f"stack output `workers` has a malformed entry: {entry!r}")
-        created = entry.get("createdAt")
-        if not isinstance(created, int | float) or isinstance(created, bool):
-            created = first_seen.get(identity(entry), now)
+        created = first_seen.get(identity(entry), now)
         endpoints.append(
             WorkerEndpoint(
                 name=str(entry["name"]),

@@ -12,6 +12,8 @@ class Sample:
 
     ``memory_pct`` is 100 * (1 - MemAvailable / MemTotal), or ``None`` when it could not be read.
     ``healthy`` is False when the scrape (or the optional health probe) failed.
+    ``unanswered`` says what did not answer when there is no reading: ``exporter``,
+    ``app health`` or ``controller services (database, redis)``.
     """
 
     worker: str
@@ -20,6 +22,7 @@ class Sample:
     memory_pct: float | None
     healthy: bool = True
     error: str | None = None
+    unanswered: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -33,11 +36,18 @@ class Sample:
 
 @dataclass(frozen=True)
 class FleetPoint:
-    """The fleet's mean memory at one evaluation; ``memory_pct`` is None for an incomplete tick."""
+    """The fleet's mean memory at one evaluation.
+
+    A warmed-up worker without a current reading counts as full (100 %), as Kubernetes' HPA
+    assumes when scaling up; ``complete`` is False then, and such a point never supports a
+    scale-in. ``memory_pct`` is None when no mean can be formed at all (no warmed-up worker,
+    or the listed workers are not the configured count).
+    """
 
     at: float
     memory_pct: float | None
     workers: int
+    complete: bool = True
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Nothing here reads a clock, the network or Pulumi; the same inputs always give the same
 decision. Rules are checked in a fixed order and the first one that decides wins; see
 docs/scaler.md for the table.
+
+Missing readings are handled pessimistically, in the safe direction, as Kubernetes' HPA does:
+a warmed-up worker without a current reading counts as full when deciding to scale up and
+blocks any scale-in. Only when most workers give no reading does the scaler hold, because then
+the cause is not capacity; the reason names what did not answer.
 """
 
 from __future__ import annotations
@@ -49,19 +54,11 @@ def decide(
     if not mature:
         return hold("warming_up", f"all {warming} workers are still warming up")
 
-    unhealthy = [s for s in mature if not s.healthy]
-    if len(unhealthy) > config.unhealthy_fraction * len(mature):
-        names = ", ".join(s.worker for s in unhealthy)
-        return hold("most_unhealthy",
-                    f"{len(unhealthy)}/{len(mature)} workers unhealthy ({names}); more workers "
-                    "will not help: check the controller, PgBouncer/PostgreSQL and Redis")
-    missing = [s.worker for s in mature if not s.ok]
-    if missing:
-        return hold("partial_data", f"no memory reading from {', '.join(missing)}")
-    stale = [s.worker for s in mature if now - s.taken_at > config.stale_after_s]
-    if stale:
-        return hold("stale_data", f"samples older than {config.stale_after_s:g}s from "
-                    f"{', '.join(stale)}")
+    missing = [s for s in mature if not _current(s, config, now)]
+    if len(missing) > config.unhealthy_fraction * len(mature):
+        return hold("most_unreachable", _unanswered(missing, len(mature), config, now))
+    counted_full = (f"; no reading from {_names(missing)} (counted as full)" if missing
+                    else "")
 
     assert point.memory_pct is not None
     memory = point.memory_pct
@@ -71,9 +68,16 @@ def decide(
     full = len(window) == config.evaluation_periods
     if full and all(_above(p, config) for p in window):
         why = (f"memory above {config.up_threshold:g}% for {config.evaluation_periods} "
-               f"periods (now {memory:.1f}%)")
+               f"periods (now {memory:.1f}%){counted_full}")
         return _scale_up(memory, current_count, since_change, config, point, "scale_up", why)
+    readable = [s.memory_pct for s in mature if s not in missing and s.memory_pct is not None]
+    if missing and readable and math.fsum(readable) / len(readable) < config.down_threshold:
+        return hold("scale_in_blocked", f"no reading from {_names(missing)}: a scale-in "
+                    "needs every worker's reading")
     if full and all(_below(p, config) for p in window):
+        if not all(p.complete for p in window):
+            return hold("scale_in_blocked", "a period in the window lacked a worker's reading: "
+                        "a scale-in needs every worker's reading")
         return _scale_in(memory, current_count, warming, since_change, config, point)
     if config.trend_enabled:
         why_trend = _trend(history, point, config)
@@ -84,9 +88,36 @@ def decide(
     if memory > config.up_threshold or memory < config.down_threshold:
         return hold("window_filling",
                     f"memory {memory:.1f}% outside the band for {len(window)} of "
-                    f"{config.evaluation_periods} consecutive periods")
+                    f"{config.evaluation_periods} consecutive periods{counted_full}")
     return hold("steady", f"memory {memory:.1f}% is between {config.down_threshold:g}% and "
-                f"{config.up_threshold:g}%")
+                f"{config.up_threshold:g}%{counted_full}")
+
+
+def _current(sample: Sample, config: ScalingConfig, now: float) -> bool:
+    """Whether ``sample`` is a usable reading: present, plausible and not stale."""
+    return sample.ok and now - sample.taken_at <= config.stale_after_s
+
+
+def _names(samples: Sequence[Sample]) -> str:
+    return ", ".join(s.worker for s in samples)
+
+
+def _unanswered(
+    missing: Sequence[Sample], mature: int, config: ScalingConfig, now: float
+) -> str:
+    """Why most workers gave no reading, grouped by what did not answer."""
+    groups: dict[str, list[str]] = {}
+    for s in missing:
+        if s.unanswered:
+            what = f"{s.unanswered} did not answer"
+        elif s.memory_pct is not None and now - s.taken_at > config.stale_after_s:
+            what = f"the reading is older than {config.stale_after_s:g}s"
+        else:
+            what = "the exporter gave no memory reading"
+        groups.setdefault(what, []).append(s.worker)
+    parts = "; ".join(f"{what} on {', '.join(names)}" for what, names in groups.items())
+    return (f"{len(missing)}/{mature} workers gave no reading ({parts}); holding, since more "
+            "workers would not fix what does not answer")
 
 
 def _above(p: FleetPoint, config: ScalingConfig) -> bool:
@@ -104,16 +135,16 @@ def _fleet_point(
     now: float,
     current_count: int,
 ) -> FleetPoint:
-    """This tick's mean memory over warmed-up workers, or None unless every reading is good."""
-    complete = (
-        bool(mature)
-        and len(samples) == current_count
-        and all(s.ok and now - s.taken_at <= config.stale_after_s for s in mature)
-    )
-    if not complete:
-        return FleetPoint(at=now, memory_pct=None, workers=len(samples))
-    mean = math.fsum(s.memory_pct for s in mature if s.memory_pct is not None) / len(mature)
-    return FleetPoint(at=now, memory_pct=mean, workers=len(samples))
+    """This tick's mean memory over warmed-up workers, a missing reading counted as full."""
+    if not mature or len(samples) != current_count:
+        return FleetPoint(at=now, memory_pct=None, workers=len(samples), complete=False)
+    levels = [
+        s.memory_pct if _current(s, config, now) and s.memory_pct is not None else 100.0
+        for s in mature
+    ]
+    complete = all(_current(s, config, now) for s in mature)
+    return FleetPoint(at=now, memory_pct=math.fsum(levels) / len(levels),
+                      workers=len(samples), complete=complete)
 
 
 def _window(

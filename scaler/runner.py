@@ -8,12 +8,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scaler.actuator import Actuator, StackLike, config_values
+from scaler.actuator import Actuator, GroupUpdater, StackLike, Updater
 from scaler.config import ConfigError, StackSettings, load_settings
 from scaler.metrics import MetricsError, WorkerEndpoint, collect, endpoints_from_outputs, identity
 from scaler.model import Decision, Sample
 from scaler.policy import decide
-from scaler.state import ScalerState, StateStore
+from scaler.state import ScalerState, StateError, StateStore
+from scaler.targets import strays
+from worker_count import last_applied
 
 Collector = Callable[[Sequence[WorkerEndpoint], float], Coroutine[Any, Any, list[Sample]]]
 Emit = Callable[[dict[str, Any]], None]
@@ -33,6 +35,8 @@ class Observation:
     samples: list[Sample]
     decision: Decision
     state: ScalerState
+    # Workers the stack's state holds outside the count (a failed or interrupted update).
+    strays: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -55,6 +59,7 @@ class Scaler:
         scrape_timeout_s: float = 5.0,
         emit: Emit = print_json,
         targeted: bool = True,
+        updater: Updater | None = None,
     ) -> None:
         self.stack_name = stack_name
         self.stack_factory = stack_factory
@@ -65,6 +70,7 @@ class Scaler:
         self.scrape_timeout_s = scrape_timeout_s
         self.emit = emit
         self.targeted = targeted
+        self.updater: Updater = updater or GroupUpdater(stack_name)
         self._stack: StackLike | None = None
         self._memory_state: ScalerState | None = None
         self.interval_s = 60.0
@@ -91,30 +97,43 @@ class Scaler:
     def observe(self, state: ScalerState) -> Observation:
         """Read the stack and the workers and ask the policy; changes nothing outside ``state``."""
         now = self.clock()
-        values = config_values(self.stack)
-        settings = load_settings(values)
+        config = {k: getattr(v, "value", v) for k, v in self.stack.get_all_config().items()}
+        settings = load_settings(config)
         self.interval_s = settings.config.interval_s
-        workers_output = values.get("workers") or []
+        outputs = {k: getattr(v, "value", v) for k, v in self.stack.outputs().items()}
+        workers_output = outputs.get("workers") or []
         endpoints = endpoints_from_outputs(workers_output, state.first_seen, now)
         state.first_seen = {
             identity(w): state.first_seen.get(identity(w), now) for w in workers_output
         }
-        current = settings.worker_count if settings.worker_count is not None else len(endpoints)
+        # The stack's own last outputs are the count (worker_count.py); config is a request.
+        last = last_applied(outputs)
+        current = last[0] if last else settings.worker_count or len(endpoints)
+        outside = strays(self.stack.export_stack(), current) if self.targeted else []
         samples = asyncio.run(self.collector(endpoints, self.scrape_timeout_s))
         decision = decide(samples, state.history(), settings.config, self.clock(), current)
-        return Observation(settings, current, endpoints, samples, decision, state)
+        return Observation(settings, current, endpoints, samples, decision, state, outside)
 
     def tick(self) -> dict[str, Any]:
-        """One evaluation; returns (and emits) its log record."""
-        state = self.load_state()
+        """One evaluation; returns (and emits) its log record, exactly one per tick."""
         record: dict[str, Any] = {
             "ts": self.clock(),
             "stack": self.stack_name,
             "dry_run": self.dry_run,
         }
         try:
+            state = self.load_state()
+        except StateError as error:
+            record.update(action="error", rule="state_error", reason=str(error))
+            return self._finish(record)
+        try:
             if state.in_flight is not None:
-                return self._finish(record, self._recover(state, record))
+                recovery = self._recover(state)
+                record["recovery"] = recovery
+                if recovery["action"] != "recovered":
+                    record.update(action=recovery["action"], rule="recover_in_flight",
+                                  reason=recovery["reason"])
+                    return self._finish(record)
             try:
                 seen = self.observe(state)
             except (ConfigError, MetricsError) as error:
@@ -122,27 +141,32 @@ class Scaler:
                 return self._finish(record)
             record.update(_describe(seen))
             state.add_point(seen.decision.point)
+            target = seen.decision.target
+            if not seen.decision.change and seen.strays:
+                names = ", ".join(f"worker-{i}" for i in seen.strays)
+                record.update(rule="converge", reason=f"{names} exist(s) in the stack's state "
+                              f"outside the count {seen.current}: removing")
             action = "none"
-            if seen.decision.change:
-                action = self._act(state, seen, record)
+            if seen.decision.change or seen.strays:
+                action = self._act(state, seen, target, record)
             record["action"] = action
             self.persist(state)
         except Exception as error:
             record.update(action="error", reason=f"{type(error).__name__}: {error}")
         return self._finish(record)
 
-    def _recover(self, state: ScalerState, record: dict[str, Any]) -> dict[str, Any]:
+    def _recover(self, state: ScalerState) -> dict[str, Any]:
         assert state.in_flight is not None
-        record.update(rule="recover_in_flight", in_flight=asdict(state.in_flight))
+        found = asdict(state.in_flight)
         if self.dry_run:
-            record.update(action="dry_run", reason="an interrupted update would be resumed")
-            return record
+            return {"action": "dry_run", "in_flight": found,
+                    "reason": "an interrupted update would be recovered"}
         outcome = self._actuator(None).recover(state)
-        record.update(action=outcome.status, reason=outcome.detail,
-                      decision={"target": outcome.target})
-        return record
+        return {"action": outcome.status, "in_flight": found, "reason": outcome.detail}
 
-    def _act(self, state: ScalerState, seen: Observation, record: dict[str, Any]) -> str:
+    def _act(
+        self, state: ScalerState, seen: Observation, target: int, record: dict[str, Any]
+    ) -> str:
         now = self.clock()
         if self.dry_run:
             return "dry_run"
@@ -152,18 +176,20 @@ class Scaler:
                 f"{state.next_attempt_at - now:.0f}s left: {state.last_error}"
             )
             return "backoff"
-        outcome = self._actuator(seen).apply(state, seen.decision.target, seen.current)
+        outcome = self._actuator(seen).apply(state, target, seen.current)
         record["outcome"] = outcome.detail
         return outcome.status
 
     def _actuator(self, seen: Observation | None) -> Actuator:
-        config = seen.settings.config if seen else load_settings(config_values(self.stack)).config
+        config = seen.settings.config if seen else None
         return Actuator(
             self.stack,
             self.persist,
             self.clock,
-            backoff_base_s=config.backoff_base_s,
-            backoff_max_s=config.backoff_max_s,
+            self.updater,
+            records_dir=self.store.directory / "updates",
+            backoff_base_s=config.backoff_base_s if config else 60.0,
+            backoff_max_s=config.backoff_max_s if config else 1800.0,
             targeted=self.targeted,
             log=lambda line: self.emit({"ts": self.clock(), "note": line}),
         )

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from scaler.model import FleetPoint, History
+from scaler.process_group import Group
 
 STATE_FILE = "state.json"
 LOCK_FILE = "scaler.lock"
@@ -29,12 +30,25 @@ class LockBusy(RuntimeError):
 
 @dataclass
 class InFlight:
-    """A change that was started; if it is still here on start-up, that run died mid-way."""
+    """A change that was started; if it is still here on start-up, that run died mid-way.
+
+    ``pgid``/``leader_start`` identify the update's process group once it exists; ``record``
+    is the directory where it writes its engine events and its result.
+    """
 
     target: int
     previous: int
     started_at: float
     pid: int
+    generation: int | None = None
+    record: str | None = None
+    pgid: int | None = None
+    leader_start: int | None = None
+
+    def group(self) -> Group | None:
+        if self.pgid is None or self.leader_start is None:
+            return None
+        return Group(self.pgid, self.leader_start)
 
 
 @dataclass
@@ -59,7 +73,9 @@ class ScalerState:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ScalerState:
+    def from_json(cls, data: Any) -> ScalerState:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, found {type(data).__name__}")
         in_flight = data.get("in_flight")
         return cls(
             points=[FleetPoint(**p) for p in data.get("points", [])],
@@ -87,9 +103,12 @@ class StateStore:
             return ScalerState()
         try:
             return ScalerState.from_json(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            # Kept as it is, for inspection: guessing would forget cooldowns or an update
+            # that may still be running.
             raise StateError(
-                f"{self.path} is unreadable ({error}); move it aside to start with no history"
+                f"{self.path} is unreadable ({type(error).__name__}: {error}); it is left "
+                "untouched for inspection; move it aside to start with no history"
             ) from None
 
     def save(self, state: ScalerState) -> None:

@@ -40,9 +40,18 @@ from localnode.worker import parse_env_file
 from tests.support.net import loopback_prefix
 from tests.support.tooling import missing
 from tests.support.waiting import WaitTimeout, wait_until
+from worker_count import next_generation
 
 WORKER_COUNT = "gemnar:workerCount"
 MAX_WORKERS = 4
+
+
+def request_count(stack: auto.Stack, workers: int) -> None:
+    """Ask for ``workers`` as an operator does (``python -m scaler set-count``): the stack's
+    own count wins over any request that is not a newer generation (docs/scaler.md)."""
+    generation = next_generation({k: v.value for k, v in stack.outputs().items()})
+    stack.set_config(WORKER_COUNT, auto.ConfigValue(str(workers)))
+    stack.set_config("gemnar:workerCountGeneration", auto.ConfigValue(str(generation)))
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +102,8 @@ class LocalStack:
     def up(self, worker_count: int | None = None, replace: list[str] | None = None
            ) -> auto.UpResult:
         if worker_count is not None:
-            self.stack.set_config(WORKER_COUNT, auto.ConfigValue(str(worker_count)))
+            # A deliberate change: a newer generation, or the stack keeps its own count.
+            request_count(self.stack, worker_count)
         self.events.clear()
         return self.stack.up(on_output=self.events.append, color="never", replace=replace)
 
@@ -140,6 +150,7 @@ class LocalStack:
                         (self.stack.export_stack().deployment or {}).get("resources", [])}
             replace = [urn for i in broken
                        if (urn := deployed.get(f"gemnar-worker-{i}-processes"))]
+            request_count(self.stack, workers)
             try:
                 result = self.up(replace=replace)
             except auto.ConcurrentUpdateError:

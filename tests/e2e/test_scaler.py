@@ -1,28 +1,33 @@
 """End-to-end: the scaler drives the local stack through the real engine.
 
-Workers are made to hold memory through the sample app's local-only endpoint; the scaler runs
-as its own process (``python -m scaler once``), exactly as its systemd timer runs it on the
-controller. Each test takes from ``scaler_stack`` the session stack with the scaler's test tuning,
-the worker count it starts from, a fresh scaler state and no memory held when it ends.
+The scaler runs as its own process (``python -m scaler once``), exactly as its systemd timer
+runs it on the controller, and its update runs in a process group of its own that writes the
+engine's events (``scaler.apply``). Each test takes from ``at_two``/``at_three`` the session
+stack with the scaler's test tuning and the worker count it starts from, and a fresh scaler
+state. Nothing waits by sleeping: tests wait on the state file, the update's event file or a
+process, each with a deadline.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
+import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pulumi import automation as auto
 
-from engine.toolchain import PROJECT_ROOT
-from localnode.proctree import tree_pids
+from components.worker_scope import in_scope
+from engine.toolchain import PROJECT_ROOT, tool_paths
+from engine.workspace import PROJECT_NAME, project_program, pulumi_command, pulumi_env
+from scaler import process_group
+from scaler.cli import _set_count
 from scaler.state import ScalerState, StateStore
 from tests.e2e.conftest import LocalStack, SteadyLoad, served_by
 from tests.support.waiting import wait_until
@@ -30,6 +35,20 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 DOWN_COOLDOWN_S = 25
+# What a 2 -> 3 update must change at least (components.worker_scope names the rest).
+SCALE_OUT_CORE = {
+    "gemnar-worker-2", "gemnar-worker-2-processes",
+    "gemnar-worker-2-secrets", "gemnar-worker-2-secrets-write",
+    "gemnar-worker-2-ready", "gemnar-worker-2-ready-gate",
+    "gemnar-membership-sync",
+}
+TUNING = {
+    "gemnar:scaleWarmup": "0",
+    "gemnar:evaluationPeriods": "2",
+    "gemnar:scaleUpCooldown": "5",
+    "gemnar:scaleDownCooldown": str(DOWN_COOLDOWN_S),
+    "gemnar:scaleInterval": "1",
+}
 
 
 def scaler(stack: LocalStack, state_dir: Path, *args: str) -> subprocess.Popen[str]:
@@ -42,36 +61,40 @@ def scaler(stack: LocalStack, state_dir: Path, *args: str) -> subprocess.Popen[s
 
 def tick(stack: LocalStack, state_dir: Path) -> dict[str, Any]:
     proc = scaler(stack, state_dir)
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=600)
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert lines, f"scaler printed no decision (rc={proc.returncode}):\n{err[-2000:]}"
-    return lines[-1]
+    assert len(lines) == 1, f"one record per tick (rc={proc.returncode}):\n{out}\n{err[-2000:]}"
+    return lines[0]
+
+
+def outputs(stack: auto.Stack) -> dict[str, Any]:
+    return {k: v.value for k, v in stack.outputs().items()}
+
+
+def requested_generation(stack: auto.Stack) -> int:
+    value = stack.get_all_config().get("gemnar:workerCountGeneration")
+    return int(value.value) if value is not None else 0
+
+
+def set_config(stack: auto.Stack, **values: object) -> None:
+    for key, value in values.items():
+        stack.set_config(f"gemnar:{key}", auto.ConfigValue(str(value)))
+
+
+def update_events(state_dir: Path) -> list[dict[str, Any]]:
+    (record,) = sorted((state_dir / "updates").iterdir())[-1:]
+    lines = (record / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def changed_names(events: list[dict[str, Any]]) -> set[str]:
+    return {e["urn"].rsplit("::", 1)[1] for e in events
+            if e["kind"] == "resource_pre_event" and e["op"] != "same"}
 
 
 def worker_count(stack: LocalStack) -> int:
-    return int(stack.config_file()["gemnar:workerCount"])
-
-
-def hold(stack: LocalStack, index: int, mb: int) -> None:
-    url = f"http://{stack.worker_address(index)}:8000/debug/hold-memory/"
-    # Straight to the worker (not through the balancer), with the site's Host.
-    response = httpx.post(url, params={"mb": mb}, headers={"Host": stack.controller}, timeout=30)
-    assert response.status_code == 200, response.text[:200]
-
-
-def release(stack: LocalStack, index: int) -> None:
-    url = f"http://{stack.worker_address(index)}:8000/debug/release-memory/"
-    response = httpx.post(url, headers={"Host": stack.controller}, timeout=30)
-    assert response.status_code == 200, response.text[:200]
-
-
-TUNING = {
-    "gemnar:scaleWarmup": "0",
-    "gemnar:evaluationPeriods": "2",
-    "gemnar:scaleUpCooldown": "5",
-    "gemnar:scaleDownCooldown": str(DOWN_COOLDOWN_S),
-    "gemnar:scaleInterval": "1",
-}
+    """The stack's count: its own last outputs (worker_count.py), not any working copy's."""
+    return int(outputs(stack.stack)["workerCount"])
 
 
 def scaler_stack(stack: LocalStack, workers: int) -> Iterator[LocalStack]:
@@ -101,6 +124,131 @@ def scaler_state(tmp_path: Path) -> Path:
     return tmp_path / "scaler-state"
 
 
+@pytest.fixture
+def operator_copy(at_two: LocalStack, tmp_path: Path) -> auto.Stack:
+    """A second working copy of the project (an operator's checkout), made before any change.
+
+    It holds the same stack settings and secrets as the scaler's copy; its requested count
+    stays 2 at generation 0 whatever the scaler does.
+    """
+    first = Path(at_two.stack.workspace.work_dir)
+    name = at_two.stack.name
+    copy = tmp_path / "operator"
+    copy.mkdir()
+    shutil.copyfile(first / "Pulumi.yaml", copy / "Pulumi.yaml")
+    shutil.copyfile(first / f"Pulumi.{name}.yaml", copy / f"Pulumi.{name}.yaml")
+    paths = tool_paths()
+    opened: list[auto.Stack] = []
+    stack = auto.select_stack(
+        stack_name=name, project_name=PROJECT_NAME, program=project_program(opened),
+        opts=auto.LocalWorkspaceOptions(
+            work_dir=str(copy), env_vars=pulumi_env(paths),
+            pulumi_home=str(paths.pulumi_home), pulumi_command=pulumi_command(paths)),
+    )
+    opened.append(stack)
+    return stack
+
+
+def test_scaler_update_touches_only_the_new_worker_and_the_membership(
+    at_two: LocalStack, scaler_state: Path
+) -> None:
+    local_stack = at_two
+    set_config(local_stack.stack, minWorkers=3)  # below the minimum: the scaler acts at once
+    record = tick(local_stack, scaler_state)
+    assert (record["rule"], record["action"]) == ("below_min", "applied"), record
+
+    events = update_events(scaler_state)
+    # The engine's own account of the update: only worker-2's scope and the membership.
+    changed = changed_names(events)
+    assert changed >= SCALE_OUT_CORE
+    assert all(in_scope(name, 2) for name in changed - {"gemnar-membership-sync"}), changed
+    ops = {e["urn"].rsplit("::", 1)[1]: e["op"] for e in events
+           if e["kind"] == "resource_pre_event"}
+    assert ops["gemnar-worker-2"] == "create" and ops["gemnar-membership-sync"] == "update"
+    assert not any(name.startswith(("gemnar-worker-0", "gemnar-worker-1", "gemnar-controller"))
+                   and op != "same" for name, op in ops.items())
+    assert outputs(local_stack.stack)["workerCount"] == 3
+    assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
+
+
+def test_one_count_for_the_operator_and_the_scaler(
+    at_two: LocalStack, scaler_state: Path, operator_copy: auto.Stack
+) -> None:
+    local_stack = at_two
+    before = outputs(local_stack.stack)["workerCountGeneration"]
+    # (a) The scaler takes the stack to 3 from its working copy ...
+    set_config(local_stack.stack, minWorkers=3)
+    record = tick(local_stack, scaler_state)
+    assert record["action"] == "applied" and record["decision"]["target"] == 3, record
+    assert outputs(local_stack.stack)["workerCountGeneration"] == before + 1
+    # ... and a routine `up` from the operator's copy, which still asks for 2, keeps 3.
+    assert operator_copy.get_config("gemnar:workerCount").value == "2"
+    assert requested_generation(operator_copy) <= before
+    result = operator_copy.up(color="never")
+    assert set(result.summary.resource_changes or {}) == {"same"}, result.summary
+    assert outputs(operator_copy)["workerCount"] == 3
+    assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
+
+    # (b) The operator's explicit change is honoured ...
+    set_config(local_stack.stack, minWorkers=2)
+    _set_count(operator_copy, 2)
+    assert requested_generation(operator_copy) == before + 2
+    operator_copy.up(color="never")
+    assert outputs(local_stack.stack)["workerCount"] == 2
+    # ... and the scaler's next tick sees it as the current count (and does not undo it).
+    record = tick(local_stack, scaler_state)
+    assert record["current"] == 2 and record["action"] == "none", record
+    assert outputs(local_stack.stack)["workerCount"] == 2
+    assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1"}
+
+
+def test_a_scaler_killed_during_up_leaves_one_writer_and_the_next_run_converges(
+    at_two: LocalStack, scaler_state: Path
+) -> None:
+    local_stack = at_two
+    set_config(local_stack.stack, minWorkers=3)
+    run = scaler(local_stack, scaler_state)
+    state_file = scaler_state / "state.json"
+
+    def group() -> process_group.Group | None:
+        try:
+            flight = json.loads(state_file.read_text()).get("in_flight") or {}
+        except (OSError, ValueError):
+            return None
+        if flight.get("pgid") is None:
+            return None
+        return process_group.Group(flight["pgid"], flight["leader_start"])
+
+    def stepping() -> bool:
+        return any(p.stat().st_size for p in scaler_state.glob("updates/*/events.jsonl"))
+
+    exited = lambda: None if run.poll() is None else "the scaler finished"  # noqa: E731
+    orphan = wait_until(group, timeout_s=120, what="the update's process group in the state",
+                        abort=exited)
+    try:
+        # The engine has started stepping: the update is under way.
+        wait_until(stepping, timeout_s=120, what="the first engine event", abort=exited)
+        run.send_signal(signal.SIGKILL)  # no cleanup: the in-flight record stays behind
+        run.communicate()
+        assert process_group.alive(orphan), "the update outlives its scaler"
+
+        # The next run waits for the orphan before touching the stack: one writer at a time.
+        record = tick(local_stack, scaler_state)
+        assert record["recovery"]["action"] == "recovered", record
+        assert "waited for the orphaned update" in record["recovery"]["reason"], record
+        assert "cancel" not in record["recovery"]["reason"]
+        assert not process_group.alive(orphan)
+        # It decided afresh from what the stack now has: the orphan finished 2 -> 3.
+        assert record["current"] == 3 and record["action"] == "none", record
+        assert worker_count(local_stack) == 3
+        assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
+        preview = local_stack.stack.preview(color="never")
+        assert set(preview.change_summary) == {"same"}, preview.change_summary
+    finally:
+        if process_group.alive(orphan):  # a failed test must not leave a writer behind
+            process_group.end(orphan, grace_s=60)
+
+
 def test_memory_pressure_scales_out_once_even_with_two_scalers(
     at_two: LocalStack, scaler_state: Path
 ) -> None:
@@ -112,8 +260,8 @@ def test_memory_pressure_scales_out_once_even_with_two_scalers(
     assert first["fleet_memory_pct"] > 80, first
     # Two scaler runs at the same moment, when the second period makes the rule fire.
     runs = [scaler(local_stack, scaler_state), scaler(local_stack, scaler_state)]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
-    records = [json.loads(line) for out in outputs for line in out.splitlines()
+    records = [json.loads(line) for run in runs
+               for line in run.communicate(timeout=600)[0].splitlines()
                if line.startswith("{")]
     acted = [r for r in records if r.get("action") == "applied"]
     assert len(acted) == 1, records
@@ -146,75 +294,14 @@ def test_released_memory_scales_in_only_after_the_down_cooldown(
     assert set(served_by(local_stack)) == {"worker-0", "worker-1"}
 
 
-def test_a_scaler_killed_during_up_is_recovered_by_the_next_run(
-    at_two: LocalStack, scaler_state: Path
-) -> None:
-    local_stack = at_two
-    for index in (0, 1):
-        hold(local_stack, index, 420)
-    tick(local_stack, scaler_state)  # first breaching period
-    run = scaler(local_stack, scaler_state)
-    state_file = scaler_state / "state.json"
-
-    def in_flight() -> object:
-        try:
-            return json.loads(state_file.read_text()).get("in_flight")
-        except (OSError, ValueError):
-            return None
-
-    exited = lambda: None if run.poll() is None else "the scaler finished"  # noqa: E731
-    wait_until(in_flight, timeout_s=120, what="the scaler's in-flight record", abort=exited)
-    # Well into `pulumi up`: the new worker's node is starting its processes.
-    supervised = local_stack.node_root("worker-2") / "run/supervised"
-    wait_until(lambda: list(supervised.glob("*.pid")), timeout_s=120,
-               what="worker-2's first process", abort=exited)
-    assert run.poll() is None, "the scaler finished before it could be killed"
-    # The killed run's engine and provider plugins, ended when the test ends (below). Not the
-    # node daemons its `up` started, which are descendants too until they are re-parented.
-    left_behind = {pid: cmdline for pid in tree_pids([run.pid]) - {run.pid}
-                   if any(part in (cmdline := _cmdline(pid)) for part in ENGINE_PROCESSES)}
-    run.kill()  # SIGKILL mid-update: no cleanup, the in-flight record stays behind
-    run.communicate()
-    try:
-        _recovered(local_stack, scaler_state, in_flight, state_file)
-    finally:
-        for pid, cmdline in left_behind.items():
-            if _cmdline(pid) == cmdline:  # still that process, not a reused pid
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+def hold(stack: LocalStack, index: int, mb: int) -> None:
+    url = f"http://{stack.worker_address(index)}:8000/debug/hold-memory/"
+    # Straight to the worker (not through the balancer), with the site's Host.
+    response = httpx.post(url, params={"mb": mb}, headers={"Host": stack.controller}, timeout=30)
+    assert response.status_code == 200, response.text[:200]
 
 
-# The Pulumi CLI and the command provider plugin it starts.
-ENGINE_PROCESSES = (b"/bin/pulumi", b"tools.command_provider")
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _recovered(
-    local_stack: LocalStack, scaler_state: Path, in_flight: Callable[[], object],
-    state_file: Path,
-) -> None:
-    assert in_flight(), state_file.read_text()
-
-    outcomes: list[object] = []
-
-    def settled() -> bool:
-        outcomes.append(tick(local_stack, scaler_state).get("action"))
-        return outcomes[-1] in {"recovered", "applied"}
-
-    wait_until(settled, timeout_s=240, interval_s=1, what="a scaler run recovering",
-               detail=lambda: str(outcomes))
-    assert "recovered" in outcomes, outcomes
-    for index in (0, 1):
-        release(local_stack, index)
-    # Consistent: config, outputs and what runs agree, and nothing is left to change.
-    assert worker_count(local_stack) == 3
-    assert local_stack.stack.outputs()["workerCount"].value == 3
-    assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
-    preview = local_stack.stack.preview(color="never")
-    assert set(preview.change_summary) == {"same"}, preview.change_summary
+def release(stack: LocalStack, index: int) -> None:
+    url = f"http://{stack.worker_address(index)}:8000/debug/release-memory/"
+    response = httpx.post(url, headers={"Host": stack.controller}, timeout=30)
+    assert response.status_code == 200, response.text[:200]

@@ -1,10 +1,18 @@
-"""A scriptable stand-in for ``pulumi.automation.Stack`` and helpers shared by scaler tests."""
+"""A scriptable stand-in for the scaler's stack, built from the real program's graph.
+
+``FakeStack`` answers ``export_stack()`` and ``outputs()`` with what the real program declares
+and exports for its current count (``tests.scaler.program_graph`` runs the program under
+Pulumi mocks), and its ``up`` applies a count the way the program does (``worker_count``).
+Only the engine itself is scripted: ``up_script``/``refresh_script`` say what each next call
+does (nothing, a callable, or an exception to raise).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pulumi.automation import ConfigValue, OutputValue
@@ -13,31 +21,25 @@ from pulumi.automation.errors import CommandError, ConcurrentUpdateError
 
 from scaler.metrics import WorkerEndpoint
 from scaler.model import Sample
+from scaler.process_group import Group
+from stack_schema import KEYS
+from tests.scaler.program_graph import graph
+from worker_count import last_applied, resolve
 
-STACK_URN = "urn:pulumi:local::gemnar::pulumi:pulumi:Stack::gemnar-local"
-POOL_URN = "urn:pulumi:local::gemnar::gemnar:infra:WorkerPool::workers"
-MEMBERSHIP_URN = "urn:pulumi:local::gemnar::gemnar:infra:LoadBalancerMembership::lb"
-CONTROLLER_URN = "urn:pulumi:local::gemnar::gemnar:infra:Controller::controller"
-
-
-def worker_urn(i: int) -> str:
-    return f"urn:pulumi:local::gemnar::gemnar:infra:WorkerPool$gemnar:infra:LocalNode::worker-{i}"
+# A process group id above Linux's pid_max: never alive.
+NO_GROUP = Group(pgid=2**30, leader_start=0)
 
 
-def locked_error() -> ConcurrentUpdateError:
-    return ConcurrentUpdateError(CommandResult("", "error: the stack is currently locked", 255))
+def locked_error(owner: str = "root@elsewhere (pid 4242)") -> ConcurrentUpdateError:
+    return ConcurrentUpdateError(CommandResult(
+        "", "error: the stack is currently locked by 1 lock(s). Either wait for the other "
+        "process(es) to end or delete the lock file with `pulumi cancel`.\n  file:///b/.pulumi/"
+        f"locks/organization/gemnar/prod/x.json: created by {owner} at 2026-01-01T00:00:00Z",
+        255))
 
 
 def failed_error() -> CommandError:
     return CommandError(CommandResult("", "error: worker-3 failed its readiness check", 255))
-
-
-def worker_outputs(count: int) -> list[dict[str, Any]]:
-    return [
-        {"name": f"worker-{i}", "privateIp": f"127.0.20.{i + 1}",
-         "metricsUrl": f"http://127.0.20.{i + 1}:9100/metrics", "createdAt": 0.0}
-        for i in range(count)
-    ]
 
 
 Step = Callable[[], None] | BaseException | None
@@ -45,20 +47,24 @@ Step = Callable[[], None] | BaseException | None
 
 @dataclass
 class FakeStack:
-    """Records every call; ``up_script``/``refresh_script`` say what each next call does."""
+    """Records every call; the graph of ``platform`` at ``deployed`` workers is its state."""
 
     config: dict[str, str] = field(default_factory=dict)
-    pool_resources: bool = True
+    platform: str = "local"
+    deployed: int = 0
+    generation: int = 0
+    # Workers the state holds; more than ``deployed`` after an interrupted scale-up.
+    in_state: int = 0
     up_script: list[Step] = field(default_factory=list)
     refresh_script: list[Step] = field(default_factory=list)
     cancel_error: BaseException | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    deployed: int = 0
+    name: str = "prod"
 
     @classmethod
     def with_workers(cls, count: int, **config: str) -> FakeStack:
         stack = cls(config={"gemnar:workerCount": str(count), **config})
-        stack.deployed = count
+        stack.deployed = stack.in_state = count
         return stack
 
     def set_config(self, key: str, value: ConfigValue) -> None:
@@ -69,24 +75,15 @@ class FakeStack:
         return {k: ConfigValue(v) for k, v in self.config.items()}
 
     def outputs(self) -> dict[str, OutputValue]:
-        return {"workers": OutputValue(worker_outputs(self.deployed), False)}
+        exported = dict(graph(self.platform, max(self.deployed, 1)).outputs)
+        if self.deployed == 0:
+            exported["workers"] = []
+        exported |= {"workerCount": self.deployed, "workerCountGeneration": self.generation}
+        return {k: OutputValue(v, False) for k, v in exported.items()}
 
     def export_stack(self) -> Any:
-        resources: list[dict[str, Any]] = [
-            {"urn": STACK_URN, "type": "pulumi:pulumi:Stack"},
-            {"urn": CONTROLLER_URN, "type": "gemnar:infra:Controller", "parent": STACK_URN},
-        ]
-        if self.pool_resources:
-            resources += [
-                {"urn": POOL_URN, "type": "gemnar:infra:WorkerPool", "parent": STACK_URN},
-                {"urn": MEMBERSHIP_URN, "type": "gemnar:infra:LoadBalancerMembership",
-                 "parent": STACK_URN},
-            ]
-            resources += [
-                {"urn": worker_urn(i), "type": "gemnar:infra:LocalNode", "parent": POOL_URN}
-                for i in range(self.deployed)
-            ]
-        return type("Deployment", (), {"version": 3, "deployment": {"resources": resources}})()
+        deployment = graph(self.platform, max(self.in_state, 1)).deployment()
+        return type("Deployment", (), {"version": 3, "deployment": deployment})()
 
     def _run(self, script: list[Step]) -> None:
         step = script.pop(0) if script else None
@@ -95,10 +92,30 @@ class FakeStack:
         if step is not None:
             step()
 
+    def _setting(self, key: str) -> int:
+        return int(self.config.get(f"gemnar:{key}", KEYS[key].default))
+
     def up(self, **kwargs: Any) -> None:
         self.calls.append(("up", kwargs))
         self._run(self.up_script)
-        self.deployed = int(self.config["gemnar:workerCount"])
+        # What the program does with the request (worker_count.resolve).
+        applied = resolve(
+            self._setting("workerCount"), self._setting("workerCountGeneration"),
+            last_applied({k: v.value for k, v in self.outputs().items()}),
+            self._setting("minWorkers"), self._setting("maxWorkers"),
+        )
+        self.deployed = self.in_state = applied.count
+        self.generation = applied.generation
+
+    def updater(
+        self, targets: list[str], message: str, record: Path, started: Callable[[Group], None]
+    ) -> None:
+        """The actuator's updater, in-process: no process group of its own."""
+        started(NO_GROUP)
+        kwargs: dict[str, Any] = {"message": message}
+        if targets:
+            kwargs |= {"target": targets, "target_dependents": True}
+        self.up(**kwargs)
 
     def refresh(self, **kwargs: Any) -> None:
         self.calls.append(("refresh", kwargs))

@@ -1,27 +1,25 @@
-"""The actuator against a fake stack: targeting, locks, failures with backoff, recovery."""
+"""The actuator against a stack built from the real program: requests, locks, backoff, recovery."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from scaler.actuator import Actuator, pool_targets
+from scaler import process_group
+from scaler.actuator import Actuator, dead_lock_owners
 from scaler.state import InFlight, ScalerState, StateStore
-from tests.scaler.fakes import (
-    CONTROLLER_URN,
-    MEMBERSHIP_URN,
-    POOL_URN,
-    STACK_URN,
-    Clock,
-    FakeStack,
-    failed_error,
-    locked_error,
-    worker_urn,
-)
+from tests.scaler.fakes import Clock, FakeStack, failed_error, locked_error
+from tests.scaler.program_graph import graph
 
 
-def make(stack: FakeStack, tmp_path, clock: Clock | None = None):  # type: ignore[no-untyped-def]
+def make(
+    stack: FakeStack, tmp_path: Path, clock: Clock | None = None
+) -> tuple[Actuator, StateStore, list[ScalerState]]:
     store = StateStore(tmp_path)
     saved: list[ScalerState] = []
 
@@ -29,39 +27,48 @@ def make(stack: FakeStack, tmp_path, clock: Clock | None = None):  # type: ignor
         saved.append(ScalerState.from_json(state.to_json()))
         store.save(state)
 
-    actuator = Actuator(stack, persist, clock or Clock(), backoff_base_s=60, backoff_max_s=300)
+    actuator = Actuator(stack, persist, clock or Clock(), stack.updater,
+                        records_dir=tmp_path / "updates", backoff_base_s=60, backoff_max_s=300,
+                        orphan_wait_s=5, orphan_grace_s=5)
     return actuator, store, saved
 
 
-def test_pool_targets_are_the_components_and_their_children() -> None:
-    stack = FakeStack.with_workers(2)
-    urns = pool_targets(stack.export_stack())
-    assert set(urns) == {POOL_URN, MEMBERSHIP_URN, worker_urn(0), worker_urn(1)}
-    assert STACK_URN not in urns and CONTROLLER_URN not in urns
-
-
-def test_apply_sets_config_and_runs_a_targeted_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_apply_writes_a_new_generation_and_runs_a_targeted_up(tmp_path: Path) -> None:
     stack = FakeStack.with_workers(3)
     clock = Clock()
     actuator, store, saved = make(stack, tmp_path, clock)
-    state = ScalerState()
 
-    outcome = actuator.apply(state, target=4, previous=3)
+    outcome = actuator.apply(ScalerState(), target=4, previous=3)
 
     assert outcome.status == "applied"
-    assert stack.names() == ["set_config", "up"]
-    assert stack.calls[0][1] == {"key": "gemnar:workerCount", "value": "4"}
-    up = stack.calls[1][1]
-    assert POOL_URN in up["target"] and MEMBERSHIP_URN in up["target"]
+    assert stack.names() == ["set_config", "set_config", "up"]
+    assert stack.config["gemnar:workerCount"] == "4"
+    assert stack.config["gemnar:workerCountGeneration"] == "1"
+    up = stack.calls[-1][1]
+    new, old = graph("local", 4), graph("local", 3)
+    # Exactly what the program adds for worker-3, and the membership: real URNs, real types.
+    assert set(up["target"]) == (new.urns - old.urns) | {new.by_name("gemnar-membership")["urn"]}
     assert up["target_dependents"] is True
+    assert (stack.deployed, stack.generation) == (4, 1)
     # The in-flight record was on disk before the stack was touched, and is gone after.
     assert saved[0].in_flight is not None and saved[0].in_flight.target == 4
+    assert saved[0].in_flight.generation == 1
     reloaded = store.load()
     assert reloaded.in_flight is None
     assert reloaded.last_up_at == clock.now and reloaded.last_down_at is None
 
 
-def test_scale_in_records_the_down_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_process_group_is_recorded_before_the_update_may_start(tmp_path: Path) -> None:
+    stack = FakeStack.with_workers(3)
+    actuator, _, saved = make(stack, tmp_path)
+    seen: list[int | None] = []
+    stack.up_script = [lambda: seen.append(StateStore(tmp_path).load().in_flight.pgid)]  # type: ignore[union-attr]
+    actuator.apply(ScalerState(), target=4, previous=3)
+    assert seen == [2**30]
+    assert [s.in_flight.pgid if s.in_flight else None for s in saved] == [None, 2**30, None]
+
+
+def test_scale_in_records_the_down_time(tmp_path: Path) -> None:
     stack = FakeStack.with_workers(4)
     actuator, store, _ = make(stack, tmp_path)
     assert actuator.apply(ScalerState(), target=3, previous=4).status == "applied"
@@ -70,15 +77,7 @@ def test_scale_in_records_the_down_time(tmp_path) -> None:  # type: ignore[no-un
     assert stack.deployed == 3
 
 
-def test_no_pool_components_falls_back_to_a_full_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    stack = FakeStack.with_workers(3)
-    stack.pool_resources = False
-    actuator, _, _ = make(stack, tmp_path)
-    actuator.apply(ScalerState(), target=4, previous=3)
-    assert "target" not in stack.calls[-1][1]
-
-
-def test_locked_stack_is_retry_next_tick(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_locked_stack_is_retry_next_tick(tmp_path: Path) -> None:
     stack = FakeStack.with_workers(3)
     stack.up_script = [locked_error()]
     actuator, store, _ = make(stack, tmp_path)
@@ -89,10 +88,11 @@ def test_locked_stack_is_retry_next_tick(tmp_path) -> None:  # type: ignore[no-u
     state = store.load()
     assert state.failures == 0 and state.next_attempt_at is None and state.in_flight is None
     assert state.last_up_at is None
-    assert stack.config["gemnar:workerCount"] == "3", "config is put back to what is deployed"
+    assert stack.config["gemnar:workerCount"] == "3", "the request is withdrawn"
+    assert stack.config["gemnar:workerCountGeneration"] == "0"
 
 
-def test_failed_up_is_recorded_and_backed_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_failed_up_is_recorded_and_backed_off(tmp_path: Path) -> None:
     stack = FakeStack.with_workers(3)
     stack.up_script = [failed_error(), failed_error(), failed_error(), failed_error()]
     clock = Clock()
@@ -115,74 +115,114 @@ def test_failed_up_is_recorded_and_backed_off(tmp_path) -> None:  # type: ignore
     assert (after.failures, after.next_attempt_at, after.last_error) == (0, None, None)
 
 
-def _interrupted(tmp_path, started_at: float, pid: int = 999_999) -> StateStore:  # type: ignore[no-untyped-def]
+def _interrupted(tmp_path: Path, clock: Clock, **extra: object) -> StateStore:
     store = StateStore(tmp_path)
-    store.save(ScalerState(in_flight=InFlight(target=4, previous=3, started_at=started_at,
-                                              pid=pid)))
+    flight = InFlight(target=4, previous=3, started_at=clock.now - 60, pid=999_999,
+                      **extra)  # type: ignore[arg-type]
+    store.save(ScalerState(in_flight=flight))
     return store
 
 
-def test_recovery_after_restart_resumes_the_recorded_target(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_recovery_refreshes_and_does_not_reapply_the_old_target(tmp_path: Path) -> None:
     clock = Clock()
-    store = _interrupted(tmp_path, clock.now - 600)
-    # The dead run had already set the config, and created nothing yet.
+    store = _interrupted(tmp_path, clock)
     stack = FakeStack.with_workers(3)
-    stack.config["gemnar:workerCount"] = "4"
     actuator, _, _ = make(stack, tmp_path, clock)
 
-    state = store.load()
-    outcome = actuator.recover(state)
+    outcome = actuator.recover(store.load())
 
     assert outcome.status == "recovered"
-    assert stack.names() == ["refresh", "set_config", "up"]
+    assert stack.names() == ["refresh"]
     assert stack.calls[0][1]["clear_pending_creates"] is True
-    assert stack.deployed == 4
-    reloaded = store.load()
-    assert reloaded.in_flight is None and reloaded.last_up_at == clock.now
-
-
-def test_recovery_on_a_locked_stack_waits_then_cancels_a_stale_lock(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    clock = Clock()
-    # The recorded run is still alive (another process): only age makes its lock stale.
-    store = _interrupted(tmp_path, clock.now - 60, pid=os.getppid())
-    stack = FakeStack.with_workers(3)
-    stack.refresh_script = [locked_error(), locked_error()]
-    actuator, _, _ = make(stack, tmp_path, clock)
-    actuator.stale_lock_s = 1800
-
-    state = store.load()
-    young = actuator.recover(state)
-    assert young.status == "locked" and "cancel" not in stack.names()
-    assert store.load().in_flight is not None, "kept for the next tick"
-
-    clock.advance(3600)
-    old = actuator.recover(state)
-    assert old.status == "locked" and "cancelled" in old.detail
-    assert stack.names().count("cancel") == 1
-
-    assert actuator.recover(state).status == "recovered"
+    assert stack.deployed == 3, "the tick decides afresh; recovery applies nothing"
     assert store.load().in_flight is None
 
 
-def test_a_lock_left_by_a_dead_scaler_is_cancelled_after_a_short_grace(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_recovery_skips_the_refresh_when_the_orphan_finished(tmp_path: Path) -> None:
     clock = Clock()
-    store = _interrupted(tmp_path, clock.now - 5)  # pid 999999: no such process
+    record = tmp_path / "updates" / "u1"
+    record.mkdir(parents=True)
+    (record / "result.json").write_text('{"status": "done", "detail": ""}')
+    store = _interrupted(tmp_path, clock, record=str(record))
     stack = FakeStack.with_workers(3)
-    stack.refresh_script = [locked_error(), locked_error()]
+    actuator, _, _ = make(stack, tmp_path, clock)
+    outcome = actuator.recover(store.load())
+    assert outcome.status == "recovered" and "had finished" in outcome.detail
+    assert stack.names() == []
+
+
+def test_recovery_waits_for_a_live_orphaned_group_before_touching_the_stack(
+    tmp_path: Path,
+) -> None:
+    # A real process group standing in for the orphaned update: it ends when told to.
+    release = tmp_path / "release"
+    orphan = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, sys, time\n"
+         f"while not os.path.exists({str(release)!r}): time.sleep(0.02)"],
+        start_new_session=True)
+    try:
+        group = process_group.Group(orphan.pid, process_group.start_time(orphan.pid) or -1)
+        assert process_group.alive(group)
+        clock = Clock()
+        store = _interrupted(tmp_path, clock, pgid=group.pgid, leader_start=group.leader_start)
+        stack = FakeStack.with_workers(3)
+        actuator, _, _ = make(stack, tmp_path, clock)
+
+        def refresh_checks_the_orphan() -> None:
+            assert not process_group.alive(group), "a second writer"
+
+        stack.refresh_script = [refresh_checks_the_orphan]
+        actuator.orphan_wait_s = 0.5
+        # The orphan does not end by itself within orphan_wait_s: it is interrupted.
+        outcome = actuator.recover(store.load())
+        assert outcome.status == "recovered", outcome
+        assert "still running" in outcome.detail and "interrupted" in outcome.detail
+        assert orphan.wait(timeout=10) != 0
+    finally:
+        release.touch()
+        orphan.wait(timeout=10)
+
+
+def test_a_lock_is_cancelled_only_when_its_pulumi_process_is_gone(tmp_path: Path) -> None:
+    clock = Clock()
+    store = _interrupted(tmp_path, clock)
+    here = socket.gethostname()
+    stack = FakeStack.with_workers(3)
+    # The lock of a live process on this host (this test), then of one on another host.
+    stack.refresh_script = [locked_error(f"root@{here} (pid {os.getpid()})"), locked_error()]
     actuator, _, _ = make(stack, tmp_path, clock)
     state = store.load()
-    assert actuator.recover(state).status == "locked" and "cancel" not in stack.names()
-    clock.advance(actuator.dead_owner_grace_s)
+    for _ in range(2):
+        outcome = actuator.recover(state)
+        assert outcome.status == "locked" and "live update" in outcome.detail
+    assert "cancel" not in stack.names()
+    assert store.load().in_flight is not None, "kept for the next tick"
+
+    stack.refresh_script = [locked_error(f"root@{here} (pid {2**30})")]
     outcome = actuator.recover(state)
     assert "cancelled" in outcome.detail and stack.names().count("cancel") == 1
     assert actuator.recover(state).status == "recovered"
 
 
-def test_recovery_that_fails_backs_off_and_forgets_the_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("message", "dead"),
+    [
+        ("created by a@h1 (pid 10) at x", True),
+        ("created by a@h1 (pid 10) at x\n  created by a@h1 (pid 11) at y", False),
+        ("created by a@h2 (pid 10) at x", False),
+        ("the stack is locked", False),
+    ],
+)
+def test_dead_lock_owners(message: str, dead: bool) -> None:
+    assert dead_lock_owners(message, "h1", lambda pid: pid == 11) is dead
+
+
+def test_recovery_that_fails_backs_off_and_forgets_the_flight(tmp_path: Path) -> None:
     clock = Clock()
-    store = _interrupted(tmp_path, clock.now - 60)
+    store = _interrupted(tmp_path, clock)
     stack = FakeStack.with_workers(3)
-    stack.up_script = [failed_error()]
+    stack.refresh_script = [failed_error()]
     actuator, _, _ = make(stack, tmp_path, clock)
 
     outcome = actuator.recover(store.load())
@@ -191,4 +231,4 @@ def test_recovery_that_fails_backs_off_and_forgets_the_flight(tmp_path) -> None:
     state = store.load()
     assert state.in_flight is None and state.failures == 1
     assert state.next_attempt_at == pytest.approx(clock.now + 60)
-    assert stack.config["gemnar:workerCount"] == "3"
+    assert "up" not in stack.names()

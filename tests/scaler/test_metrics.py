@@ -21,6 +21,7 @@ from scaler.metrics import (
 )
 from tests.support.net import free_port
 from tests.support.tooling import require_executable
+from tests.support.waiting import wait_until
 
 GOOD_TEXT = """# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.
 # TYPE node_memory_MemTotal_bytes gauge
@@ -32,16 +33,14 @@ node_memory_MemAvailable_bytes 2.0e+09
 
 
 def wait_until_serving(url: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def serving() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
+                return bool(response.status == 200)
         except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+            return False
+
+    wait_until(serving, timeout_s=timeout, what=f"{url} serving")
 
 
 @pytest.fixture
@@ -83,6 +82,10 @@ class _Handler(BaseHTTPRequestHandler):
             body, status = b"# TYPE node_load1 gauge\nnode_load1 0.5\n", 200
         elif path == "/health-bad":
             body, status = b"unhealthy", 503
+        elif path == "/health-memory":
+            body, status = b'{"status": "fail", "failed": ["memory"]}', 503
+        elif path == "/health-db":
+            body, status = b'{"status": "fail", "failed": ["database", "redis", "disk"]}', 503
         else:
             body, status = GOOD_TEXT.encode(), 200
         self.send_response(status)
@@ -94,10 +97,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops simultaneous connects: every scrape here starts at once.
+    request_queue_size = 64
+
+
 @pytest.fixture
 def bad_server() -> Iterator[str]:
     _Handler.release.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = _Server(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -139,6 +147,10 @@ def test_bad_endpoints_each_give_a_failed_sample(node_exporter: str, bad_server:
         endpoint("missing", f"{bad_server}/missing"),
         endpoint("refused", f"http://127.0.0.1:{free_port()}/metrics"),
         endpoint("sick", f"{bad_server}/ok", health=f"{bad_server}/health-bad"),
+        endpoint("no-db", f"{bad_server}/ok", health=f"{bad_server}/health-db"),
+        endpoint("full", f"{bad_server}/ok", health=f"{bad_server}/health-memory"),
+        endpoint("no-app", f"{bad_server}/ok",
+                 health=f"http://127.0.0.1:{free_port()}/health/"),
     ]
     started = time.monotonic()
     samples = {s.worker: s for s in asyncio.run(collect(workers, timeout=0.5))}
@@ -155,6 +167,14 @@ def test_bad_endpoints_each_give_a_failed_sample(node_exporter: str, bad_server:
     for name in ("garbage", "missing"):
         assert samples[name].healthy and samples[name].memory_pct is None, name
     assert "missing" in (samples["missing"].error or "")
+    # What did not answer, for the hold's reason.
+    assert {n: samples[n].unanswered for n in samples} == {
+        "good": None, "slow": "exporter", "error": "exporter", "garbage": "exporter",
+        "missing": "exporter", "refused": "exporter", "sick": "app health",
+        "no-db": "controller services (database, redis)", "no-app": "app health",
+        "full": None}
+    # Failing health for memory alone is the pressure to scale for: the reading stays.
+    assert samples["full"].ok
     assert elapsed < 3, "scrapes should run in parallel, bounded by the timeout"
 
 
@@ -181,16 +201,16 @@ def test_parser_rejects_implausible_text(text: str) -> None:
         memory_utilisation(text)
 
 
-def test_endpoints_from_outputs_use_first_seen_and_created_at() -> None:
+def test_endpoints_from_outputs_use_first_seen() -> None:
     outputs: list[dict[str, object]] = [
         {"name": "worker-0", "privateIp": "127.0.10.1",
          "metricsUrl": "http://127.0.10.1:9100/metrics"},
         {"name": "worker-1", "privateIp": "127.0.10.2",
-         "metricsUrl": "http://127.0.10.2:9100/metrics", "createdAt": 50.0},
+         "metricsUrl": "http://127.0.10.2:9100/metrics"},
     ]
     first_seen = {"worker-0@127.0.10.1": 10.0}
     a, b = endpoints_from_outputs(outputs, first_seen, now=100.0)
-    assert (a.name, a.created_at, b.created_at) == ("worker-0", 10.0, 50.0)
+    assert (a.name, a.created_at, b.created_at) == ("worker-0", 10.0, 100.0)
     # A replaced worker (same name, new address) is new again.
     (c,) = endpoints_from_outputs([{**outputs[0], "privateIp": "127.0.10.9"}], first_seen, 100.0)
     assert c.created_at == 100.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scaler.config import ScalingConfig
@@ -91,14 +91,23 @@ CASES = [
          [*fleet(10, 10, 10), Sample("worker-3", NOW, NOW - 10, 10.0)],
          hist(10, 10, workers=4), 4, 4,
          "warming_up"),
-    Case("most unhealthy holds", down(fleet(90, 90, 90), 0, 1), hist(90, 90), 3, 3,
-         "most_unhealthy"),
-    Case("partial data holds even when low", down(fleet(10, 10, 10, 10), 2),
-         hist(10, 10, workers=4), 4, 4, "partial_data"),
-    Case("missing metric holds", fleet(10, None, 10, 10), hist(10, 10, workers=4), 4, 4,
-         "partial_data"),
-    Case("stale samples hold", fleet(10, 10, 10, 10, taken=NOW - 600),
-         hist(10, 10, workers=4), 4, 4, "stale_data"),
+    Case("most unreachable holds", down(fleet(90, 90, 90), 0, 1), hist(90, 90), 3, 3,
+         "most_unreachable"),
+    Case("a worker without a reading counts as full for scale-up",
+         down(fleet(85, 85, 85), 2), hist(85, 85), 3, 4, "scale_up"),
+    Case("it tips the mean over the threshold", down(fleet(75, 75, 75), 2),
+         hist(85, 85), 3, 4, "scale_up"),
+    Case("but low readings stay low", down(fleet(40, 40, 40), 2), hist(50, 50), 3, 3,
+         "steady"),
+    Case("a worker without a reading blocks scale-in", down(fleet(10, 10, 10, 10), 2),
+         hist(10, 10, workers=4), 4, 4, "scale_in_blocked"),
+    Case("a missing metric blocks scale-in", fleet(10, None, 10, 10),
+         hist(10, 10, workers=4), 4, 4, "scale_in_blocked"),
+    Case("an incomplete period in the window blocks scale-in", fleet(*[2] * 10),
+         History((FleetPoint(NOW - 120, 5, 10), FleetPoint(NOW - 60, 12, 10, complete=False))),
+         10, 10, "scale_in_blocked"),
+    Case("stale samples count as missing", fleet(10, 10, 10, 10, taken=NOW - 600),
+         hist(10, 10, workers=4), 4, 4, "most_unreachable"),
     Case("trend off by default", fleet(70, 70, 70), hist(50, 55, 60, 65), 3, 3, "steady"),
     Case("trend scales up early", fleet(70, 70, 70), hist(50, 55, 60, 65), 3, 4, "trend_up",
          ScalingConfig(trend_enabled=True)),
@@ -128,14 +137,28 @@ def test_new_workers_are_left_out_of_the_mean() -> None:
     assert (d.target, d.rule) == (5, "scale_up")
 
 
-def test_unhealthy_reason_points_away_from_capacity() -> None:
-    d = decide(down(fleet(90, 90, 90), 0, 1), History(), C, NOW, 3)
-    assert "controller" in d.reason and "PostgreSQL" in d.reason
+@pytest.mark.parametrize(
+    ("unanswered", "named"),
+    [
+        (["exporter", "exporter", None], "exporter did not answer on worker-0, worker-1"),
+        (["app health", "app health", "app health"], "app health did not answer on worker-0"),
+        (["controller services (database, redis)"] * 2 + [None],
+         "controller services (database, redis) did not answer on worker-0, worker-1"),
+    ],
+)
+def test_the_hold_names_what_did_not_answer(unanswered: list[str | None], named: str) -> None:
+    samples = [
+        replace(s, healthy=False, memory_pct=None, unanswered=u) if u else s
+        for s, u in zip(fleet(90, 90, 90), unanswered, strict=True)
+    ]
+    d = decide(samples, History(), C, NOW, 3)
+    assert d.rule == "most_unreachable" and named in d.reason, d.reason
+    assert "PostgreSQL" not in d.reason
 
 
-def test_incomplete_tick_is_recorded_as_a_gap() -> None:
+def test_a_missing_reading_is_recorded_as_full_and_incomplete() -> None:
     d = decide(down(fleet(10, 10, 10), 0), History(), C, NOW, 3)
-    assert d.point.memory_pct is None
+    assert d.point.memory_pct == pytest.approx(40.0) and d.point.complete is False
 
 
 # --- properties ---------------------------------------------------------------------------
@@ -207,8 +230,7 @@ def test_result_is_always_within_bounds(samples, history, config, current) -> No
 @settings(max_examples=400)
 @given(sample_lists, histories, configs, counts)
 def test_incomplete_data_never_scales_in(samples, history, config, current) -> None:  # type: ignore[no-untyped-def]
-    if current > config.max_workers or _complete(samples, config, current):
-        return
+    assume(current <= config.max_workers and not _complete(samples, config, current))
     d = decide(samples, history, config, NOW, current)
     assert d.target >= current, d
 
@@ -227,8 +249,7 @@ def test_same_inputs_same_decision(samples, history, config, current) -> None:  
 def test_steady_signal_between_thresholds_never_changes(  # type: ignore[no-untyped-def]
     config, workers, where, periods, last_change
 ) -> None:
-    if not config.min_workers <= workers <= config.max_workers:
-        return
+    assume(config.min_workers <= workers <= config.max_workers)
     level = config.down_threshold + where * (config.up_threshold - config.down_threshold)
     samples = [Sample(f"worker-{i}", NOW, NOW - 10_000, level) for i in range(workers)]
     points = tuple(FleetPoint(NOW - 60 * (periods - i), level, workers) for i in range(periods))

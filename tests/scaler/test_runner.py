@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,11 @@ from tests.scaler.fakes import Clock, FakeStack, failed_error, steady_collector
 def scaler_for(stack: FakeStack, tmp_path: Path, clock: Clock, memory: float,
                dry_run: bool = False) -> tuple[Scaler, list[dict[str, Any]]]:
     records: list[dict[str, Any]] = []
+    # Workers are first seen on the first tick; most tests want their readings at once.
+    stack.config.setdefault("gemnar:scaleWarmup", "0")
     scaler = Scaler("local", lambda _name: stack, StateStore(tmp_path), clock, dry_run=dry_run,
-                    collector=steady_collector(memory, clock), emit=records.append)
+                    collector=steady_collector(memory, clock), emit=records.append,
+                    updater=stack.updater)
     return scaler, records
 
 
@@ -49,7 +51,7 @@ def test_three_high_ticks_scale_up_once(tmp_path: Path) -> None:
         json.dumps(record)
         assert {"samples", "rule", "reason", "decision", "action"} <= set(record)
     assert result[2]["samples"][0] == {"worker": "worker-0", "memory_pct": 90.0,
-                                       "healthy": True, "age_s": 1_000_120.0}
+                                       "healthy": True, "age_s": 120.0}
 
 
 def test_dry_run_decides_but_never_acts_or_saves(tmp_path: Path) -> None:
@@ -78,17 +80,79 @@ def test_failed_up_backs_off_the_next_ticks(tmp_path: Path) -> None:
     assert stack.names().count("up") == 2
 
 
-def test_restart_recovers_an_interrupted_update_before_deciding(tmp_path: Path) -> None:
+def test_restart_recovers_an_interrupted_update_then_decides_afresh(tmp_path: Path) -> None:
     clock = Clock()
-    StateStore(tmp_path).save(ScalerState(in_flight=InFlight(4, 3, clock.now - 120, 1)))
+    # A dead run was taking 3 -> 4 an hour ago; memory is now steady.
+    StateStore(tmp_path).save(ScalerState(in_flight=InFlight(4, 3, clock.now - 3600, 1)))
     stack = FakeStack.with_workers(3)
+    scaler, records = scaler_for(stack, tmp_path, clock, 50.0)
+
+    record = scaler.tick()
+
+    assert record["recovery"]["action"] == "recovered"
+    assert (record["rule"], record["action"]) == ("steady", "none")
+    assert stack.deployed == 3 and "up" not in stack.names(), "the old target is not re-applied"
+    assert StateStore(tmp_path).load().in_flight is None
+    assert len(records) == 1
+
+
+def test_workers_left_outside_the_count_are_removed(tmp_path: Path) -> None:
+    # An interrupted 3 -> 5 created workers 3 and 4; the stack's outputs still say 3.
+    stack, clock = FakeStack.with_workers(3), Clock()
+    stack.in_state = 5
     scaler, _ = scaler_for(stack, tmp_path, clock, 50.0)
 
     record = scaler.tick()
 
-    assert (record["rule"], record["action"]) == ("recover_in_flight", "recovered")
-    assert stack.deployed == 4 and StateStore(tmp_path).load().in_flight is None
+    assert (record["rule"], record["action"]) == ("converge", "applied")
+    assert "worker-3, worker-4" in record["reason"]
+    assert (stack.deployed, stack.in_state) == (3, 3)
     assert scaler.tick()["rule"] == "steady"
+
+
+def test_an_operators_newer_count_is_the_current_count(tmp_path: Path) -> None:
+    stack, clock = FakeStack.with_workers(3), Clock()
+    scaler, _ = scaler_for(stack, tmp_path, clock, 50.0)
+    assert scaler.tick()["current"] == 3
+    # The operator's deliberate change (python -m scaler set-count 4 + up).
+    assert main(["set-count", "4", "--stack", "local", "--state-dir", str(tmp_path)],
+                stack_factory=lambda _n: stack) == 0
+    stack.up()
+    assert (stack.deployed, stack.generation) == (4, 1)
+    clock.advance(60)
+    assert scaler.tick()["current"] == 4
+    # A stale request (an old checkout's generation) changes nothing.
+    stack.config |= {"gemnar:workerCount": "2", "gemnar:workerCountGeneration": "0"}
+    stack.up()
+    assert stack.deployed == 4
+
+
+def test_every_tick_writes_one_record_even_with_a_corrupt_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for corrupt in ("{not json", "[1, 2]", '"text"', '{"points": 5}'):
+        (tmp_path / "state.json").write_text(corrupt)
+        code = main(["once", "--stack", "local", "--state-dir", str(tmp_path)],
+                    stack_factory=lambda _n: FakeStack.with_workers(3), clock=Clock(),
+                    collector=steady_collector(40.0))
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert code == 1 and len(lines) == 1, lines
+        record = json.loads(lines[0])
+        assert record["rule"] == "state_error" and "state.json" in record["reason"]
+        assert "left untouched for inspection" in record["reason"]
+        assert (tmp_path / "state.json").read_text() == corrupt
+
+
+def test_a_failed_tick_writes_one_record(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    stack = FakeStack.with_workers(1, **{"gemnar:scaleWarmup": "0"})
+    stack.up_script = [failed_error()]
+    code = main(["once", "--stack", "local", "--state-dir", str(tmp_path)],
+                stack_factory=lambda _n: stack, clock=Clock(), collector=steady_collector(40.0),
+                updater=stack.updater)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 1 and len(lines) == 1
+    assert json.loads(lines[0])["action"] == "failed"
 
 
 def test_bad_stack_config_is_logged_with_its_key(tmp_path: Path) -> None:
@@ -100,16 +164,7 @@ def test_bad_stack_config_is_logged_with_its_key(tmp_path: Path) -> None:
 
 
 def test_new_workers_are_first_seen_and_warm_up(tmp_path: Path) -> None:
-    stack, clock = FakeStack.with_workers(3), Clock()
-    original = stack.outputs
-
-    def outputs_without_created_at() -> dict[str, Any]:
-        out = original()
-        for entry in out["workers"].value:
-            entry.pop("createdAt")
-        return out
-
-    stack.outputs = outputs_without_created_at  # type: ignore[method-assign]
+    stack, clock = FakeStack.with_workers(3, **{"gemnar:scaleWarmup": "300"}), Clock()
     scaler, _ = scaler_for(stack, tmp_path, clock, 90.0)
     assert scaler.tick()["rule"] == "warming_up"
     clock.advance(400)
@@ -119,7 +174,7 @@ def test_new_workers_are_first_seen_and_warm_up(tmp_path: Path) -> None:
 
 def test_cli_once_dry_run_prints_one_json_line(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    stack = FakeStack.with_workers(3)
+    stack = FakeStack.with_workers(3, **{"gemnar:scaleWarmup": "0"})
     code = main(["once", "--dry-run", "--stack", "local", "--state-dir", str(tmp_path)],
                 stack_factory=lambda _n: stack, clock=Clock(),
                 collector=steady_collector(40.0))
@@ -149,14 +204,19 @@ def test_cli_status_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_run_loop_stops_cleanly_on_sigterm(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     stack = FakeStack.with_workers(3, **{"gemnar:scaleInterval": "1"})
-    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    timer.start()
-    try:
-        code = main(["run", "--stack", "local", "--state-dir", str(tmp_path)],
-                    stack_factory=lambda _n: stack, collector=steady_collector(40.0))
-    finally:
-        timer.cancel()
+    inner = steady_collector(40.0)
+    calls = []
+
+    async def collect_then_signal(workers: Any, timeout: float) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            # Mid-tick, as systemd would: the loop must finish this tick and stop.
+            os.kill(os.getpid(), signal.SIGTERM)
+        return await inner(workers, timeout)
+
+    code = main(["run", "--stack", "local", "--state-dir", str(tmp_path)],
+                stack_factory=lambda _n: stack, collector=collect_then_signal)
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) >= 2
+    assert len(lines) == 2 and len(calls) == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

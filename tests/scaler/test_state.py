@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from scaler.state import (
     StateError,
     StateStore,
 )
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,10 +93,10 @@ def test_killed_writer_never_leaves_a_torn_state(tmp_path: Path) -> None:
     """)
     process = subprocess.Popen([sys.executable, "-c", writer], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "state.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.3)
+        # Killed in the middle of its saves, after it has made many of them.
+        wait_until(lambda: (tmp_path / "state.json").exists()
+                   and StateStore(tmp_path).load().failures >= 20,
+                   timeout_s=30, what="the writer's twentieth save")
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -124,10 +124,10 @@ def test_two_concurrent_runs_only_one_acts(tmp_path: Path) -> None:
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     second = None
     try:
-        deadline = time.monotonic() + 20
-        while not list(marks.glob("acted-*")) and time.monotonic() < deadline:
-            assert first.poll() is None, "first run ended before acting"
-            time.sleep(0.02)
+        wait_until(lambda: list(marks.glob("acted-*")), timeout_s=20,
+                   what="the first run acting",
+                   abort=lambda: "first run ended before acting" if first.poll() is not None
+                   else None)
         # The first run is now inside `up`, holding the lock.
         second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
         (marks / "release").touch()

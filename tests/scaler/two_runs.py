@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from scaler.cli import main
 from tests.scaler.fakes import FakeStack, steady_collector
+from tests.support.waiting import wait_until
 
 
 def run(state_dir: str, marks: str) -> int:
@@ -16,9 +16,8 @@ def run(state_dir: str, marks: str) -> int:
 
     def hold_until_released() -> None:
         (marks_dir / f"acted-{os.getpid()}").touch()
-        deadline = time.monotonic() + 20
-        while not (marks_dir / "release").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: (marks_dir / "release").exists(), timeout_s=20,
+                   what="the test releasing the update")
 
     # One worker configured against a minimum of two: the policy acts on the first tick.
     stack = FakeStack.with_workers(1)
@@ -27,6 +26,7 @@ def run(state_dir: str, marks: str) -> int:
         ["once", "--stack", "local", "--state-dir", state_dir],
         stack_factory=lambda _name: stack,
         collector=steady_collector(50.0),
+        updater=stack.updater,
     )
 
 

@@ -1,0 +1,91 @@
+"""The child that runs one scaler ``up``: ``python -m scaler.apply --stack S --record DIR``.
+
+It is started in a session of its own (``scaler.process_group``) and does nothing until the
+scaler has recorded its process group and sends one JSON line on stdin,
+``{"targets": [...], "message": "..."}``; end of input instead means the scaler died first, and
+the child leaves without touching the stack. It writes the engine's events to
+``DIR/events.jsonl`` (one line per resource step, the evidence tests read) and, when the
+update ends either way, ``DIR/result.json``. Exit status: 0 done, 75 stack locked, 1 failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from pulumi.automation import EngineEvent
+from pulumi.automation.errors import CommandError, ConcurrentUpdateError
+
+LOCKED = 75
+
+
+def event_record(event: EngineEvent) -> dict[str, Any] | None:
+    """The part of an engine event worth keeping: which resource, which step."""
+    for kind in ("resource_pre_event", "res_outputs_event", "res_op_failed_event"):
+        body = getattr(event, kind, None)
+        if body is not None:
+            meta = body.metadata
+            return {"kind": kind, "urn": meta.urn, "type": meta.type, "op": str(meta.op.value)}
+    summary = getattr(event, "summary_event", None)
+    if summary is not None:
+        changes = {str(getattr(k, "value", k)): v for k, v in summary.resource_changes.items()}
+        return {"kind": "summary", "changes": changes}
+    return None
+
+
+def _writer(handle: TextIO) -> Any:
+    def on_event(event: EngineEvent) -> None:
+        record = event_record(event)
+        if record is not None:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+
+    return on_event
+
+
+def run(stack_name: str, record_dir: Path, order: dict[str, Any]) -> int:
+    from engine.workspace import open_stack  # the real engine: this child is the writer
+
+    targets = list(order.get("targets") or [])
+    stack = open_stack(stack_name)
+    result: dict[str, Any] = {"status": "failed", "detail": ""}
+    with (record_dir / "events.jsonl").open("a", encoding="utf-8") as events:
+        try:
+            stack.up(
+                target=targets or None,
+                target_dependents=True if targets else None,
+                message=str(order.get("message", "scaler")),
+                on_event=_writer(events),
+                color="never",
+            )
+            result = {"status": "done", "detail": ""}
+        except ConcurrentUpdateError as error:
+            result = {"status": "locked", "detail": str(error)[-2000:]}
+        except CommandError as error:
+            result = {"status": "failed", "detail": str(error)[-2000:]}
+    (record_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
+    print(result["detail"], file=sys.stderr, flush=True)
+    return {"done": 0, "locked": LOCKED}.get(result["status"], 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scaler.apply", description=__doc__)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--record", type=Path, required=True)
+    args = parser.parse_args(argv)
+    # An interrupt is for the CLI (it cancels the update cleanly); this host must outlive it.
+    # A no-op handler, not SIG_IGN: the CLI must not inherit an ignored SIGINT.
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 3  # the scaler died before it let us start: touch nothing
+    args.record.mkdir(parents=True, exist_ok=True)
+    return run(args.stack, args.record, json.loads(line))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
