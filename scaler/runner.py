@@ -37,6 +37,8 @@ class Observation:
     state: ScalerState
     # Workers the stack's state holds outside the count (a failed or interrupted update).
     strays: list[int] = field(default_factory=list)
+    # The moment the policy was asked (its ``now``); reading the stack takes a while before.
+    decided_at: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -111,8 +113,10 @@ class Scaler:
         current = last[0] if last else settings.worker_count or len(endpoints)
         outside = strays(self.stack.export_stack(), current) if self.targeted else []
         samples = asyncio.run(self.collector(endpoints, self.scrape_timeout_s))
-        decision = decide(samples, state.history(), settings.config, self.clock(), current)
-        return Observation(settings, current, endpoints, samples, decision, state, outside)
+        decided_at = self.clock()
+        decision = decide(samples, state.history(), settings.config, decided_at, current)
+        return Observation(settings, current, endpoints, samples, decision, state, outside,
+                           decided_at=decided_at)
 
     def tick(self) -> dict[str, Any]:
         """One evaluation; returns (and emits) its log record, exactly one per tick."""
@@ -218,6 +222,7 @@ def _describe(seen: Observation) -> dict[str, Any]:
             for s in seen.samples
         ],
         "fleet_memory_pct": None if d.point.memory_pct is None else round(d.point.memory_pct, 2),
+        "decided_at": seen.decided_at,
         "rule": d.rule,
         "reason": d.reason,
         "decision": {"target": d.target, "change": d.change},
