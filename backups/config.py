@@ -17,11 +17,11 @@ from pathlib import Path, PurePosixPath
 
 from backups.pgtools import PgTarget
 from backups.retention import RetentionPolicy
+from backups.status import STATUS_FILE_NAME
 from backups.store import S3Location
 from provisioning.settings import ControllerPaths, ControllerSettings
 
 ENV_FILE_NAME = "backup.env"
-STATUS_FILE_NAME = "backup-status.json"
 METRICS_NAME = "gemnar_backup.prom"
 METRICS_FILE = f"{ControllerPaths().node_exporter_textfile_dir}/{METRICS_NAME}"
 

@@ -16,6 +16,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
+# In the controller's state directory, where the health monitor reads it.
+STATUS_FILE_NAME = "backup-status.json"
+
 
 @dataclass
 class Outcome:

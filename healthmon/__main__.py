@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from backups.status import STATUS_FILE_NAME as BACKUP_STATUS_FILE_NAME
 from healthmon.checks import MemberHealth, Thresholds
 from healthmon.monitor import ApplyError, MonitorConfig, apply_membership, run
 from provisioning.nginx import render_nginx_upstream
@@ -37,6 +38,7 @@ def monitor_config(settings: ControllerSettings) -> MonitorConfig:
         test_argv=(*nginx, "-t", "-q"),
         applied_file=Path(paths.state_dir) / "upstream.applied",
         status_file=Path(paths.state_dir) / "health.json",
+        backup_status_file=Path(paths.state_dir) / BACKUP_STATUS_FILE_NAME,
         interval_s=health.interval_s,
         timeout_s=health.timeout_s,
         thresholds=Thresholds(rise=health.rise, fall=health.fall),

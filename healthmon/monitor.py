@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from backups.status import problem as backup_problem
+from backups.status import read_status as read_backup_status
 from healthmon.checks import MemberHealth, Thresholds, observe, reconcile
 
 log = logging.getLogger("gemnar.healthmon")
@@ -54,6 +56,9 @@ class MonitorConfig:
     applied_file: Path | None = None
     # What the monitor knows, for operators and tools: JSON, rewritten every round.
     status_file: Path | None = None
+    # The nightly backup's outcome (written by ``python -m backups``), shown in the status and
+    # logged when it turns bad or good: operators look here, not at the backup's own files.
+    backup_status_file: Path | None = None
     health_path: str = "/health/"
     interval_s: float = 1.0
     timeout_s: float = 1.0
@@ -191,6 +196,7 @@ class Monitor:
     down_since: dict[str, float] = field(default_factory=dict)
     apply_error: str = ""
     failing_open: bool = False
+    backup_problem: str | None = None
 
     async def tick(self) -> None:
         """One round: probe the members, then under the lock re-read them, update and publish."""
@@ -231,7 +237,18 @@ class Monitor:
         self.down_since = {
             a: self.down_since.get(a, now) for a, m in self.state.items() if not m.healthy
         }
+        self._note_backups(now)
         self._write_status(now)
+
+    def _note_backups(self, now: float) -> None:
+        if self.cfg.backup_status_file is None:
+            return
+        problem = backup_problem(read_backup_status(self.cfg.backup_status_file), now)
+        if problem and problem != self.backup_problem:
+            log.error("backups: %s", problem)
+        elif self.backup_problem and not problem:
+            log.warning("backups: healthy again")
+        self.backup_problem = problem
 
     def _note_fail_open(self) -> None:
         members = list(self.state.values())
@@ -247,7 +264,7 @@ class Monitor:
     def _write_status(self, now: float) -> None:
         if self.cfg.status_file is None:
             return
-        status = {
+        status: dict[str, object] = {
             "time": now,
             "fail_open": self.failing_open,
             "apply_error": self.apply_error or None,
@@ -261,6 +278,8 @@ class Monitor:
                 for m in self.state.values()
             ],
         }
+        if self.cfg.backup_status_file is not None:
+            status["backups"] = {"ok": self.backup_problem is None, "problem": self.backup_problem}
         _write(self.cfg.status_file, json.dumps(status, sort_keys=True))
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
+from backups.status import Outcome, record
 from healthmon.checks import MemberHealth, Thresholds
 from healthmon.monitor import ApplyError, Monitor, MonitorConfig, apply_membership
 from provisioning.nginx import render_nginx_upstream
@@ -196,3 +197,42 @@ def test_lb_apply_fails_loudly_when_the_reload_fails(cfg: MonitorConfig) -> None
     # Run again (Pulumi's next up): the same membership is applied, not skipped as unchanged.
     assert apply_membership(cfg, [A], render, nginx) is True
     assert nginx.reloads == 2
+
+
+def test_a_failed_backup_shows_in_the_monitor_status_and_is_logged_once(
+    cfg: MonitorConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backup_status = tmp_path / "backup-status.json"
+    cfg = replace(cfg, backup_status_file=backup_status)
+    nginx = FakeNginx()
+    apply_membership(cfg, [A], render, nginx)
+    mon, clock = monitor(cfg, Probes(), nginx)
+
+    def backup_ran(ok: bool, error: str | None = None) -> None:
+        # Written by the backup's own recorder, as `python -m backups backup` does.
+        outcome = Outcome("backup", "stamp", ok, clock.now - 5, clock.now, error=error)
+        record(backup_status, None, outcome, {"local": []})
+
+    rounds(mon, clock, 1)
+    assert status(cfg)["backups"] == {"ok": False, "problem": "no backup has run yet"}
+    backup_ran(True)
+    rounds(mon, clock, 1)
+    assert status(cfg)["backups"] == {"ok": True, "problem": None}
+    backup_ran(False, "pg_dump exited 1")
+    caplog.clear()
+    rounds(mon, clock, 3)
+    problem = "the last backup failed: pg_dump exited 1"
+    assert status(cfg)["backups"] == {"ok": False, "problem": problem}
+    assert [r.getMessage() for r in caplog.records if "backups" in r.getMessage()] == [
+        f"backups: {problem}"
+    ]
+
+
+def test_without_a_backup_status_file_the_status_says_nothing_about_backups(
+    cfg: MonitorConfig,
+) -> None:
+    nginx = FakeNginx()
+    apply_membership(cfg, [A], render, nginx)
+    mon, clock = monitor(cfg, Probes(), nginx)
+    rounds(mon, clock, 1)
+    assert "backups" not in status(cfg)
