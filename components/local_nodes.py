@@ -147,6 +147,10 @@ class LocalNode(pulumi.ComponentResource):
             delete=f"{python} -m localnode stop",
             environment=environment,
             dir=str(PROJECT_ROOT),
+            # Any input change of a command is an update that runs `create` again on the live
+            # node, which keeps its running daemons: new settings would never apply. A spec
+            # change must replace the node instead (stop, then start with the new spec).
+            triggers=[environment["GEMNAR_NODE_SPEC"]],
             # A replacement must stop the old processes before starting new ones: both use
             # the same address, ports and pid files.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),

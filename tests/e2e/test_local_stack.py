@@ -167,3 +167,41 @@ def test_scale_in_drains_before_stopping_without_failed_requests(
     assert removed not in local_stack.upstream()
     assert not Path(local_stack.node_root("worker-2") / "run/supervised/uvicorn.pid").exists()
     assert set(served_by(local_stack)) == {"worker-0", "worker-1"}
+
+
+def _mem_total_bytes(local_stack: LocalStack, index: int) -> float | None:
+    """The worker's exporter's ``node_memory_MemTotal_bytes``, or None while it is not up."""
+    url = f"http://{local_stack.worker_address(index)}:9100/metrics"
+    try:
+        text = httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return None
+    found = re.search(r"^node_memory_MemTotal_bytes (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def test_a_changed_node_setting_replaces_the_node_and_is_running(
+    two_workers: LocalStack,
+) -> None:
+    key = "gemnar:localWorkerMemoryMb"
+    before = _mem_total_bytes(two_workers, 0)
+    assert before is not None
+    changed_mb = int(before) // 2**20 + 128
+    try:
+        two_workers.ensure(2, config={key: str(changed_mb)})  # rewrites the config only
+        result = two_workers.up()
+        assert result.summary.result == "succeeded", result.stderr
+        changes = {str(getattr(op, "value", op)): count
+                   for op, count in (result.summary.resource_changes or {}).items()}
+        replaced = changes.get("replace", 0)
+        assert replaced >= 2, result.summary.resource_changes
+
+        def both_resized() -> bool:
+            return all(_mem_total_bytes(two_workers, i) == changed_mb * 2**20 for i in (0, 1))
+
+        wait_until(both_resized, timeout_s=30, what="both workers running the new memory size")
+    finally:
+        two_workers.ensure(2)  # the committed config back, then its nodes
+        restored = two_workers.up()
+        assert restored.summary.result == "succeeded", restored.stderr
+    assert _mem_total_bytes(two_workers, 0) == before
