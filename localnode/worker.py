@@ -117,6 +117,7 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
                 "--workers", str(settings.processes or 1),
                 "--proxy-headers", "--forwarded-allow-ips", settings.controller_address,
                 "--timeout-graceful-shutdown", str(settings.graceful_shutdown_s),
+                "--timeout-keep-alive", str(settings.keep_alive_s),
                 "--no-access-log", "--no-server-header",
             ],
             app_pid, node.root / "log" / "uvicorn.log", env=env, cwd=APP_DIR,

@@ -290,7 +290,8 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
             venv_dir=paths.venv_dir, asgi_app=settings.asgi_app, app_dir=paths.app_dir,
             host=settings.private_address, port=settings.ports.app,
             controller_address=settings.controller_address,
-            graceful_shutdown_s=settings.graceful_shutdown_s)),
+            graceful_shutdown_s=settings.graceful_shutdown_s,
+            keep_alive_s=settings.keep_alive_s)),
         *worker_commands(settings),
         _unit(paths.systemd_dir, "gemnar-app.service", render(
             "worker/gemnar-app.service",

@@ -19,6 +19,8 @@ from provisioning.templates import render
 # the rotation for FAIL_TIMEOUT_S, between the health monitor's active probes.
 MAX_FAILS = 1
 FAIL_TIMEOUT_S = 10
+# Idle upstream connections are closed after this; workers keep theirs open longer.
+UPSTREAM_KEEPALIVE_TIMEOUT_S = 60
 # Proxy timeouts to the workers (seconds). A hung worker holds an idempotent request for
 # READ_TIMEOUT_S before Nginx retries it elsewhere; NEXT_UPSTREAM_TIMEOUT_S bounds the retries.
 CONNECT_TIMEOUT_S = 2
@@ -195,5 +197,6 @@ def render_nginx_upstream(members: Sequence[Member], settings: ControllerSetting
     # Empty means no bind.
     bind = settings.private_address if members else ""
     return render(
-        "controller/upstream.conf", summary=summary, servers="\n".join(lines), proxy_bind=bind
+        "controller/upstream.conf", summary=summary, servers="\n".join(lines), proxy_bind=bind,
+        keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT_S,
     )

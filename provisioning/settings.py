@@ -294,6 +294,11 @@ class WorkerSettings:
     # None: one Uvicorn process per CPU, counted on the host at start.
     processes: int | None = None
     graceful_shutdown_s: int = 30
+    # Longer than the controller's upstream keepalive_timeout (provisioning.nginx), so Nginx,
+    # not the app, closes an idle kept-alive connection. Otherwise Nginx can reuse one the app
+    # is closing: that error counts against the worker (max_fails=1), and with another worker
+    # already down it leaves Nginx with "no live upstreams" (502s) for a moment.
+    keep_alive_s: int = 75
     ports: WorkerPorts = field(default_factory=WorkerPorts)
     controller_ports: ControllerPorts = field(default_factory=ControllerPorts)
     paths: WorkerPaths = field(default_factory=WorkerPaths)

@@ -14,4 +14,5 @@ exec '@{venv_dir}/bin/uvicorn' '@{asgi_app}' \
     --workers "$processes" \
     --proxy-headers --forwarded-allow-ips '@{controller_address}' \
     --timeout-graceful-shutdown '@{graceful_shutdown_s}' \
+    --timeout-keep-alive '@{keep_alive_s}' \
     --no-server-header

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from provisioning.files import worker_files
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.postgres import render_pg_hba, render_postgresql_conf
 from provisioning.redis import render_redis_conf
@@ -129,3 +130,19 @@ def test_every_placeholder_in_every_template_is_filled() -> None:
         rendered += [f.content for f in worker_files(worker)]
     assert all("@{" not in text for text in rendered)
     assert sorted(p.name for p in TEMPLATE_ROOT.glob("*/")) == ["common", "controller", "worker"]
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_workers_keep_idle_connections_longer_than_nginx_does(name: str) -> None:
+    # Otherwise Nginx may reuse a connection the worker is closing, and that error counts
+    # against the worker (max_fails=1): with the other worker down, 502 "no live upstreams".
+    settings = WORKERS[name]
+    nginx_keeps = re.search(
+        r"keepalive_timeout (\d+)s;", render_nginx_upstream([Member("10.20.0.5:8000", True)],
+                                                           SETTINGS))
+    assert nginx_keeps is not None
+    uvicorn = next(f.content for f in worker_files(settings)
+                   if f.path.endswith("gemnar-uvicorn.sh"))
+    worker_keeps = re.search(r"--timeout-keep-alive '(\d+)'", uvicorn)
+    assert worker_keeps is not None
+    assert int(worker_keeps.group(1)) > int(nginx_keeps.group(1))
