@@ -204,6 +204,7 @@ class SteadyLoad:
         self.stack = stack
         self.ok = 0
         self.failures: list[str] = []
+        self.resent = 0  # GETs resent after a kept-alive connection closed under them
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -211,7 +212,14 @@ class SteadyLoad:
         with self.stack.client() as client:
             while not self._stop.is_set():
                 try:
-                    response = client.get("/whoami/")
+                    try:
+                        response = client.get("/whoami/")
+                    except httpx.RemoteProtocolError:
+                        # A kept-alive connection Nginx closed as the request went out (old
+                        # Nginx workers close idle connections on a reload): browsers resend an
+                        # idempotent request then (RFC 9110, 9.2.2), and so does this load.
+                        self.resent += 1
+                        response = client.get("/whoami/")
                     if response.status_code == 200:
                         self.ok += 1
                     else:
