@@ -158,7 +158,9 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
                 network=net,
                 role="worker",
                 vpc_address=worker_vpc_address(net, index),
-                user_data=worker_user_data(cfg, controller.private_address, hostname),
+                user_data=worker_user_data(
+                    cfg, controller.private_address, hostname, net.controller_public
+                ),
                 public_keys=cfg.ssh_public_keys,
             ),
         )

@@ -10,6 +10,9 @@ this module only maps stack config onto its settings. What user data may depend 
 - never the worker count: a worker's user data depends on its own name (worker-<index>) and
   pool-wide settings only, so scaling never changes a surviving worker's user data;
 - the controller's private address for workers (an Output, so worker user data is one too);
+- the controller's public address for workers when there is no domain: the only Host the
+  site answers to (Django's ALLOWED_HOSTS). On Vultr it is the reserved IP, which exists
+  before the controller instance and never changes;
 - never anything created after the controller: its data volume's device
   (``/dev/disk/by-id/virtio-<mount_id>``) is the argument of ``gemnar-data-volume``, run over
   SSH once the volume is attached.
@@ -64,9 +67,11 @@ def controller_settings(cfg: StackConfig) -> ControllerSettings:
 
 
 def worker_settings(
-    cfg: StackConfig, controller_address: str, name: str = "worker-0"
+    cfg: StackConfig, controller_address: str, name: str = "worker-0", public_address: str = ""
 ) -> WorkerSettings:
     vcpus, memory_mb = plan_size(cfg.worker_plan)
+    # With a domain the site's names come from it (and www.); else the public address.
+    public_hosts = (public_address,) if public_address and not cfg.domain else ()
     return WorkerSettings(
         private_address=VPC_ADDRESS_AT_BOOT,
         controller_address=controller_address,
@@ -78,6 +83,7 @@ def worker_settings(
         name=name,
         ports=WorkerPorts(app=cfg.app_port),
         domain=cfg.domain,
+        public_hosts=public_hosts,
     )
 
 
@@ -87,19 +93,23 @@ def controller_user_data(cfg: StackConfig) -> str:
 
 
 def worker_user_data(
-    cfg: StackConfig, controller_address: pulumi.Input[str], name: str
+    cfg: StackConfig,
+    controller_address: pulumi.Input[str],
+    name: str,
+    public_address: pulumi.Input[str],
 ) -> pulumi.Output[str]:
     """The ``#cloud-config`` of the worker called ``name``."""
 
-    def render(address: str) -> str:
+    def render(addresses: list[str]) -> str:
+        address, public = addresses
         if not address:
             raise ValueError(
                 "the controller has no private address yet (Vultr reported an empty "
                 "internal_ip); run `pulumi refresh` and retry"
             )
-        return provisioning.worker_user_data(worker_settings(cfg, address, name))
+        return provisioning.worker_user_data(worker_settings(cfg, address, name, public))
 
-    return pulumi.Output.from_input(controller_address).apply(render)
+    return pulumi.Output.all(controller_address, public_address).apply(render)
 
 
 def controller_secrets_path() -> str:

@@ -74,7 +74,9 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             firewall_group_id=firewall.worker_group_id,
             ssh_key_ids=keys.key_ids,
             user_data=[
-                worker_user_data(cfg, controller.private_address, worker_hostname(i))
+                worker_user_data(
+                    cfg, controller.private_address, worker_hostname(i), controller.public_address
+                )
                 for i in range(cfg.worker_count)
             ],
             ddos_protection=cfg.ddos_protection,

@@ -16,14 +16,27 @@ def _env_lines(values: dict[str, str]) -> str:
 
 
 def allowed_hosts(settings: WorkerSettings) -> tuple[str, ...]:
-    """Host names the site answers to: configured ones, else the domain and its www."""
+    """Host names the site answers to: configured ones, else the domain and its www.
+
+    Never ``*``: without a domain the platform names the controller's public address (on
+    Vultr the reserved IP, known before any instance exists), the only Host the controller's
+    Nginx passes on then.
+    """
     if settings.public_hosts:
         return settings.public_hosts
     if settings.domain:
         return (settings.domain, f"www.{settings.domain}")
-    # No domain: the site is reached by the controller's public address, which a worker's
-    # user data cannot know; Django then accepts any host behind the controller's Nginx.
-    return ("*",)
+    raise ValueError(
+        "public_hosts: a worker without a domain needs the site's address (the controller's "
+        "public address); refusing to accept any Host"
+    )
+
+
+def csrf_trusted_origins(settings: WorkerSettings) -> tuple[str, ...]:
+    """The site's HTTPS origins, as a browser names them (the port only when not 443)."""
+    https = settings.controller_ports.https
+    port = "" if https == 443 else f":{https}"
+    return tuple(f"https://{host}{port}" for host in allowed_hosts(settings))
 
 
 def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
@@ -38,13 +51,13 @@ def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
         # The only proxy whose X-Forwarded-* headers the app believes.
         "GEMNAR_TRUSTED_PROXY": settings.controller_address,
         "GEMNAR_ALLOWED_HOSTS": ",".join(allowed_hosts(settings)),
+        # The same names as ALLOWED_HOSTS: a form posted from any other origin fails CSRF.
+        "GEMNAR_CSRF_TRUSTED_ORIGINS": ",".join(csrf_trusted_origins(settings)),
         "GEMNAR_MEDIA_ROOT": settings.paths.media_root,
         "GEMNAR_STATIC_ROOT": settings.paths.static_root,
         # gemnar-worker-drain creates it; /health/ then fails first (gemnar_health.views).
         "GEMNAR_DRAIN_FLAG_FILE": settings.paths.drain_flag_file,
     }
-    if settings.domain:
-        values["GEMNAR_CSRF_TRUSTED_ORIGINS"] = f"https://{settings.domain}"
     return values
 
 

@@ -92,7 +92,7 @@ def installed(artifact: Path) -> Iterator[WorkerSettings]:
         worker = WorkerSettings(
             private_address=daemons.random_loopback_address(),
             controller_address="127.0.0.1", vpc_subnet="127.0.0.0/8", memory_mb=512, vcpus=1,
-            processes=1, paths=WorkerPaths.under(root),
+            processes=1, paths=WorkerPaths.under(root), public_hosts=("127.0.0.1",),
         )
         script = render_install_app(worker)
         program = daemons.write_file(script.path, script.content, 0o755)

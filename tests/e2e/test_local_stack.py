@@ -75,6 +75,42 @@ def test_websocket_echo_through_nginx(two_workers: LocalStack) -> None:
     assert "ping through nginx" in asyncio.run(echo())
 
 
+def test_foreign_origins_are_refused_through_nginx(two_workers: LocalStack) -> None:
+    """The workers' ALLOWED_HOSTS and CSRF origins are the site's (rendered, never ``*``):
+    Channels refuses a WebSocket from another origin, Django a form posted from one."""
+    local_stack = two_workers
+    for worker in ("worker-0", "worker-1"):
+        env = (local_stack.node_root(worker) / "etc/gemnar/app.env").read_text()
+        assert f'GEMNAR_ALLOWED_HOSTS="{local_stack.controller}"' in env
+        assert f'GEMNAR_CSRF_TRUSTED_ORIGINS="{local_stack.site}"' in env
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+
+    async def connect(origin: str) -> int:
+        url = f"wss://{local_stack.controller}:8443/ws/echo/"
+        try:
+            async with websockets.connect(
+                url, ssl=context, origin=origin, open_timeout=10  # type: ignore[arg-type]
+            ):
+                return 101
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+
+    assert asyncio.run(connect(local_stack.site)) == 101
+    assert asyncio.run(connect("https://evil.example")) == 403
+    # Any POST passes Django's CSRF check first (not the login form: it is rate limited).
+    with local_stack.client() as client:
+        client.get("/accounts/login/")
+        token = client.cookies["csrftoken"]
+        posted = {origin: client.post("/whoami/", data={"csrfmiddlewaretoken": token},
+                                      headers={"Origin": origin})
+                  for origin in (local_stack.site, "https://evil.example")}
+    assert posted[local_stack.site].status_code != 403, posted[local_stack.site].text[:200]
+    assert posted["https://evil.example"].status_code == 403
+    assert "CSRF" in posted["https://evil.example"].text
+
+
 def test_uploaded_media_is_served_by_nginx(
     two_workers: LocalStack, site_user: tuple[str, str]
 ) -> None:

@@ -137,3 +137,7 @@ def test_tls_offers_only_aead_suites_with_forward_secrecy(tmp_path: Path) -> Non
     assert protocols["TLS1_1"].startswith("not offered")
     assert protocols["TLS1_2"].startswith("offered")
     assert protocols["TLS1_3"].startswith("offered")
+    by_id = {f["id"]: f["finding"] for f in findings}
+    assert by_id["sessionresumption_ticket"] == "not supported"  # ssl_session_tickets off
+    # Stapling is neither configured nor claimed: Let's Encrypt ended OCSP (docs/hardening.md).
+    assert by_id["OCSP_stapling"] == "not offered"

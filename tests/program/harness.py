@@ -20,7 +20,9 @@ SEED = "test-seed-" + "s" * 40
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVtbmFydGVzdGtleWZvcnVuaXR0ZXN0cw test@gemnar"
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-private-key-material\n-----END"
 CONTROLLER_PRIVATE_IP = "10.20.0.3"
-RESERVED_IP = "203.0.113.10"
+# The lab's controller public address (lab.netns), so that both platforms render the same
+# worker user data (tests/program/test_lab_program.py).
+RESERVED_IP = "192.0.2.10"
 
 # What an operator supplies on top of Pulumi.prod.yaml; tests start from here.
 BASE_VALUES: dict[str, str] = {

@@ -2,8 +2,10 @@
 user data byte-identical to what the Vultr platform renders for the same stack config.
 
 The documented platform data that may differ between the two (docs/lab.md): the controller's
-VPC address, which Vultr assigns and which workers' user data names. Everything else Vultr
-supplies (instance id, SSH keys, the node's own addresses) travels as metadata, not user data.
+VPC address, which Vultr assigns and which workers' user data names, and the controller's
+public address (Vultr's reserved IP), which workers' user data names as the site's only Host
+when there is no domain. Everything else Vultr supplies (instance id, SSH keys, the node's own
+addresses) travels as metadata, not user data.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tests.program.harness import (
     CONTROLLER_PRIVATE_IP,
     PRIVATE_KEY,
     RECORDER,
+    RESERVED_IP,
     Declared,
     reveal,
 )
@@ -39,9 +42,11 @@ def declared(cfg: StackConfig) -> pulumi.Output[list[Declared]]:
     return RECORDER.settled(program.build(cfg))
 
 
-def test_the_lab_assigns_the_controller_the_address_the_vultr_mocks_report() -> None:
+def test_the_lab_assigns_the_controller_the_addresses_the_vultr_mocks_report() -> None:
     # Precondition of the byte-for-byte comparison below; see the module docstring.
-    assert controller_vpc_address(LabNetwork("s", "10.20.0.0/24")) == CONTROLLER_PRIVATE_IP
+    net = LabNetwork("s", "10.20.0.0/24")
+    assert controller_vpc_address(net) == CONTROLLER_PRIVATE_IP
+    assert net.controller_public == RESERVED_IP
 
 
 @pulumi.runtime.test

@@ -8,12 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pulumi
+import pytest
+import yaml
 
 from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secret
 from stack_config import StackConfig, parse_stack_config
 from tests.program.harness import (
     BASE_VALUES,
     PRIVATE_KEY,
+    RESERVED_IP,
     SEED,
     Declared,
     declare,
@@ -225,3 +228,39 @@ def test_no_secret_in_user_data_or_outputs() -> pulumi.Output[None]:
             assert "/etc/gemnar/secrets" in write.plain["create"]
 
     return pulumi.Output.all(declared, *exports.values()).apply(check)
+
+
+def app_env_value(user_data: str, key: str) -> str:
+    """``KEY="value"`` from the app's environment file inside a worker's cloud-config."""
+    document = yaml.safe_load(user_data)
+    for entry in document["write_files"]:
+        for line in str(entry.get("content", "")).splitlines():
+            if line.startswith(f"{key}="):
+                return line.split("=", 1)[1].strip('"')
+    raise AssertionError(f"{key} is not in the worker's user data")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hosts", "origins"),
+    [
+        # No domain: the reserved IP, which exists before the controller, is the only name.
+        ({}, RESERVED_IP, f"https://{RESERVED_IP}"),
+        ({"domain": "example.com", "tlsEmail": "ops@example.com"},
+         "example.com,www.example.com", "https://example.com,https://www.example.com"),
+    ],
+)
+@pulumi.runtime.test
+def test_workers_answer_only_to_the_site_names(
+    overrides: dict[str, str], hosts: str, origins: str
+) -> pulumi.Output[None]:
+    _, declared = declare(config(workerCount="2", **overrides))
+
+    def check(resources: list[Declared]) -> None:
+        workers = [d.plain["userData"] for d in resources
+                   if d.type == "vultr:index/instance:Instance" and "worker" in d.name]
+        assert len(workers) == 2
+        for user_data in workers:
+            assert app_env_value(user_data, "GEMNAR_ALLOWED_HOSTS") == hosts
+            assert app_env_value(user_data, "GEMNAR_CSRF_TRUSTED_ORIGINS") == origins
+
+    return declared.apply(check)

@@ -35,7 +35,7 @@ CONTROLLERS: dict[str, ControllerSettings] = {
 WORKERS: dict[str, WorkerSettings] = {
     "prod-default": WorkerSettings(
         private_address="10.20.0.5", controller_address="10.20.0.3",
-        vpc_subnet="10.20.0.0/24", memory_mb=8192, vcpus=4,
+        vpc_subnet="10.20.0.0/24", memory_mb=8192, vcpus=4, public_hosts=("203.0.113.10",),
     ),
     "prod-git": WorkerSettings(
         private_address="10.40.3.9", controller_address="10.40.1.7",
@@ -48,5 +48,6 @@ WORKERS: dict[str, WorkerSettings] = {
         vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=1, name="worker-1",
         ports=WorkerPorts(app=18001, node_exporter=19101),
         paths=WorkerPaths.under("/var/tmp/gemnar-state/worker-1"),
+        public_hosts=("127.31.0.1",),
     ),
 }

@@ -116,7 +116,7 @@ def cluster() -> Iterator[Cluster]:
         worker = WorkerSettings(
             private_address=WORKER_VPC, controller_address=CONTROLLER_VPC,
             vpc_subnet=SUBNET, memory_mb=1024, vcpus=1, processes=1,
-            paths=WorkerPaths.under(root / "worker"),
+            paths=WorkerPaths.under(root / "worker"), public_hosts=(CONTROLLER_PUBLIC,),
         )
         # The app and its environment come from this checkout instead of an installed venv.
         worker = replace(worker, paths=replace(

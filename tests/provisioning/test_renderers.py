@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from provisioning.app_env import worker_app_env
 from provisioning.files import worker_files
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.postgres import render_pg_hba, render_postgresql_conf
@@ -146,3 +147,37 @@ def test_workers_keep_idle_connections_longer_than_nginx_does(name: str) -> None
     worker_keeps = re.search(r"--timeout-keep-alive '(\d+)'", uvicorn)
     assert worker_keeps is not None
     assert int(worker_keeps.group(1)) > int(nginx_keeps.group(1))
+
+
+@pytest.mark.parametrize(
+    ("name", "https_port", "hosts", "origins"),
+    [
+        ("prod-default", 443, ["203.0.113.10"], ["https://203.0.113.10"]),
+        ("prod-git", 443, ["example.org", "www.example.org"],
+         ["https://example.org", "https://www.example.org"]),
+        # The local stack's Nginx listens on a port of its own: browsers name it in Origin.
+        ("local", 18443, ["127.31.0.1"], ["https://127.31.0.1:18443"]),
+    ],
+)
+def test_the_app_answers_only_to_the_site_names(
+    name: str, https_port: int, hosts: list[str], origins: list[str]
+) -> None:
+    worker = WORKERS[name]
+    worker = replace(worker, controller_ports=replace(worker.controller_ports, https=https_port))
+    env = worker_app_env(worker)
+    assert env["GEMNAR_ALLOWED_HOSTS"].split(",") == hosts
+    assert env["GEMNAR_CSRF_TRUSTED_ORIGINS"].split(",") == origins
+
+
+def test_a_worker_without_a_site_name_is_refused_not_opened_to_any_host() -> None:
+    nameless = replace(WORKERS["prod-default"], public_hosts=())
+    with pytest.raises(ValueError, match="public_hosts"):
+        worker_app_env(nameless)
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+def test_nginx_claims_no_ocsp_stapling(name: str) -> None:
+    """Let's Encrypt, the controller's only CA, ended OCSP in 2025 (docs/hardening.md)."""
+    for settings in (CONTROLLERS[name], replace(CONTROLLERS[name], domain="example.org")):
+        directives = [line.split("#", 1)[0] for line in render_nginx_conf(settings).splitlines()]
+        assert not [d for d in directives if "stapling" in d or "resolver" in d]
