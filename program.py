@@ -160,8 +160,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         controller_ops = [operations]
     backups = OffsiteStorage(
         "gemnar-backups",
-        offsite_args(cfg, controller.connection, controller.identity,
-                     controller.path(BACKUP_ENV), seed, cfg.ssh_user),
+        dataclasses.replace(
+            offsite_args(cfg, controller.connection, controller.identity,
+                         controller.path(BACKUP_ENV), seed, cfg.ssh_user),
+            external=nodes.object_storage,
+        ),
         opts=pulumi.ResourceOptions(depends_on=controller_ready),
     )
     worker_secrets_content = worker_secrets_file(

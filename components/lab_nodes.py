@@ -11,6 +11,7 @@ the same SSH path as on prod: the controller at its public address, workers thro
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from components.nodes import (
     controller_connection,
     worker_connection,
 )
+from components.offsite_storage import ExternalS3
 from components.user_data import controller_user_data, worker_user_data
 from components.vultr_nodes import site_url
 from components.worker_pool import worker_hostname
@@ -58,6 +60,36 @@ def hypervisor_argv(action: str, net: LabNetwork, name: str) -> list[str]:
     python = str(PROJECT_ROOT / ".venv" / "bin" / "python")
     return [python, "-m", "lab.hypervisor", action, "--stack", net.stack,
             "--vpc-subnet", net.vpc_subnet, "--name", name]
+
+
+class LabObjectStorage(pulumi.ComponentResource):
+    """The lab's S3 server as the program sees it: what ``vultr.ObjectStorage`` outputs on
+    prod (hostname, access key, secret key), read from the lab hypervisor, which started the
+    server with the lab's network (``lab/s3.py``)."""
+
+    description: pulumi.Output[str]
+    external: ExternalS3
+
+    def __init__(self, name: str, net: LabNetwork,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gemnar:infra:LabObjectStorage", name, None, opts)
+        python = str(PROJECT_ROOT / ".venv" / "bin" / "python")
+        command = local.Command(
+            f"{name}-endpoint",
+            create=shlex.join([python, "-m", "lab.hypervisor", "object-storage",
+                               "--stack", net.stack]),
+            environment={"PYTHONPATH": str(PROJECT_ROOT)},
+            dir=str(PROJECT_ROOT),
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
+        )
+        self.description = pulumi.Output.secret(command.stdout)
+        fields = self.description.apply(json.loads)
+        self.external = ExternalS3(
+            endpoint=fields.apply(lambda f: str(f["s3Endpoint"])),
+            access_key=pulumi.Output.secret(fields.apply(lambda f: str(f["s3AccessKey"]))),
+            secret_key=pulumi.Output.secret(fields.apply(lambda f: str(f["s3SecretKey"]))),
+        )
+        self.register_outputs({"description": self.description})
 
 
 @dataclass(frozen=True)
@@ -175,9 +207,11 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
                 first_boot=CLOUD_INIT_WAIT,
             )
         )
+    storage = LabObjectStorage("gemnar-lab-s3", net)
     return Nodes(
         controller=controller_handle,
         workers=tuple(workers),
         site_url=site_url(cfg, public),
         extras={"labNamespace": pulumi.Output.from_input(net.namespace)},
+        object_storage=storage.external,
     )

@@ -11,10 +11,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pulumi
 from pulumi_command import remote
+
+if TYPE_CHECKING:
+    from components.offsite_storage import ExternalS3
 
 Role = Literal["controller", "worker"]
 
@@ -64,6 +67,9 @@ class Nodes:
     # Provider plugins (NAME:VERSION) the controller installs the official way because it
     # reaches the internet (Vultr); the rest are copied from the deployer.
     controller_fetches_plugins: tuple[str, ...] = ()
+    # An S3 server the platform brings along (the lab's), used for off-site backups instead
+    # of a Vultr Object Storage subscription. None on Vultr (config decides) and local.
+    object_storage: ExternalS3 | None = None
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,18 @@ from pulumi import automation as auto
 from engine.toolchain import PROJECT_ROOT
 
 
-def is_local_stack(stack_name: str, project_dir: Path = PROJECT_ROOT) -> bool:
+def stack_platform(stack_name: str, project_dir: Path = PROJECT_ROOT) -> str:
+    """``gemnar:platform`` of the stack file in ``project_dir`` ("" when there is none)."""
     committed = project_dir / f"Pulumi.{stack_name}.yaml"
     if not committed.exists():
-        return False
+        return ""
     config = (yaml.safe_load(committed.read_text()) or {}).get("config", {})
+    return str(config.get("gemnar:platform", ""))
+
+
+def is_local_stack(stack_name: str, project_dir: Path = PROJECT_ROOT) -> bool:
     # The lab platform's machines are this machine's too: same generated seed and key pair.
-    return config.get("gemnar:platform") in ("local", "lab")
+    return stack_platform(stack_name, project_dir) in ("local", "lab")
 
 
 def merged_stack_file(

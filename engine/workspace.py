@@ -12,8 +12,14 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from engine.local_stack import ensure_generated_secrets, is_local_stack, prepare_work_dir
+from engine.local_stack import (
+    ensure_generated_secrets,
+    is_local_stack,
+    prepare_work_dir,
+    stack_platform,
+)
 from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
+from lab import s3
 
 PROJECT_NAME = "gemnar"
 # The local stack's config secrets are encrypted with this passphrase. It protects nothing
@@ -34,6 +40,27 @@ def pulumi_env(paths: ToolPaths | None = None, passphrase: str | None = None) ->
         "PULUMI_CONFIG_PASSPHRASE": passphrase
         or os.environ.get("PULUMI_CONFIG_PASSPHRASE", LOCAL_PASSPHRASE),
     }
+    return env
+
+
+def lab_backend_env(stack_name: str, paths: ToolPaths | None = None) -> dict[str, str]:
+    """A lab stack's state backend: its S3 server inside the lab network, as prod's is Vultr
+    Object Storage (docs/lab.md). The caller must run inside the lab's namespace."""
+    paths = paths or tool_paths()
+    server = s3.load(paths.state_dir / "lab" / stack_name)
+    if server is None:
+        raise RuntimeError(
+            f"lab stack {stack_name} has no S3 server for its state: run `bash tools/lab.sh` "
+            "(or `python -m lab.hypervisor net-up --stack NAME`) first"
+        )
+    return server.backend_env()
+
+
+def stack_env(stack_name: str, work_dir: Path, paths: ToolPaths | None = None) -> dict[str, str]:
+    """``pulumi_env`` with the backend the stack's platform keeps its state in."""
+    env = pulumi_env(paths)
+    if stack_platform(stack_name, work_dir) == "lab":
+        env |= lab_backend_env(stack_name, paths)
     return env
 
 
@@ -74,7 +101,7 @@ def open_stack(
     if program is None:
         program = project_program(opened)
 
-    env = pulumi_env(paths) | dict(extra_env or {})
+    env = stack_env(stack_name, Path(work_dir), paths) | dict(extra_env or {})
     opts = auto.LocalWorkspaceOptions(
         work_dir=str(work_dir),
         env_vars=env,

@@ -11,6 +11,11 @@ the environment variable ``GEMNAR_USER_DATA`` (it is long and must reach the see
     python -m lab.hypervisor delete --stack S --vpc-subnet CIDR --name N
     python -m lab.hypervisor exec --stack S --name N -- CMD...
     python -m lab.hypervisor destroy-all --stack S --vpc-subnet CIDR
+    python -m lab.hypervisor object-storage --stack S
+
+``net-up`` also starts the stack's S3 server (``lab/s3.py``: state, media, backups) and
+``destroy-all`` stops it; ``object-storage`` prints its endpoint and keys as JSON, which the
+program reads as it reads Vultr's ``ObjectStorage`` outputs.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import sys
 from pathlib import Path
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
-from lab import image, machine, netns
+from lab import image, machine, netns, s3
 from lab.netns import LabNetwork
 
 
@@ -39,6 +44,7 @@ def destroy_all(net: LabNetwork, directory: Path) -> None:
     """Every machine of the stack, then its namespace: ``destroy`` leaves nothing behind."""
     for name in machine.names(directory):
         machine.delete(net, directory, name)
+    s3.stop(directory)
     netns.delete(net)
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--data-disk-mb", type=int, default=0)
             p.add_argument("--data-disk-id", default="")
             p.add_argument("--public-key", action="append", default=[])
+    p = sub.add_parser("object-storage")
+    p.add_argument("--stack", required=True)
     p = sub.add_parser("exec")
     p.add_argument("--stack", required=True)
     p.add_argument("--name", required=True)
@@ -78,12 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
         return result.returncode
+    if args.action == "object-storage":
+        server = s3.load(stack_dir(args.stack))
+        if server is None:
+            print(f"lab stack {args.stack} has no S3 server: run `bash tools/lab.sh` "
+                  "(net-up starts it)", file=sys.stderr)
+            return 1
+        print(json.dumps(server.description(), sort_keys=True))
+        return 0
     net = _network(args)
     directory = stack_dir(args.stack)
     if args.action == "net-up":
         netns.create(net)
+        s3.start(net, directory)
         print(net.namespace)
     elif args.action == "net-down":
+        s3.stop(directory)
         netns.delete(net)
     elif args.action == "destroy-all":
         destroy_all(net, directory)

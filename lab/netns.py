@@ -96,6 +96,17 @@ def create(net: LabNetwork) -> None:
         raise
 
 
+def add_address(net: LabNetwork, address: str) -> None:
+    """Give the namespace another address on the public bridge (a lab "internet" service);
+    idempotent. The first address (the gateway) stays the source of the namespace's own
+    connections, so the admin CIDR still names the operator alone."""
+    shown = subprocess.run(["ip", "-n", net.namespace, "-o", "addr", "show", "dev", PUBLIC_BRIDGE],
+                           check=True, capture_output=True, text=True).stdout
+    if f" {address}/" not in shown:
+        _ip("-n", net.namespace, "addr", "add", f"{address}/{net.public_prefixlen}",
+            "dev", PUBLIC_BRIDGE)
+
+
 def pids(net: LabNetwork) -> list[int]:
     """Processes whose network namespace is the lab's (machines' own namespaces excluded)."""
     if not exists(net):

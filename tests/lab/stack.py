@@ -22,7 +22,8 @@ import yaml
 
 from engine.local_stack import prepare_work_dir
 from engine.toolchain import PROJECT_ROOT, tool_paths
-from lab import hypervisor, machine
+from engine.workspace import stack_env
+from lab import hypervisor, machine, netns, s3
 from lab.netns import LabNetwork
 
 PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
@@ -60,13 +61,21 @@ class LabStack:
         self.timings[label or action] = time.monotonic() - started
         return subprocess.CompletedProcess(argv, returncode, log.read_text(), "")
 
-    def set_config(self, key: str, value: str) -> None:
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The pinned Pulumi CLI on this stack, inside the lab namespace, with the stack's
+        state in the lab's S3 server (as the engine runs it)."""
         work = tool_paths().state_dir / "work" / self.name
-        env = {"PULUMI_HOME": str(tool_paths().pulumi_home), "PULUMI_BACKEND_URL":
-               tool_paths().backend_url, "PULUMI_CONFIG_PASSPHRASE": "gemnar-local-stack",
-               "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": "/usr/bin:/bin"}
-        subprocess.run([str(tool_paths().cli), "config", "set", "--stack", self.name, key, value],
-                       cwd=work, env=env, check=True, capture_output=True)
+        env = {**stack_env(self.name, work), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(
+            ["nsenter", f"--net={self.net.netns_path}", "--", str(tool_paths().cli), *args,
+             "--stack", self.name],
+            cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        if check:
+            assert done.returncode == 0, f"pulumi {' '.join(args)} failed: {done.stderr[-2000:]}"
+        return done
+
+    def set_config(self, key: str, value: str) -> None:
+        self.cli("config", "set", key, value)
 
     def inside(
         self, name: str, *argv: str, timeout: float = 120
@@ -115,15 +124,20 @@ def new_lab_stack(log_dir: Path, workers: int = 2) -> LabStack:
     return LabStack(name=name, net=LabNetwork(stack=name, vpc_subnet=vpc), log_dir=log_dir)
 
 
+def network_up(stack: LabStack) -> None:
+    """What `tools/lab.sh` does first: the lab's namespace and its S3 server (the state)."""
+    netns.create(stack.net)
+    s3.start(stack.net, stack.stack_dir)
+
+
 def remove(stack: LabStack) -> None:
     """Destroy through the engine, then whatever a failed run left; remove the stack."""
     stack.engine("destroy")
+    # The stack's state lives in the lab's S3 server, which destroy_all stops.
+    if s3.load(stack.stack_dir) is not None:
+        stack.cli("stack", "rm", "--yes", "--force", check=False)
+    started = time.monotonic()
     hypervisor.destroy_all(stack.net, stack.stack_dir)
-    work = tool_paths().state_dir / "work" / stack.name
-    env = {"PULUMI_HOME": str(tool_paths().pulumi_home), "PULUMI_BACKEND_URL":
-           tool_paths().backend_url, "PULUMI_CONFIG_PASSPHRASE": "gemnar-local-stack",
-           "PULUMI_SKIP_UPDATE_CHECK": "true", "PATH": "/usr/bin:/bin"}
-    subprocess.run([str(tool_paths().cli), "stack", "rm", "--yes", "--force", stack.name],
-                   cwd=work, env=env, capture_output=True)
-    shutil.rmtree(work, ignore_errors=True)
+    stack.timings["destroy-all"] = time.monotonic() - started
+    shutil.rmtree(tool_paths().state_dir / "work" / stack.name, ignore_errors=True)
     print(f"lab stack {stack.name} timings: {stack.timings}", file=sys.stderr)

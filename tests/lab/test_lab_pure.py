@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lab import image
+from lab import s3 as lab_s3
 from lab.netns import LabNetwork
 from lab.seed import PUBLIC_INTERFACE, VPC_INTERFACE, SeedSpec, meta_data, network_config
 from provisioning.cloud_config import COMMON_PACKAGES, CONTROLLER_PACKAGES, WORKER_PACKAGES
@@ -88,3 +90,33 @@ def test_meta_data_carries_the_instance_id_and_keys() -> None:
         "instance-id": "i-abc", "local-hostname": "controller",
         "public-keys": ["ssh-ed25519 AAAA k"],
     }
+
+
+@given(st.sampled_from(["10.20.0.0/24", "10.99.0.0/16", "172.16.5.0/28"]),
+       st.text(alphabet="abcdef0123456789", min_size=4, max_size=20))
+def test_the_labs_s3_answers_on_the_public_side_never_in_the_vpc(vpc: str, key: str) -> None:
+    net = LabNetwork("s", vpc)
+    server = lab_s3.plan(net, key, "secret")
+    address = ipaddress.ip_address(server.address)
+    assert address in ipaddress.ip_network(net.public_subnet)
+    assert address not in ipaddress.ip_network(vpc)
+    # Neither the operator's own address (the admin CIDR) nor the controller's.
+    assert server.address not in (net.gateway, net.controller_public)
+
+
+def test_the_labs_state_backend_is_prods_login_with_plain_http() -> None:
+    server = lab_s3.plan(LabNetwork("s", "10.20.0.0/24"), "AK", "SK")
+    url = urlsplit(server.backend_url)
+    query = parse_qs(url.query)
+    assert (url.scheme, url.netloc) == ("s3", lab_s3.STATE_BUCKET)
+    # As docs/prod.md's `pulumi login 's3://...?endpoint=...&s3ForcePathStyle=true'`.
+    assert query["endpoint"] == ["192.0.2.2:9000"] and query["s3ForcePathStyle"] == ["true"]
+    assert query["disable_https"] == ["true"]
+    env = server.backend_env()
+    assert env["PULUMI_BACKEND_URL"] == server.backend_url
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("AK", "SK")
+    assert env["AWS_REGION"] == server.region
+    described = server.description()
+    assert described["s3Endpoint"] == "http://192.0.2.2:9000"
+    assert described["s3Hostname"] == "192.0.2.2:9000"
+    assert described["mediaBucket"] == lab_s3.MEDIA_BUCKET != lab_s3.STATE_BUCKET

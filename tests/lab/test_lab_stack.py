@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab import image, netns
+from lab import image
 from tests.lab.conftest import leftovers
-from tests.lab.stack import PROJECT_ROOT, LabStack, new_lab_stack, remove
+from tests.lab.stack import PROJECT_ROOT, LabStack, network_up, new_lab_stack, remove
 from tests.support.waiting import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +39,8 @@ def lab_stack(lab_available: None, tmp_path_factory: pytest.TempPathFactory) -> 
     for role in image.ROLE_PACKAGES:
         image.lower_dirs(image.default_spec(PROJECT_ROOT), role)
     stack.timings["image"] = time.monotonic() - started
-    netns.create(stack.net)
     try:
+        network_up(stack)
         # Recorded, not asserted here: the machines are worth inspecting when `up` fails.
         stack.results["up"] = stack.engine("up")
         yield stack

@@ -8,12 +8,15 @@ mock monitor itself never receives.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
+from lab import s3 as lab_s3
+from lab.netns import LabNetwork
 from stack_config import StackConfig, parse_stack_config
 
 SEED = "test-seed-" + "s" * 40
@@ -101,6 +104,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["s3Hostname"] = "fra1.vultrobjects.com"
             state["s3AccessKey"] = "mock-s3-access-key"
             state["s3SecretKey"] = "mock-s3-secret-key"
+        elif args.typ == "command:local:Command" and args.name == "gemnar-lab-s3-endpoint":
+            # What `python -m lab.hypervisor object-storage` prints, from the real code.
+            server = lab_s3.plan(LabNetwork("mock", "10.20.0.0/24"), "mock-lab-access",
+                                 "mock-lab-secret")
+            state["stdout"] = json.dumps(server.description())
         elif args.typ == "command:remote:Command":
             state["stdout"] = ""
             state["stderr"] = ""

@@ -14,7 +14,9 @@ import pulumi
 import pytest
 
 import program
+from backups.config import offsite_from_env, parse_env_file
 from components.lab_nodes import controller_vpc_address
+from lab import s3 as lab_s3
 from lab.netns import LabNetwork
 from stack_config import StackConfig, parse_stack_config
 from tests.program.harness import (
@@ -24,6 +26,7 @@ from tests.program.harness import (
     RECORDER,
     RESERVED_IP,
     Declared,
+    is_secret,
     reveal,
 )
 
@@ -128,3 +131,26 @@ def test_node_commands_wait_for_the_first_boot(platform: str) -> pulumi.Output[N
             assert "cloud-init status --wait" in wait
 
     return declared(config(platform)).apply(check)
+
+
+@pulumi.runtime.test
+def test_lab_backups_go_to_the_labs_s3_server_as_prod_to_object_storage() -> pulumi.Output[None]:
+    """The lab's S3 server stands in for Vultr Object Storage: its endpoint and keys (from the
+    hypervisor, as Vultr's ObjectStorage outputs them) reach only the secret stdin of the write
+    into the controller's root-only backup.env, and the backup tool reads them from there."""
+    server = lab_s3.plan(LabNetwork("mock", "10.20.0.0/24"), "mock-lab-access", "mock-lab-secret")
+
+    def check(resources: list[Declared]) -> None:
+        endpoint = next(d for d in resources if d.name == "gemnar-lab-s3-endpoint")
+        assert "lab.hypervisor object-storage" in endpoint.inputs["create"]
+        assert "stdout" in (endpoint.opts.additional_secret_outputs or [])
+        write = next(d for d in resources if d.name == "gemnar-backups-env-write")
+        assert is_secret(write.inputs["stdin"])
+        env = parse_env_file(reveal(write.inputs["stdin"]))
+        location = offsite_from_env(env)
+        assert location is not None, env
+        assert location.endpoint == server.endpoint == "http://192.0.2.2:9000"
+        assert env["GEMNAR_BACKUP_S3_ACCESS_KEY"] == "mock-lab-access"
+        assert env["GEMNAR_BACKUP_S3_SECRET_KEY"] == "mock-lab-secret"
+
+    return declared(config("lab")).apply(check)
