@@ -8,16 +8,13 @@ repository; the node then installs with ``pip install --no-index``.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
 import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 
-from appdelivery.source import AppSource, app_files
+from appdelivery import bundle
+from appdelivery.source import ARTIFACT_KIND, AppSource, app_files
 
 # The nodes install the wheels with Debian 12's python3 (3.11.2). Dependency markers are
 # evaluated by the interpreter that resolves them, to the micro version (redis needs
@@ -68,55 +65,15 @@ def wheelhouse(requirements: tuple[str, ...], cache: Path) -> Path:
     return target
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    tar.addfile(info, io.BytesIO(data))
-
-
 def build(source: AppSource, cache: Path | None = None) -> Path:
     """The artifact for ``source``: built once, then found in the cache by its hash."""
     cache = cache or cache_root()
     target = cache / source.artifact_name
     if target.exists():
         return target
-    wheels = wheelhouse(source.requirements, cache)
-    buffer = io.BytesIO()
-    # Fixed order, times and owners, and gzip without a timestamp: the same source gives the
-    # same bytes, so a rebuilt artifact is never "new".
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(
-        fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT
-    ) as tar:
-        _add(tar, "SOURCE_HASH", f"{source.content_hash}\n".encode())
-        _add(tar, "requirements.txt", "".join(f"{r}\n" for r in source.requirements).encode())
-        for path in app_files(source.app_dir):
-            name = "app/" + path.relative_to(source.app_dir).as_posix()
-            _add(tar, name, path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
-        for wheel in sorted(wheels.glob("*.whl")):
-            _add(tar, f"wheels/{wheel.name}", wheel.read_bytes())
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=cache, prefix=".artifact-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(temporary, target)
-    prune(cache, "gemnar-app-")
-    return target
-
-
-# Bundles kept per kind in the deployer's cache: every project change makes a new one.
-KEEP_PER_KIND = 3
-
-
-def prune(cache: Path, prefix: str, keep: int = KEEP_PER_KIND) -> None:
-    """Drop all but the ``keep`` newest ``<prefix>*.tar.gz`` in ``cache``."""
-    bundles = sorted(cache.glob(f"{prefix}*.tar.gz"), key=lambda p: p.stat().st_mtime,
-                     reverse=True)
-    for old in bundles[keep:]:
-        old.unlink(missing_ok=True)
+    return bundle.write(cache, ARTIFACT_KIND, source.content_hash, source.requirements,
+                        source.app_dir, list(app_files(source.app_dir)), "app",
+                        wheelhouse(source.requirements, cache))
 
 
 def sha256_of(path: Path) -> str:

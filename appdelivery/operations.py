@@ -9,20 +9,16 @@ by the hash of its content, like the app artifact; ``gemnar-install-ops`` instal
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import os
 import subprocess
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from appdelivery.artifact import _add, cache_root, prune, wheelhouse
+from appdelivery import bundle
+from appdelivery.artifact import cache_root, wheelhouse
 
 # Sections of requirements.txt the controller needs (not the test tools).
 RUNTIME_SECTIONS_END = "# Tests and checks"
+OPS_KIND = "gemnar-ops-"
 _SKIP_DIRS = {".venv", ".state", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache",
               ".hypothesis", ".git"}
 
@@ -65,18 +61,12 @@ class OpsSource:
 
     @property
     def content_hash(self) -> str:
-        digest = hashlib.sha256(b"gemnar-ops/1\n")
-        for line in self.requirements:
-            digest.update(f"req {line}\n".encode())
-        for path in project_files(self.root):
-            data = path.read_bytes()
-            digest.update(f"file {path.relative_to(self.root).as_posix()} {len(data)}\n".encode())
-            digest.update(data)
-        return digest.hexdigest()[:20]
+        return bundle.tree_hash("gemnar-ops/1", self.requirements, self.root,
+                                project_files(self.root))
 
     @property
     def bundle_name(self) -> str:
-        return f"gemnar-ops-{self.content_hash}.tar.gz"
+        return f"{OPS_KIND}{self.content_hash}.tar.gz"
 
 
 def build_bundle(source: OpsSource, cache: Path | None = None) -> Path:
@@ -85,22 +75,6 @@ def build_bundle(source: OpsSource, cache: Path | None = None) -> Path:
     target = cache / source.bundle_name
     if target.exists():
         return target
-    wheels = wheelhouse(source.requirements, cache)
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(
-        fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT
-    ) as tar:
-        _add(tar, "SOURCE_HASH", f"{source.content_hash}\n".encode())
-        _add(tar, "requirements.txt", "".join(f"{r}\n" for r in source.requirements).encode())
-        for path in project_files(source.root):
-            name = "project/" + path.relative_to(source.root).as_posix()
-            _add(tar, name, path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
-        for wheel in sorted(wheels.glob("*.whl")):
-            _add(tar, f"wheels/{wheel.name}", wheel.read_bytes())
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=cache, prefix=".ops-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(temporary, target)
-    prune(cache, "gemnar-ops-")
-    return target
+    return bundle.write(cache, OPS_KIND, source.content_hash, source.requirements, source.root,
+                        project_files(source.root), "project",
+                        wheelhouse(source.requirements, cache))

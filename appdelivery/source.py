@@ -6,15 +6,17 @@ so an unchanged app keeps its hash and is not sent again; any change to either g
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from appdelivery.bundle import tree_hash
 
 # The app section of requirements.txt (the lab image reads the same section).
 REQUIREMENTS_SECTION = "# Application (app/)"
 # Bump when the artifact's layout or install recipe changes: every hash changes with it.
 RECIPE_VERSION = "1"
+ARTIFACT_KIND = "gemnar-app-"
 _SKIP_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", "media",
               "staticfiles"}
 _SKIP_SUFFIXES = {".pyc", ".pyo", ".sqlite3"}
@@ -59,16 +61,9 @@ class AppSource:
 
     @property
     def content_hash(self) -> str:
-        digest = hashlib.sha256(f"gemnar-app/{RECIPE_VERSION}\n".encode())
-        for line in self.requirements:
-            digest.update(f"req {line}\n".encode())
-        for path in app_files(self.app_dir):
-            data = path.read_bytes()
-            name = path.relative_to(self.app_dir).as_posix()
-            digest.update(f"file {name} {len(data)}\n".encode())
-            digest.update(data)
-        return digest.hexdigest()[:20]
+        return tree_hash(f"gemnar-app/{RECIPE_VERSION}", self.requirements, self.app_dir,
+                         list(app_files(self.app_dir)))
 
     @property
     def artifact_name(self) -> str:
-        return f"gemnar-app-{self.content_hash}.tar.gz"
+        return f"{ARTIFACT_KIND}{self.content_hash}.tar.gz"

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from appdelivery.source import app_requirements
 from provisioning.cloud_config import COMMON_PACKAGES, CONTROLLER_PACKAGES, WORKER_PACKAGES
 
 SUITE = "bookworm"
@@ -47,8 +48,6 @@ BASE_PACKAGES = (
     "procps",
     "python3",
 )
-# Python packages the app install needs (pip finds them in the image's wheelhouse).
-WHEEL_REQUIREMENTS_SECTION = "# Application (app/)"
 LOCAL_REPO = "/var/lib/gemnar-lab/apt"
 WHEELHOUSE = "/var/lib/gemnar-lab/wheels"
 # Bump when the build recipe below changes, so cached images are rebuilt.
@@ -64,20 +63,6 @@ ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
 def prod_packages() -> tuple[str, ...]:
     """Every package the prod cloud-configs install, in a stable order."""
     return tuple(sorted({p for packages in ROLE_PACKAGES.values() for p in packages}))
-
-
-def app_requirements(requirements_txt: str) -> tuple[str, ...]:
-    """The pinned lines of the app section of the project's requirements.txt."""
-    lines: list[str] = []
-    inside = False
-    for raw in requirements_txt.splitlines():
-        line = raw.strip()
-        if line.startswith("#"):
-            inside = line == WHEEL_REQUIREMENTS_SECTION
-            continue
-        if inside and line:
-            lines.append(line)
-    return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -102,6 +87,8 @@ def default_spec(project_root: Path) -> ImageSpec:
     requirements = (project_root / "requirements.txt").read_text()
     return ImageSpec(
         packages=tuple(sorted(BASE_PACKAGES)),
+        # The app section of requirements.txt, as the app artifact reads it: pip finds
+        # them in the image's wheelhouse.
         wheels=(*app_requirements(requirements), "pip"),
     )
 

@@ -159,7 +159,7 @@ def test_artifact_installs_with_no_index_and_serves_health(installed: WorkerSett
 
 
 def test_the_cache_keeps_only_the_newest_bundles(tmp_path: Path) -> None:
-    from appdelivery.artifact import KEEP_PER_KIND, prune
+    from appdelivery.bundle import KEEP_PER_KIND, prune
 
     for index in range(KEEP_PER_KIND + 2):
         bundle = tmp_path / f"gemnar-app-{index:04d}.tar.gz"
