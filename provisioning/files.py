@@ -211,6 +211,10 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
 DATA_VOLUME_TIMEOUT_S = 300
 
 
+# The shell function both install commands use to unpack a bundle (app artifact, ops bundle).
+UNPACK_RELEASE = "common/unpack-release.sh"
+
+
 def render_install_ops(settings: ControllerSettings) -> RenderedFile:
     """``gemnar-install-ops``: the project, its venv, the Pulumi CLI and plugins, over SSH."""
     paths = settings.paths
@@ -220,7 +224,8 @@ def render_install_ops(settings: ControllerSettings) -> RenderedFile:
         releases_dir=paths.ops_releases_dir, project_dir=paths.project_dir,
         python=paths.system_python, cli_path=cli_dir / "bin" / "pulumi",
         cli_version=PULUMI_CLI_VERSION, command_version=COMMAND_PROVIDER_VERSION,
-        pulumi_home=PurePosixPath(paths.scaler_state_dir) / "pulumi-home"))
+        pulumi_home=PurePosixPath(paths.scaler_state_dir) / "pulumi-home",
+        unpack_release=template_text(UNPACK_RELEASE)))
 
 
 def data_volume_commands(settings: ControllerSettings) -> list[RenderedFile]:
@@ -316,7 +321,8 @@ def render_install_app(settings: WorkerSettings) -> RenderedFile:
         "worker/gemnar-install-app.sh",
         app_source=settings.app_source, app_version=settings.app_version,
         releases_dir=paths.releases_dir, app_dir=paths.app_dir, venv_dir=paths.venv_dir,
-        python=paths.system_python, secrets_env_file=paths.app_secrets_env_file))
+        python=paths.system_python, secrets_env_file=paths.app_secrets_env_file,
+        unpack_release=template_text(UNPACK_RELEASE)))
 
 
 # How long a new worker may take from boot to a healthy /health/, and a drain at most.

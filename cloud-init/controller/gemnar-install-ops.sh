@@ -21,22 +21,10 @@ python='@{python}'
 export PULUMI_HOME='@{pulumi_home}'
 export PULUMI_SKIP_UPDATE_CHECK=true
 
-actual="$(sha256sum "$bundle" | cut -d' ' -f1)"
-if [ "$actual" != "$expected" ]; then
-    echo "gemnar-install-ops: $bundle has sha256 $actual, expected $expected" >&2
-    exit 1
-fi
-name="$(basename "$bundle" .tar.gz)"
-release="$releases/${name#gemnar-ops-}"
-if [ ! -e "$release/.installed" ]; then
-    rm -rf "$release"
-    install -d -m 0755 "$release"
-    tar -xzf "$bundle" -C "$release" --no-same-owner
-    "$python" -m venv "$release/project/.venv"
-    "$release/project/.venv/bin/pip" install --quiet --disable-pip-version-check --no-index \
-        --find-links "$release/wheels" -r "$release/requirements.txt"
-    touch "$release/.installed"
-fi
+@{unpack_release}
+
+unpack_release gemnar-install-ops "$bundle" "$expected" "$releases" gemnar-ops- "$python" \
+    project/.venv
 
 install -d -m 0755 "$(dirname '@{cli_path}')"
 if ! cmp -s "$cli" '@{cli_path}'; then

@@ -16,6 +16,8 @@ app_dir='@{app_dir}'
 venv_dir='@{venv_dir}'
 python='@{python}'
 
+@{unpack_release}
+
 install -d -m 0755 "$releases"
 if [ "$app_source" = bundled ]; then
     artifact="${1:-}"
@@ -24,22 +26,8 @@ if [ "$app_source" = bundled ]; then
         exit 0
     fi
     expected="${2:?usage: gemnar-install-app ARTIFACT SHA256}"
-    actual="$(sha256sum "$artifact" | cut -d' ' -f1)"
-    if [ "$actual" != "$expected" ]; then
-        echo "gemnar-install-app: $artifact has sha256 $actual, expected $expected" >&2
-        exit 1
-    fi
-    name="$(basename "$artifact" .tar.gz)"
-    release="$releases/${name#gemnar-app-}"
-    if [ ! -e "$release/.installed" ]; then
-        rm -rf "$release"
-        install -d -m 0755 "$release"
-        tar -xzf "$artifact" -C "$release" --no-same-owner
-        "$python" -m venv "$release/venv"
-        "$release/venv/bin/pip" install --quiet --disable-pip-version-check --no-index \
-            --find-links "$release/wheels" -r "$release/requirements.txt"
-        touch "$release/.installed"
-    fi
+    unpack_release gemnar-install-app "$artifact" "$expected" "$releases" gemnar-app- \
+        "$python" venv
 else
     if [[ ! "$app_version" =~ ^[0-9a-f]{40}$ ]] && [[ ! "$app_version" =~ ^v?[0-9][A-Za-z0-9._-]*$ ]]; then
         echo "gemnar-install-app: appVersion '$app_version' is neither a tag (v1.2.3) nor a" \
