@@ -21,12 +21,12 @@ from appdelivery.source import AppSource
 from appdelivery.ssh import Endpoint
 from engine import toolchain
 from engine.toolchain import PROJECT_ROOT, tool_paths
-from localnode.sshd import start_sshd, stop_sshd
 from provisioning import toolchain as node_toolchain
 from provisioning.files import render_install_ops
 from provisioning.settings import ControllerPaths, ControllerSettings
 from tests.support import daemons
-from tests.support.tooling import missing, require_executable
+from tests.support.ssh_node import SshNode, ssh_node
+from tests.support.tooling import missing
 
 
 def test_node_pins_equal_the_deployer_pins() -> None:
@@ -41,40 +41,23 @@ def test_runtime_requirements_leave_out_the_test_tools() -> None:
 
 @dataclass(frozen=True)
 class Controller:
-    address: str
-    port: int
+    ssh: SshNode
     settings: ControllerSettings
-    host_key: str
-    private_key: str
 
 
 @pytest.fixture
 def controller() -> Iterator[Controller]:
-    require_executable("ssh")
-    require_executable("sshd", "/usr/sbin")
-    with daemons.state_directory("gemnar-ops-") as root:
-        address = daemons.random_loopback_address()
-        port = daemons.free_port(address)
+    with ssh_node("gemnar-ops-", lambda root: ControllerPaths.under(root).commands_dir) as ssh:
         settings = ControllerSettings(
-            private_address=address, vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=1,
-            max_workers=2, paths=ControllerPaths.under(root),
+            private_address=ssh.address, vpc_subnet="127.0.0.0/8", memory_mb=1024, vcpus=1,
+            max_workers=2, paths=ControllerPaths.under(ssh.root),
         )
         # The node's python is the system one, as on Debian 12.
         settings = replace(settings, paths=replace(settings.paths,
                                                    system_python="/usr/bin/python3"))
         script = render_install_ops(settings)
         daemons.write_file(script.path, script.content, 0o755)
-        key = root / "client"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
-                       check=True)
-        authorized = daemons.write_file(root / "authorized_keys",
-                                        Path(f"{key}.pub").read_text(), 0o600)
-        start_sshd(address, port, root, authorized, [Path(settings.paths.commands_dir)])
-        try:
-            host_key = " ".join((root / "ssh" / "host_ed25519.pub").read_text().split()[:2])
-            yield Controller(address, port, settings, host_key, key.read_text())
-        finally:
-            stop_sshd(root)
+        yield Controller(ssh, settings)
 
 
 def _push(node: Controller, scratch: Path) -> str:
@@ -84,11 +67,11 @@ def _push(node: Controller, scratch: Path) -> str:
     paths = node.settings.paths
     plan = plan_ops(PROJECT_ROOT, OpsSource.of_project(PROJECT_ROOT).content_hash, cli,
                     toolchain.PULUMI_CLI_VERSION,
-                    Endpoint(node.address, node.port, "root", node.host_key),
+                    Endpoint(node.ssh.address, node.ssh.port, "root", node.ssh.host_key),
                     ops_dir=paths.ops_artifacts_dir,
                     install=str(Path(paths.commands_dir) / "gemnar-install-ops"),
                     app_cache_dir=f"{paths.scaler_state_dir}/artifacts")
-    return run_ops(plan, node.private_key, scratch)
+    return run_ops(plan, node.ssh.private_key, scratch)
 
 
 def test_controller_gets_project_venv_cli_and_plugins_once(

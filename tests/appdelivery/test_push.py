@@ -7,7 +7,6 @@ paths live under a temp root; the rendered ``gemnar-install-app`` installs there
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,52 +17,37 @@ from appdelivery.push import PushError, plan, run
 from appdelivery.source import AppSource
 from appdelivery.ssh import Endpoint
 from engine.toolchain import PROJECT_ROOT
-from localnode.sshd import start_sshd, stop_sshd
 from provisioning.files import render_install_app
 from provisioning.settings import WorkerPaths, WorkerSettings
 from tests.support import daemons
+from tests.support.ssh_node import SshNode, keygen, public_key, ssh_node
 from tests.support.tooling import require_executable
 
 
 @dataclass(frozen=True)
 class Node:
-    address: str
-    port: int
-    root: Path
+    ssh: SshNode
     settings: WorkerSettings
-    host_key: str
-    private_key: str
+
+    @property
+    def host_key(self) -> str:
+        return self.ssh.host_key
 
     def endpoint(self, host_key: str | None) -> Endpoint:
-        return Endpoint(self.address, self.port, "root", host_key)
+        return Endpoint(self.ssh.address, self.ssh.port, "root", host_key)
 
 
 @pytest.fixture
 def node() -> Iterator[Node]:
-    for program in ("ssh", "ssh-keygen", "unshare"):
-        require_executable(program)
-    require_executable("sshd", "/usr/sbin")
-    with daemons.state_directory("gemnar-push-") as root:
-        address = daemons.random_loopback_address()
-        port = daemons.free_port(address)
+    require_executable("unshare")
+    with ssh_node("gemnar-push-", lambda root: WorkerPaths.under(root).commands_dir) as ssh:
         settings = WorkerSettings(
-            private_address=address, controller_address=address, vpc_subnet="127.0.0.0/8",
-            memory_mb=512, vcpus=1, paths=WorkerPaths.under(root),
+            private_address=ssh.address, controller_address=ssh.address,
+            vpc_subnet="127.0.0.0/8", memory_mb=512, vcpus=1, paths=WorkerPaths.under(ssh.root),
         )
         script = render_install_app(settings)
         daemons.write_file(script.path, script.content, 0o755)
-        key = root / "client_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
-                       check=True)
-        authorized = daemons.write_file(root / "authorized_keys",
-                                        Path(f"{key}.pub").read_text(), 0o600)
-        start_sshd(address, port, root, authorized, [Path(settings.paths.commands_dir)])
-        try:
-            host_key = " ".join(
-                (root / "ssh" / "host_ed25519.pub").read_text().split()[:2])
-            yield Node(address, port, root, settings, host_key, key.read_text())
-        finally:
-            stop_sshd(root)
+        yield Node(ssh, settings)
 
 
 def _push(node: Node, target_key: str | None, jump: Endpoint | None = None) -> str:
@@ -71,7 +55,7 @@ def _push(node: Node, target_key: str | None, jump: Endpoint | None = None) -> s
     pushed = plan(PROJECT_ROOT, AppSource.of_project(PROJECT_ROOT).content_hash,
                   node.endpoint(target_key), jump, artifacts_dir=paths.artifacts_dir,
                   install=str(Path(paths.commands_dir) / "gemnar-install-app"))
-    return run(pushed, node.private_key)
+    return run(pushed, node.ssh.private_key)
 
 
 def test_sent_once_then_found_by_hash_through_the_jump_host(node: Node) -> None:
@@ -87,10 +71,7 @@ def test_sent_once_then_found_by_hash_through_the_jump_host(node: Node) -> None:
 
 
 def test_a_host_key_other_than_the_pinned_one_stops_the_push(node: Node, tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                   check=True)
-    wrong = " ".join(Path(f"{other}.pub").read_text().split()[:2])
+    wrong = public_key(keygen(tmp_path / "other").with_suffix(".pub"))
     with pytest.raises(PushError, match="not the pinned one; the deploy stops here"):
         _push(node, wrong)
     assert not Path(node.settings.paths.artifacts_dir).exists()
