@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pulumi import automation as auto
+from pulumi_command import remote
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
 from tests.support.net import free_port, loopback_address, port_open
+from tests.support.ssh_node import keygen
 from tests.support.tooling import missing
 from tests.support.waiting import wait_until
 from tools.command_provider import PROVIDER_VERSION
@@ -95,12 +97,18 @@ def prepare_engine(base: Path) -> Engine:
     return engine
 
 
-def keygen(path: Path) -> Path:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
-        check=True,
-    )
-    return path
+def trusted_key(base: Path, name: str = "id_ed25519", key_type: str = "ed25519",
+                passphrase: str = "") -> Path:
+    """A client key pair ``base/name`` (PEM for rsa) and ``base/authorized_keys`` trusting it,
+    for ``running_sshd``."""
+    if key_type == "ed25519":
+        key = keygen(base / name)
+    else:
+        subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-b", "2048", "-m", "PEM",
+                        "-N", passphrase, "-f", str(base / name)], check=True)
+        key = base / name
+    (base / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    return key
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,12 @@ class Sshd:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def connection(self, key: Path, **fields: Any) -> remote.ConnectionArgs:
+        """This server as the current user with ``key``; ``fields`` add to or override it."""
+        args: dict[str, Any] = {"host": self.address, "port": self.port, "user": current_user(),
+                                "private_key": key.read_text(), **fields}
+        return remote.ConnectionArgs(**args)
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import pytest
 from pulumi import automation as auto
 from pulumi_command import local, remote
 
-from .harness import Engine, current_user, keygen, prepare_engine, running_sshd
+from .harness import Engine, current_user, keygen, prepare_engine, running_sshd, trusted_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemons]
 
@@ -102,9 +102,8 @@ def test_local_command_failure_reports_stderr(engine: Engine) -> None:
 
 
 def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: Path) -> None:
-    client_key = keygen(tmp_path / "id_ed25519")
+    client_key = trusted_key(tmp_path)
     authorized = tmp_path / "authorized_keys"
-    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
     private_key = client_key.read_text()
     marker = tmp_path / "remote-deleted.log"
     user = current_user()
@@ -124,13 +123,7 @@ def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: P
         def program() -> None:
             direct = remote.Command(
                 "direct",
-                connection=remote.ConnectionArgs(
-                    host=jump.address,
-                    port=jump.port,
-                    user=user,
-                    private_key=private_key,
-                    host_key=jump.host_key,
-                ),
+                connection=jump.connection(client_key, host_key=jump.host_key),
                 create='echo "$V-$(whoami)"; cat',
                 stdin="from-stdin",
                 environment={"V": "val"},
@@ -138,11 +131,8 @@ def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: P
             )
             jumped = remote.Command(
                 "jumped",
-                connection=remote.ConnectionArgs(
-                    host=target.address,
-                    port=target.port,
-                    user=user,
-                    private_key=private_key,
+                connection=target.connection(
+                    client_key,
                     proxy=remote.ProxyConnectionArgs(
                         host=jump.address, port=jump.port, user=user, private_key=private_key
                     ),
@@ -174,9 +164,8 @@ def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: P
 
 
 def test_remote_host_key_mismatch_fails(engine: Engine, tmp_path: Path) -> None:
-    client_key = keygen(tmp_path / "id_ed25519")
+    client_key = trusted_key(tmp_path)
     authorized = tmp_path / "authorized_keys"
-    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
     wrong = (keygen(tmp_path / "other_host").with_suffix(".pub")).read_text()
 
     with running_sshd(tmp_path / "sshd", authorized) as sshd:
@@ -184,14 +173,7 @@ def test_remote_host_key_mismatch_fails(engine: Engine, tmp_path: Path) -> None:
         def program() -> None:
             remote.Command(
                 "pinned",
-                connection=remote.ConnectionArgs(
-                    host=sshd.address,
-                    port=sshd.port,
-                    user=current_user(),
-                    private_key=client_key.read_text(),
-                    host_key=wrong,
-                    dial_error_limit=2,
-                ),
+                connection=sshd.connection(client_key, host_key=wrong, dial_error_limit=2),
                 create="true",
             )
 
@@ -210,21 +192,15 @@ def test_remote_host_key_mismatch_fails(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_remote_environment_refused_without_accept_env(engine: Engine, tmp_path: Path) -> None:
-    client_key = keygen(tmp_path / "id_ed25519")
+    client_key = trusted_key(tmp_path)
     authorized = tmp_path / "authorized_keys"
-    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
 
     with running_sshd(tmp_path / "sshd", authorized) as sshd:
 
         def program() -> None:
             remote.Command(
                 "env",
-                connection=remote.ConnectionArgs(
-                    host=sshd.address,
-                    port=sshd.port,
-                    user=current_user(),
-                    private_key=client_key.read_text(),
-                ),
+                connection=sshd.connection(client_key),
                 create="echo never",
                 environment={"V": "val"},
             )

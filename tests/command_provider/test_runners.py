@@ -10,7 +10,6 @@ name is tried once), and pulumi sdk go/common/util/retry/until.go (pauses).
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from .harness import (
     loopback_address,
     running_agent,
     running_sshd,
+    trusted_key,
 )
 from .relay import tcp_relay
 
@@ -69,9 +69,8 @@ class Site:
 
 @contextmanager
 def site(tmp_path: Path, target_extra: tuple[str, ...] = ()) -> Iterator[Site]:
-    key = keygen(tmp_path / "id_ed25519")
+    key = trusted_key(tmp_path)
     authorized = tmp_path / "authorized_keys"
-    authorized.write_text((tmp_path / "id_ed25519.pub").read_text())
     with (
         running_sshd(tmp_path / "jump", authorized) as jump,
         running_sshd(tmp_path / "target", authorized, extra=target_extra) as target,
@@ -94,23 +93,7 @@ def test_cancel_kills_running_local_command() -> None:
 
 def test_loads_openssh_ed25519_and_pem_rsa_keys(tmp_path: Path) -> None:
     ed25519 = keygen(tmp_path / "ed").read_text()
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "rsa",
-            "-b",
-            "2048",
-            "-m",
-            "PEM",
-            "-N",
-            "secret-pw",
-            "-f",
-            str(tmp_path / "rsa"),
-        ],
-        check=True,
-    )
+    trusted_key(tmp_path, "rsa", "rsa", "secret-pw")
     assert load_private_key(ed25519, None).get_name() == "ssh-ed25519"
     rsa = load_private_key((tmp_path / "rsa").read_text(), "secret-pw")
     assert rsa.get_name() == "ssh-rsa"
@@ -134,25 +117,8 @@ def test_dial_error_limit_n_allows_n_plus_one_attempts() -> None:
 
 @pytest.mark.daemons
 def test_remote_run_with_rsa_key_and_stdin(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "rsa",
-            "-b",
-            "2048",
-            "-m",
-            "PEM",
-            "-N",
-            "",
-            "-f",
-            str(tmp_path / "rsa"),
-        ],
-        check=True,
-    )
+    trusted_key(tmp_path, "rsa", "rsa")
     authorized = tmp_path / "authorized_keys"
-    authorized.write_text((tmp_path / "rsa.pub").read_text())
     with running_sshd(tmp_path / "sshd", authorized) as sshd:
         endpoint = Endpoint(
             host=sshd.address,

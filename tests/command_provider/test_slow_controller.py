@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import pulumi
 import pytest
@@ -23,16 +24,18 @@ from pulumi_command import remote
 
 from components.host_secrets import HostSecrets, HostSecretsArgs
 from components.membership import Membership, MembershipArgs
+from components.nodes import SshIdentity, controller_connection, worker_connection
 from components.ssh_gate import SshGate, SshGateArgs
 from components.worker_readiness import WorkerReadiness, WorkerReadinessArgs
 
-from .harness import Engine, current_user, keygen, prepare_engine, running_sshd
+from .harness import Engine, current_user, prepare_engine, running_sshd, trusted_key
 from .relay import tcp_relay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.daemons]
 
 HANDSHAKE_DELAY_S = 4.0
 PER_DIAL_TIMEOUT_S = 2
+_Connection = TypeVar("_Connection", remote.ConnectionArgs, remote.ProxyConnectionArgs)
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +49,19 @@ def _script(path: Path, body: str) -> str:
     return str(path)
 
 
+def _sooner(args: _Connection, port: int) -> _Connection:
+    args.port = port
+    args.dial_error_limit = 3
+    args.per_dial_timeout = PER_DIAL_TIMEOUT_S
+    return args
+
+
 @pytest.mark.parametrize("with_gate", [True, False], ids=["program", "without-ssh-gate"])
 def test_worker_commands_converge_through_a_slow_controller(
     engine: Engine, tmp_path: Path, with_gate: bool
 ) -> None:
-    key = keygen(tmp_path / "id_ed25519")
+    key = trusted_key(tmp_path)
     authorized = tmp_path / "authorized_keys"
-    authorized.write_text(key.with_suffix(".pub").read_text())
     user = current_user()
     node = tmp_path / "worker-root"
     node.mkdir()
@@ -77,32 +86,15 @@ def test_worker_commands_converge_through_a_slow_controller(
     ):
 
         def program() -> None:
-            private_key = pulumi.Output.secret(key.read_text())
-            # Shaped as components/nodes.py shapes them: workers only through the controller.
-            to_controller = remote.ConnectionArgs(
-                host=controller.address,
-                port=controller.port,
-                user=user,
-                private_key=private_key,
-                dial_error_limit=3,
-                per_dial_timeout=PER_DIAL_TIMEOUT_S,
-            )
-            to_worker = remote.ConnectionArgs(
-                host=worker.address,
-                port=worker.port,
-                user=user,
-                private_key=private_key,
-                dial_error_limit=3,
-                per_dial_timeout=PER_DIAL_TIMEOUT_S,
-                proxy=remote.ProxyConnectionArgs(
-                    host=controller.address,
-                    port=controller.port,
-                    user=user,
-                    private_key=private_key,
-                    dial_error_limit=3,
-                    per_dial_timeout=PER_DIAL_TIMEOUT_S,
-                ),
-            )
+            # The program's own connections (workers only through the controller), at the
+            # test servers' ports and giving up sooner.
+            ssh = SshIdentity(user, pulumi.Output.secret(key.read_text()))
+            to_controller = _sooner(controller_connection(controller.address, ssh),
+                                    controller.port)
+            to_worker = _sooner(worker_connection(worker.address, controller.address, ssh),
+                                worker.port)
+            assert isinstance(to_worker.proxy, remote.ProxyConnectionArgs)
+            _sooner(to_worker.proxy, controller.port)
             gate: list[pulumi.Resource] = (
                 [
                     SshGate(
