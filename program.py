@@ -31,10 +31,10 @@ from components.first_boot import FirstBoot, FirstBootArgs
 from components.host_keys import connection_port, pin_nodes
 from components.host_secrets import (
     APPLY_HOOK,
-    CONTROLLER_SECRETS,
     WORKER_SECRETS,
     HostSecrets,
     HostSecretsArgs,
+    controller_secret_values,
     derive_secrets,
     env_file_content,
 )
@@ -125,7 +125,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             path=controller.path(controller_secrets_path()),
             hook=controller.path(APPLY_HOOK),
             content=env_file_content(
-                derive_secrets(seed, CONTROLLER_SECRETS), controller.host_settings
+                controller_secret_values(seed), controller.host_settings
             ),
             ssh_user=cfg.ssh_user,
         ),

@@ -22,7 +22,7 @@ from backups.config import BackupConfig
 from backups.layout import choose, set_key, stamp_of
 from backups.manifest import Manifest, compare_tables
 from backups.store import Store, StoreError, sha256_file
-from backups.swap import SwapError, swap_in
+from backups.swap import SwapError, check_admin, swap_in
 
 log = logging.getLogger("backups")
 
@@ -106,6 +106,10 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
     try:
         with locked(cfg), work_dir(cfg, f"restore-{now}") as work:
             store, stamp = _pick(cfg, request)
+            if request.swap:
+                if cfg.pgbouncer is None:
+                    raise RestoreError("no PgBouncer admin console configured for --swap")
+                check_admin(cfg.pgbouncer, cfg.database)
             log.info("restoring %s from %s", stamp, store.name)
             done = timed(durations, "fetch")
             manifest = fetch_manifest(master, store, stamp, work)
@@ -168,9 +172,7 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
                 done()
 
             kept_as = None
-            if request.swap:
-                if cfg.pgbouncer is None:
-                    raise RestoreError("no PgBouncer admin console configured for --swap")
+            if request.swap and cfg.pgbouncer is not None:
                 kept_as = f"{cfg.database}_pre_restore_{now.lower()}"
                 done = timed(durations, "swap")
                 swap_in(cfg.pg, cfg.pgbouncer, cfg.database, target, kept_as)

@@ -28,6 +28,18 @@ def _admin(bouncer: PgTarget) -> psycopg.Connection[tuple[object, ...]]:
     )
 
 
+def check_admin(bouncer: PgTarget, live: str) -> None:
+    """Log in to the admin console and find ``live`` there, before a restore starts: a swap
+    that cannot happen is known before anything is downloaded or restored."""
+    try:
+        with _admin(bouncer) as admin:
+            names = [str(row[0]) for row in admin.execute("SHOW DATABASES").fetchall()]
+    except psycopg.Error as error:
+        raise SwapError(f"PgBouncer's admin console refused {bouncer.user}: {error}") from error
+    if live not in names:
+        raise SwapError(f"PgBouncer serves no database {live!r} (it has {', '.join(names)})")
+
+
 def swap_in(pg: PgTarget, bouncer: PgTarget, live: str, restored: str, keep_as: str) -> None:
     """Rename ``live`` to ``keep_as`` and ``restored`` to ``live`` with the app paused."""
     with _admin(bouncer) as admin, pg.connect("postgres") as conn:

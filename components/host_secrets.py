@@ -25,6 +25,8 @@ import pulumi
 from pulumi_command import remote
 
 from components.nodes import as_root
+from provisioning.pgbouncer import ADMIN_VERIFIER_ENV
+from provisioning.scram import scram_sha256_verifier
 
 APPLY_HOOK = "/usr/local/sbin/gemnar-apply-secrets"
 
@@ -42,9 +44,40 @@ WORKER_SECRETS = {
 }
 
 
+# PgBouncer's admin console password: backup.env holds the password (restore --swap logs in
+# with it), controller.env only its SCRAM verifier, which gemnar-apply-secrets writes into
+# PgBouncer's auth file beside the app role's.
+PGBOUNCER_ADMIN_PURPOSE = "pgbouncer-admin-password"
+
+
 def derive_secret(seed: str, purpose: str) -> str:
     """A 64-hex-character secret for ``purpose``, deterministic in ``seed`` (pure)."""
     return hmac.new(seed.encode(), f"gemnar/{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
+def pgbouncer_admin_verifier(seed: str) -> str:
+    """The SCRAM verifier of the admin console password (pure). Its salt is derived from the
+    seed as well, so an unchanged seed gives an unchanged controller.env and no re-apply."""
+    salt = bytes.fromhex(derive_secret(seed, "pgbouncer-admin-salt"))[:16]
+    return scram_sha256_verifier(derive_secret(seed, PGBOUNCER_ADMIN_PURPOSE), salt)
+
+
+def controller_secret_env(seed: str) -> dict[str, str]:
+    """Everything ``controller.env`` holds that is secret, by variable name (pure)."""
+    return {
+        **{env: derive_secret(seed, purpose) for env, purpose in CONTROLLER_SECRETS.items()},
+        ADMIN_VERIFIER_ENV: pgbouncer_admin_verifier(seed),
+    }
+
+
+def controller_secret_values(seed: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+    """``controller_secret_env`` as secret Outputs (the seed Output must already be secret)."""
+    values = seed.apply(controller_secret_env)
+
+    def one(name: str) -> pulumi.Output[str]:
+        return values.apply(lambda every: every[name])
+
+    return {name: one(name) for name in (*CONTROLLER_SECRETS, ADMIN_VERIFIER_ENV)}
 
 
 def derive_secrets(

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 from pulumi_command import local, remote
 
-from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secrets
+from components.host_secrets import WORKER_SECRETS, controller_secret_values, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
 from components.user_data import health_checks
 from components.worker_scope import POOL_NAME, POOL_TYPE, node_resource, worker_name
@@ -188,7 +188,7 @@ def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
     layout = cfg.local
     base = state_dir(layout, pulumi.get_stack())
     seed = pulumi.Output.secret(cfg.secret_seed.value)
-    secrets = derive_secrets(seed, CONTROLLER_SECRETS)
+    secrets = controller_secret_values(seed)
     # A worker gets only what its app reads, as on prod (not the controller's whole set).
     worker_secrets = derive_secrets(seed, local_worker_secret_names())
     controller_root = base / "nodes" / "controller"

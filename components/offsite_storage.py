@@ -25,15 +25,19 @@ import ediri_vultr as vultr
 import pulumi
 from pulumi_command import remote
 
-from components.host_secrets import HostSecrets, HostSecretsArgs, derive_secret, render_env_file
+from components.host_secrets import (
+    PGBOUNCER_ADMIN_PURPOSE,
+    HostSecrets,
+    HostSecretsArgs,
+    derive_secret,
+    render_env_file,
+)
 from provisioning.settings import ControllerPaths
 
 BACKUP_ENV = f"{ControllerPaths().secrets_dir}/backup.env"
 # Nothing needs restarting: each timer run reads the file afresh.
 NO_HOOK = "/bin/true"
 KEY_PURPOSE = "backup-encryption-key"
-# The same purpose as the controller's PgBouncer admin password, so both hold the same value.
-PGBOUNCER_ADMIN_PURPOSE = "pgbouncer-admin-password"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from provisioning.files import controller_files
 from provisioning.nginx import render_nginx_upstream
-from provisioning.pgbouncer import render_pgbouncer_userlist
+from provisioning.pgbouncer import ADMIN_VERIFIER_ENV, render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
@@ -122,8 +122,11 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
 
     files.make_dirs(paths.pgbouncer_run_dir, Path(paths.pgbouncer_log_file).parent,
                       owner_postgres=True, mode=0o775)
+    # The admin console's line, as gemnar-apply-secrets writes it on prod (restore --swap).
     ini = services.write_pgbouncer_files(
-        settings, render_pgbouncer_userlist(settings.db.app_user, verifier))
+        settings, render_pgbouncer_userlist(settings.db.app_user, verifier)
+        + render_pgbouncer_userlist(settings.db.admin_user,
+                                    secrets[ADMIN_VERIFIER_ENV]))
     _start_port_daemon(node, "pgbouncer", services.as_postgres(["pgbouncer", str(ini)]),
                        settings.ports.pgbouncer)
 

@@ -184,7 +184,7 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         _script(commands / "gemnar-apply-secrets", render(
             "controller/gemnar-apply-secrets.sh",
             secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
-            app_user=settings.db.app_user,
+            app_user=settings.db.app_user, admin_user=settings.db.admin_user,
             pg_run_dir=paths.postgres_run_dir, pg_port=settings.ports.postgres,
             pgbouncer_auth_file=paths.pgbouncer_auth_file,
             redis_secrets=paths.redis_secrets_file,

@@ -10,6 +10,9 @@ from provisioning.templates import render
 # long before trying again (default 15 s): service returns at most this long after PostgreSQL.
 SERVER_LOGIN_RETRY_S = 1
 SERVER_CONNECT_TIMEOUT_S = 2
+# The name under which the controller's secrets file holds the admin console's SCRAM verifier
+# (the password itself is in backup.env, for restore --swap).
+ADMIN_VERIFIER_ENV = "GEMNAR_PGBOUNCER_ADMIN_VERIFIER"
 
 
 def render_pgbouncer_ini(settings: ControllerSettings) -> str:
@@ -43,11 +46,13 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
 
 def render_pgbouncer_hba(settings: ControllerSettings) -> str:
     """Who may connect to PgBouncer: the app role by SCRAM from the VPC subnet (the workers)
-    and from this host; the admin role only over the socket. Everything else is rejected."""
+    and from this host; the admin role only over the socket, by SCRAM. Everything else is
+    rejected."""
     db, app, admin = settings.db.database, settings.db.app_user, settings.db.admin_user
     lines = [
         "# Rendered by provisioning.pgbouncer. TYPE DATABASE USER ADDRESS METHOD",
-        f"local pgbouncer {admin} peer",
+        # Not peer: restore --swap runs as root, and PgBouncer 1.18 has no user name map.
+        f"local pgbouncer {admin} scram-sha-256",
         f"host {db} {app} {settings.vpc_subnet} scram-sha-256",
         f"host {db} {app} {settings.loopback_address}/32 scram-sha-256",
     ]

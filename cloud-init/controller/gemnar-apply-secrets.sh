@@ -2,17 +2,28 @@
 # gemnar-apply-secrets: run by Pulumi over SSH right after it writes the controller's root-only
 # secrets file. Applies them idempotently: the app role's password in PostgreSQL, which
 # computes the SCRAM verifier itself; the same verifier in PgBouncer's auth file (the plain
-# password never reaches PgBouncer); Redis's requirepass, replacing the random one the first
-# boot locked Redis with. Needs nothing but what the node's packages installed.
+# password never reaches PgBouncer), beside the admin console's verifier (restore --swap pauses
+# the app there, with the password from backup.env); Redis's requirepass, replacing the random
+# one the first boot locked Redis with. Needs nothing but what the node's packages installed.
 set -euo pipefail
 umask 077
 secrets_file='@{secrets_file}'
 app_user='@{app_user}'
+admin_user='@{admin_user}'
 # shellcheck disable=SC1090
 . "$secrets_file"
 : "${GEMNAR_DB_PASSWORD:?missing from the secrets file}" "${GEMNAR_REDIS_PASSWORD:?missing}"
+: "${GEMNAR_PGBOUNCER_ADMIN_VERIFIER:?missing from the secrets file}"
 case "$GEMNAR_DB_PASSWORD$GEMNAR_REDIS_PASSWORD" in
     *[!A-Za-z0-9_-]*) echo "gemnar-apply-secrets: passwords must be [A-Za-z0-9_-]" >&2; exit 1 ;;
+esac
+# SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, base64 fields: nothing to quote.
+case "$GEMNAR_PGBOUNCER_ADMIN_VERIFIER" in
+    SCRAM-SHA-256\$*:*\$*:*) ;;
+    *) echo "gemnar-apply-secrets: the admin verifier is not a SCRAM verifier" >&2; exit 1 ;;
+esac
+case "${GEMNAR_PGBOUNCER_ADMIN_VERIFIER#SCRAM-SHA-256}" in
+    *[!A-Za-z0-9+/=:$]*) echo "gemnar-apply-secrets: bad admin verifier" >&2; exit 1 ;;
 esac
 
 cd /
@@ -33,7 +44,8 @@ case "$verifier" in
 esac
 
 auth_file='@{pgbouncer_auth_file}'
-printf '"%s" "%s"\n' "$app_user" "$verifier" >"$auth_file.new"
+printf '"%s" "%s"\n' "$app_user" "$verifier" "$admin_user" "$GEMNAR_PGBOUNCER_ADMIN_VERIFIER" \
+    >"$auth_file.new"
 chown postgres:postgres "$auth_file.new"
 chmod 0600 "$auth_file.new"
 mv -f "$auth_file.new" "$auth_file"

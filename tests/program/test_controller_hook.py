@@ -12,11 +12,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from provisioning.redis import APP_USER, app_acl_rules, render_redis_secrets
 from provisioning.templates import render
 from tests.support.tooling import require_executable
 
 VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
+ADMIN_VERIFIER = "SCRAM-SHA-256$4096:YWRtaW4=$c3RvcmVkMg==:c2VydmVyMg=="
 
 
 def _shims(bin_dir: Path, calls: Path) -> None:
@@ -39,6 +42,7 @@ def _hook(tmp_path: Path) -> Path:
             "controller/gemnar-apply-secrets.sh",
             secrets_file=tmp_path / "controller.env",
             app_user="gemnar",
+            admin_user="postgres",
             pg_run_dir=tmp_path,
             pg_port=5432,
             pgbouncer_auth_file=tmp_path / "userlist.txt",
@@ -51,19 +55,26 @@ def _hook(tmp_path: Path) -> Path:
     return hook
 
 
-def _apply(tmp_path: Path, hook: Path, db: str, redis: str) -> list[str]:
+def _run(
+    tmp_path: Path, hook: Path, db: str, redis: str, admin: str = ADMIN_VERIFIER
+) -> subprocess.CompletedProcess[str]:
     calls = tmp_path / "calls.log"
     calls.write_text("")
     (tmp_path / "controller.env").write_text(
         f"GEMNAR_DB_PASSWORD='{db}'\nGEMNAR_REDIS_PASSWORD='{redis}'\n"
+        f"GEMNAR_PGBOUNCER_ADMIN_VERIFIER='{admin}'\n"
     )
     bash = require_executable("bash")
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
-    result = subprocess.run(
+    return subprocess.run(
         [str(bash), str(hook)], env=env, capture_output=True, text=True, timeout=30
     )
+
+
+def _apply(tmp_path: Path, hook: Path, db: str, redis: str) -> list[str]:
+    result = _run(tmp_path, hook, db, redis)
     assert result.returncode == 0, result.stderr
-    return calls.read_text().splitlines()
+    return (tmp_path / "calls.log").read_text().splitlines()
 
 
 def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
@@ -81,4 +92,20 @@ def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
         "reload pgbouncer",
         "restart redis-server",
     ]
-    assert (tmp_path / "userlist.txt").read_text() == f'"gemnar" "{VERIFIER}"\n'
+    # The app role's verifier from PostgreSQL, the admin console's from controller.env.
+    assert (tmp_path / "userlist.txt").read_text() == (
+        f'"gemnar" "{VERIFIER}"\n"postgres" "{ADMIN_VERIFIER}"\n'
+    )
+
+
+@pytest.mark.parametrize("admin", [
+    "", "md5abcdef", "password", "SCRAM-SHA-256$4096:a\"b$c:d", "SCRAM-SHA-256$4096:a b$c:d",
+])
+def test_anything_but_a_scram_admin_verifier_is_refused(tmp_path: Path, admin: str) -> None:
+    _shims(tmp_path / "bin", tmp_path / "calls.log")
+    hook = _hook(tmp_path)
+    result = _run(tmp_path, hook, "db1", "redis1", admin=admin)
+    assert result.returncode != 0
+    assert "admin verifier" in result.stderr or "missing" in result.stderr
+    assert not (tmp_path / "userlist.txt").exists()
+    assert (tmp_path / "calls.log").read_text() == ""

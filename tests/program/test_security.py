@@ -11,7 +11,13 @@ import pulumi
 import pytest
 import yaml
 
-from components.host_secrets import CONTROLLER_SECRETS, WORKER_SECRETS, derive_secret
+from components.host_secrets import (
+    CONTROLLER_SECRETS,
+    PGBOUNCER_ADMIN_PURPOSE,
+    WORKER_SECRETS,
+    controller_secret_env,
+    derive_secret,
+)
 from stack_config import StackConfig, parse_stack_config
 from tests.program.harness import (
     BASE_VALUES,
@@ -41,10 +47,9 @@ def config(**overrides: str) -> StackConfig:
 
 
 def secret_values() -> list[str]:
-    purposes = {*CONTROLLER_SECRETS.values(), *WORKER_SECRETS.values()}
-    return [SEED, PRIVATE_KEY, "mock-default-root-password"] + [
-        derive_secret(SEED, p) for p in purposes
-    ]
+    purposes = {*CONTROLLER_SECRETS.values(), *WORKER_SECRETS.values(), PGBOUNCER_ADMIN_PURPOSE}
+    return [SEED, PRIVATE_KEY, "mock-default-root-password",
+            *controller_secret_env(SEED).values()] + [derive_secret(SEED, p) for p in purposes]
 
 
 def ports(port: str) -> range:
@@ -226,6 +231,10 @@ def test_no_secret_in_user_data_or_outputs() -> pulumi.Output[None]:
             assert is_secret(write.inputs["stdin"])
             assert derive_secret(SEED, "django-secret-key") in reveal(write.inputs["stdin"])
             assert "/etc/gemnar/secrets" in write.plain["create"]
+        # The controller's carries the admin console's verifier for PgBouncer's auth file.
+        controller = next(w for w in writes if w.name.startswith("gemnar-controller-"))
+        verifier = controller_secret_env(SEED)["GEMNAR_PGBOUNCER_ADMIN_VERIFIER"]
+        assert f"GEMNAR_PGBOUNCER_ADMIN_VERIFIER='{verifier}'" in reveal(controller.inputs["stdin"])
 
     return pulumi.Output.all(declared, *exports.values()).apply(check)
 
