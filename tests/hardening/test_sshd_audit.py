@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from localnode.services import port_open
+from localnode.sshd import render_sshd_config
 from provisioning.sshd import DOCUMENTED_WARNINGS, PER_SOURCE_MAX_STARTUPS, render_sshd_hardening
 from tests.support.daemons import (
     Daemon,
@@ -30,24 +31,34 @@ from tests.support.tooling import require_executable
 VENV_BIN = str(Path(__file__).resolve().parents[2] / ".venv" / "bin")
 
 
-@pytest.fixture(params=[False, True], ids=["worker", "controller"])
+@pytest.fixture(params=["worker", "controller", "local"])
 def sshd(request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """A node's sshd: the prod drop-in with Debian's host keys (worker, controller), or the
+    local stack's whole config as ``localnode.sshd`` renders it (its own Ed25519 host key)."""
     binary = require_executable("sshd", "/usr/sbin")
     keygen = require_executable("ssh-keygen")
     address = random_loopback_address()
     port = free_port(address)
     with state_directory("gemnar-harden-sshd-") as root:
-        keys = []
-        for kind in ("rsa", "ecdsa", "ed25519"):
-            key = root / f"ssh_host_{kind}_key"
-            subprocess.run([str(keygen), "-q", "-t", kind, "-N", "", "-f", str(key)],
-                           check=True)
-            keys.append(f"HostKey {key}")
         config = root / "sshd_config"
-        config.write_text(render_sshd_hardening(jump_host=request.param) + "\n".join([
-            f"ListenAddress {address}:{port}", *keys, f"PidFile {root / 'sshd.pid'}",
-            "UsePAM no", "",
-        ]))
+        if request.param == "local":
+            (root / "ssh").mkdir()
+            (root / "run").mkdir()
+            subprocess.run([str(keygen), "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(root / "ssh" / "host_ed25519")], check=True)
+            config.write_text(render_sshd_config(address, port, root, root / "keys", []))
+        else:
+            keys = []
+            for kind in ("rsa", "ecdsa", "ed25519"):
+                key = root / f"ssh_host_{kind}_key"
+                subprocess.run([str(keygen), "-q", "-t", kind, "-N", "", "-f", str(key)],
+                               check=True)
+                keys.append(f"HostKey {key}")
+            config.write_text(
+                render_sshd_hardening(jump_host=request.param == "controller") + "\n".join([
+                    f"ListenAddress {address}:{port}", *keys, f"PidFile {root / 'sshd.pid'}",
+                    "UsePAM no", "",
+                ]))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
         subprocess.run([str(binary), "-t", "-f", str(config)], check=True)
         log = root / "sshd.log"
