@@ -106,13 +106,14 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
     try:
         with locked(cfg), work_dir(cfg, f"restore-{now}") as work:
             store, stamp = _pick(cfg, request)
-            if request.swap:
-                if cfg.pgbouncer is None:
-                    raise RestoreError("no PgBouncer admin console configured for --swap")
-                check_admin(cfg.pgbouncer, cfg.database)
             log.info("restoring %s from %s", stamp, store.name)
             done = timed(durations, "fetch")
             manifest = fetch_manifest(master, store, stamp, work)
+            if request.swap:
+                # A swap that cannot happen is known before the dump is fetched or restored.
+                if cfg.pgbouncer is None:
+                    raise RestoreError("no PgBouncer admin console configured for --swap")
+                check_admin(cfg.pgbouncer, cfg.database)
             plain: dict[str, Path] = {}
             for name in ("dump", "globals"):
                 entry = manifest.files[name]
