@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from localnode.files import POSTGRES_USER, make_dirs, write_file
+from provisioning.media import MediaDirectory, MediaStore, render_nginx_media
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import (
     render_pgbouncer_hba,
@@ -93,8 +94,10 @@ def self_signed_certificate(cert: str | Path, key: str | Path, common_name: str)
     Path(key).chmod(0o600)
 
 
-def prepare_nginx(settings: ControllerSettings, upstream: str | None = None) -> Path:
-    """Write ``nginx.conf``, the upstream file (default: no members) and a certificate."""
+def prepare_nginx(settings: ControllerSettings, upstream: str | None = None,
+                  media: MediaStore | None = None) -> Path:
+    """Write ``nginx.conf``, the upstream file (default: no members), ``/media/`` (default:
+    the shared directory, the local platform's media) and a certificate."""
     paths = settings.paths
     make_dirs(paths.nginx_temp_dir, Path(paths.nginx_pid_file).parent,
               Path(paths.nginx_error_log).parent, Path(paths.nginx_access_log).parent,
@@ -104,4 +107,6 @@ def prepare_nginx(settings: ControllerSettings, upstream: str | None = None) -> 
         self_signed_certificate(paths.tls_cert_file, paths.tls_key_file, settings.server_name)
     write_file(paths.nginx_upstream_file,
                upstream if upstream is not None else render_nginx_upstream([], settings))
+    store = media if media is not None else MediaDirectory(paths.media_root)
+    write_file(paths.nginx_media_file, render_nginx_media(store, settings))
     return write_file(paths.nginx_conf_file, render_nginx_conf(settings))

@@ -17,7 +17,7 @@ from provisioning.files import RenderedFile, controller_files, worker_files
 from provisioning.settings import ControllerSettings, WorkerSettings
 
 HEADER = "#cloud-config\n"
-# The app user shares a fixed uid across hosts so NFS ownership of media means the same thing.
+# The app user has the same fixed uid on every host, so files it owns mean the same everywhere.
 APP_USER = {
     "name": "gemnar",
     "uid": 2000,
@@ -33,7 +33,8 @@ CONTROLLER_PACKAGES = [
     "postgresql-client-15",
     "pgbouncer",
     "redis-server",
-    "nfs-kernel-server",
+    # Nginx resolves the media bucket's host name through it, on loopback (provisioning.media).
+    "unbound",
     "certbot",
     "openssl",
     "python3-venv",
@@ -41,7 +42,7 @@ CONTROLLER_PACKAGES = [
     # The scaler runs as a DynamicUser=; its uid must resolve (ssh refuses an unknown uid).
     "libnss-systemd",
 ]
-WORKER_PACKAGES = ["nfs-common", "python3-venv", "git"]
+WORKER_PACKAGES = ["python3-venv", "git"]
 # Keys only (the sshd drop-in enforces it too); root keeps its keys because Pulumi logs in as
 # gemnar:sshUser, root by default, where Debian's stock cloud.cfg would lock root out.
 SSH_LOGIN = {"ssh_pwauth": False, "disable_root": False}
@@ -100,7 +101,6 @@ def worker_cloud_config(settings: WorkerSettings) -> dict[str, Any]:
     """A worker's cloud-config as data."""
     files = worker_files(settings)
     setup = next(f.path for f in files if f.path.endswith("/gemnar-worker-setup.sh"))
-    nfs_source = f"{settings.controller_address}:{settings.controller_media_export}"
     return {
         "hostname": settings.name,
         "timezone": "UTC",
@@ -108,16 +108,6 @@ def worker_cloud_config(settings: WorkerSettings) -> dict[str, Any]:
         "package_upgrade": True,
         "packages": COMMON_PACKAGES + WORKER_PACKAGES,
         "users": ["default", dict(APP_USER)],
-        "mounts": [
-            [
-                nfs_source,
-                settings.paths.media_root,
-                "nfs4",
-                "_netdev,nofail,noatime,x-systemd.automount,x-systemd.mount-timeout=30",
-                "0",
-                "0",
-            ]
-        ],
         **SSH_LOGIN,
         "write_files": _write_files(files),
         "runcmd": [[setup]],

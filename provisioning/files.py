@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from provisioning.app_env import render_worker_app_env
+from provisioning.media import render_nginx_media
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
@@ -129,8 +130,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
                      permissions="0640"),
         RenderedFile(paths.nginx_conf_file, render_nginx_conf(settings)),
         RenderedFile(paths.nginx_upstream_file, render_nginx_upstream([], settings)),
-        RenderedFile("/etc/exports", render("controller/exports", media_root=paths.media_root,
-                                            vpc_subnet=settings.vpc_subnet)),
+        # Until the deploy writes where media live (provisioning.media), /media/ answers 503.
+        RenderedFile(paths.nginx_media_file, render_nginx_media(None, settings)),
         RenderedFile("/etc/nftables.conf", render_nftables_controller(settings),
                      permissions="0755"),
         # PostgreSQL never starts on the root disk: without the volume mounted it fails.
@@ -154,7 +155,6 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             tls_cert=paths.tls_cert_file,
             tls_key=paths.tls_key_file,
             server_name=settings.domain or settings.hostname,
-            media_root=paths.media_root,
             static_root=paths.static_root,
             acme_webroot=paths.acme_webroot,
             upstream_file=paths.nginx_upstream_file,
@@ -300,7 +300,7 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
         *worker_commands(settings),
         _unit(paths.systemd_dir, "gemnar-app.service", render(
             "worker/gemnar-app.service",
-            media_root=paths.media_root, app_dir=paths.app_dir,
+            app_dir=paths.app_dir,
             app_env_file=paths.app_env_file, secrets_env_file=paths.app_secrets_env_file,
             script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15)),
     ]
@@ -308,7 +308,7 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
         "worker/gemnar-worker-setup.sh",
         vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
         address_files=" ".join(f"'{path}'" for path in address_files(files)),
-        run_dir=paths.run_dir, media_root=paths.media_root, artifacts_dir=paths.artifacts_dir,
+        run_dir=paths.run_dir, artifacts_dir=paths.artifacts_dir,
         static_root=paths.static_root, app_env_file=paths.app_env_file,
         install_script=install)))
     return files

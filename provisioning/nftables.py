@@ -31,7 +31,7 @@ def admin_ssh_rules(cidrs: Sequence[str], port: int) -> list[str]:
 
 
 def render_nftables_controller(settings: ControllerSettings) -> str:
-    """Public: HTTP(S) and SSH; VPC subnet, on the VPC interface: PgBouncer, Redis and NFS.
+    """Public: HTTP(S) and SSH; VPC subnet, on the VPC interface: PgBouncer and Redis.
 
     PostgreSQL itself stays closed to the network: only PgBouncer (same host) reaches it.
     """
@@ -46,7 +46,7 @@ def render_nftables_controller(settings: ControllerSettings) -> str:
         public_ports=_ports(ports.http, ports.https),
         ssh_rule=ssh_rule,
         vpc_subnet=settings.vpc_subnet,
-        private_ports=_ports(ports.pgbouncer, ports.redis, ports.nfs),
+        private_ports=_ports(ports.pgbouncer, ports.redis),
         ssh_port=ports.ssh, ssh_rate=SSH_RATE_PER_S, ssh_burst=SSH_BURST,
     )
 

@@ -51,6 +51,8 @@ SECURITY_HEADERS = (
 APP_CSP = "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-action 'self'"
 # Users' files: nothing runs, nothing loads, sandboxed even when opened directly.
 MEDIA_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
+# The controller's disk kept for media read from the bucket (least recently used go first).
+MEDIA_CACHE_MB = 1024
 # Per client address: sign-in attempts and uploads per minute (a burst of 5 passes at once),
 # and concurrent connections (a browser opens ~6 per host; WebSockets count too).
 LOGIN_RATE = "10r/m"
@@ -152,7 +154,6 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         security_headers=_headers("        "),
         location_security_headers=_headers("            "),
         app_csp=APP_CSP,
-        media_csp=MEDIA_CSP,
         login_rate=LOGIN_RATE,
         upload_rate=UPLOAD_RATE,
         conn_per_client=CONN_PER_CLIENT,
@@ -162,7 +163,9 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         tls_cert=paths.tls_cert_file,
         tls_key=paths.tls_key_file,
         static_root=paths.static_root.rstrip("/"),
-        media_root=paths.media_root.rstrip("/"),
+        media_file=paths.nginx_media_file,
+        media_cache_dir=paths.nginx_media_cache_dir,
+        media_cache_mb=MEDIA_CACHE_MB,
     )
 
 

@@ -63,7 +63,6 @@ class ControllerPorts:
     pgbouncer: int = 6432
     redis: int = 6379
     node_exporter: int = 9100
-    nfs: int = 2049
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,13 @@ class ControllerPaths:
     # Nginx
     nginx_conf_file: str = "/etc/nginx/nginx.conf"
     nginx_upstream_file: str = "/etc/nginx/gemnar/upstream.conf"
+    # ``location /media/``: a placeholder from cloud-init, then the deploy's (provisioning.media).
+    nginx_media_file: str = "/etc/nginx/gemnar/media.conf"
+    # Objects Nginx fetched from the media bucket; below nginx_temp_dir, which every unit
+    # that runs ``nginx -t`` may write.
+    nginx_media_cache_dir: str = "/var/lib/nginx/media-cache"
+    # CAs Nginx checks the media bucket's certificate against (Debian's ca-certificates).
+    ca_bundle_file: str = field(default="/etc/ssl/certs/ca-certificates.crt", metadata=_SYSTEM)
     nginx_mime_types_file: str = field(default="/etc/nginx/mime.types", metadata=_SYSTEM)
     nginx_pid_file: str = "/run/nginx.pid"
     nginx_temp_dir: str = "/var/lib/nginx"
@@ -108,7 +114,7 @@ class ControllerPaths:
     tls_cert_file: str = "/etc/gemnar/tls/fullchain.pem"
     tls_key_file: str = "/etc/gemnar/tls/privkey.pem"
     acme_webroot: str = "/var/www/letsencrypt"
-    # Site content
+    # Site content. media_root holds uploads only where nodes share a directory (local).
     static_root: str = "/srv/gemnar/static"
     media_root: str = "/srv/gemnar/media"
     # Controller tooling
@@ -250,6 +256,9 @@ class ControllerSettings:
     nginx_user: str | None = "www-data"
     # Redis's ``supervised`` mode: ``systemd`` under a unit, ``no`` as a plain process.
     redis_supervised: str = "systemd"
+    # The DNS resolver Nginx asks for the media bucket's host name at request time: the
+    # controller's own unbound on loopback (provisioning.media says why).
+    dns_resolver: str = "127.0.0.1"
     health: HealthCheckSettings = field(default_factory=HealthCheckSettings)
 
     def __post_init__(self) -> None:
@@ -302,7 +311,6 @@ class WorkerSettings:
     ports: WorkerPorts = field(default_factory=WorkerPorts)
     controller_ports: ControllerPorts = field(default_factory=ControllerPorts)
     paths: WorkerPaths = field(default_factory=WorkerPaths)
-    controller_media_export: str = "/srv/gemnar/media"
     db: DatabaseNames = field(default_factory=DatabaseNames)
     domain: str | None = None
     # Host names the site answers to (Django's ALLOWED_HOSTS); empty: the domain and www.

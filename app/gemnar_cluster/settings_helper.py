@@ -26,6 +26,7 @@ from gemnar_cluster.env import (
     secret,
     word_list,
 )
+from gemnar_cluster.media_settings import FILESYSTEM_BACKEND, media_storage_settings
 
 __all__ = ["ClusterConfigError", "cluster_settings"]
 
@@ -156,7 +157,10 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
     secret_key = secret(env, "SECRET_KEY", required=True)
     redis_url = secret(env, "REDIS_URL", required=True)
     assert redis_url is not None  # required=True raised otherwise
-    media_root = required_path(env, "MEDIA_ROOT")
+    media_root = required_path(env, "MEDIA_ROOT") if raw(env, "MEDIA_ROOT") else None
+    media_storage = media_storage_settings(env, media_root)
+    # Only media kept on a disk of ours can fill it (the local stack's shared directory).
+    media_disk = media_root if media_storage["BACKEND"] == FILESYSTEM_BACKEND else None
     static_root = required_path(env, "STATIC_ROOT")
     secure_cookies = flag(env, "SECURE_COOKIES", True)
     static_backend = (
@@ -166,7 +170,8 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
     )
     worker_name = raw(env, "WORKER_NAME") or socket.gethostname()
     health_timeout = number(env, "HEALTH_TIMEOUT", 2.0, minimum=0.1, maximum=30)
-    disk_paths = word_list(env, "HEALTH_DISK_PATHS") or [str(media_root), "/"]
+    disk_paths = word_list(env, "HEALTH_DISK_PATHS") or [
+        *([str(media_disk)] if media_disk else []), "/"]
     return {
         "BASE_DIR": base_dir,
         "SECRET_KEY": secret_key,
@@ -202,14 +207,11 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         "STATIC_URL": raw(env, "STATIC_URL") or "/static/",
         "STATIC_ROOT": static_root,
         "MEDIA_URL": raw(env, "MEDIA_URL") or "/media/",
-        "MEDIA_ROOT": media_root,
-        "STORAGES": {
-            "default": {
-                "BACKEND": "django.core.files.storage.FileSystemStorage",
-                "OPTIONS": {"location": str(media_root)},
-            },
-            "staticfiles": {"BACKEND": static_backend},
-        },
+        "MEDIA_ROOT": media_root or "",
+        "STORAGES": {"default": media_storage, "staticfiles": {"BACKEND": static_backend}},
+        # The disk uploads are stored on, whose free-space floor the upload view keeps;
+        # None with a bucket (sampleproject.upload_policy says why).
+        "GEMNAR_MEDIA_DISK": str(media_disk) if media_disk else None,
         "FILE_UPLOAD_PERMISSIONS": 0o644,
         "GEMNAR_WORKER_NAME": worker_name,
         # What a database outage's 503 tells clients (gemnar_cluster.outage).

@@ -1,9 +1,13 @@
 """What the sample upload accepts: passive types checked by content, a size cap, a generated
-name, and a free-space floor above the health check's, so uploads stop before health fails.
+name and, where media live on a disk of ours, a free-space floor above the health check's.
 
 Nginx serves ``/media/`` from the site's origin; an uploaded HTML or SVG file would be stored
-XSS there, and a full media disk fails every worker's health at once. Pure functions: the view
-does the I/O.
+XSS there. The floor exists because a full shared media disk fails every worker's health at
+once; it applies only where media are a directory (the local stack). With a bucket (prod, lab)
+no disk of ours grows with uploads: the bucket has no free-space figure to keep a floor on,
+a worker only spools an upload (at most Nginx's 50 MB body, 10 MB accepted) in its private
+/tmp, and what bounds growth is the size cap and Nginx's per-client upload rate (10 a minute).
+Pure functions: the view does the I/O.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ if [ ! -f "$tls_cert" ]; then
     chmod 0600 "$tls_key"
 fi
 
-install -d -o gemnar -g gemnar -m 0755 '@{media_root}' '@{static_root}'
+install -d -o gemnar -g gemnar -m 0755 '@{static_root}'
 install -d -m 0755 '@{acme_webroot}' "$(dirname '@{upstream_file}')"
 install -d -m 0700 '@{secrets_dir}' '@{backup_dir}' '@{state_dir}'
 touch '@{pgbouncer_auth_file}'
@@ -55,8 +55,7 @@ chmod 0600 '@{pgbouncer_auth_file}'
 systemctl daemon-reload
 systemctl restart ssh
 systemctl restart redis-server pgbouncer
-systemctl enable --now nfs-server prometheus-node-exporter
+systemctl enable prometheus-node-exporter
 systemctl restart prometheus-node-exporter
-exportfs -ra
 nginx -t && systemctl restart nginx
 systemctl enable --now @{timers}

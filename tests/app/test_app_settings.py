@@ -36,6 +36,46 @@ def test_database_is_pgbouncer_transaction_mode_safe(tmp_path: Path) -> None:
     assert "pool" not in db["OPTIONS"]
 
 
+# What a prod or lab worker's secrets file adds: the media bucket (components.media_storage).
+S3 = {
+    "GEMNAR_MEDIA_S3_ENDPOINT": "https://ams1.vultrobjects.com",
+    "GEMNAR_MEDIA_S3_BUCKET": "gemnar-media-0123456789abcdef",
+    "GEMNAR_MEDIA_S3_REGION": "ams1",
+    "GEMNAR_MEDIA_S3_ACCESS_KEY": "AKEXAMPLE",
+    "GEMNAR_MEDIA_S3_SECRET_KEY": "secret-example",
+}
+
+
+def test_a_bucket_is_the_default_storage_and_no_disk_is_guarded(tmp_path: Path) -> None:
+    key_file = tmp_path / "media-secret"
+    key_file.write_text("from-a-file\n")
+    env = minimal_env(tmp_path, **{**S3, "GEMNAR_MEDIA_S3_SECRET_KEY": ""},
+                      GEMNAR_MEDIA_S3_SECRET_KEY_FILE=str(key_file))
+    del env["GEMNAR_MEDIA_ROOT"]
+    s = cluster_settings(env, base_dir=tmp_path)
+    storage = s["STORAGES"]["default"]
+    assert storage["BACKEND"] == "gemnar_cluster.media.MediaS3Storage"
+    options = storage["OPTIONS"]
+    assert (options["endpoint_url"], options["bucket_name"], options["region_name"]) == (
+        "https://ams1.vultrobjects.com", "gemnar-media-0123456789abcdef", "ams1")
+    assert (options["access_key"], options["secret_key"]) == ("AKEXAMPLE", "from-a-file")
+    # Nginx reads path-style and unsigned; names are never overwritten.
+    assert options["addressing_style"] == "path"
+    assert options["querystring_auth"] is False and options["file_overwrite"] is False
+    # No media disk of ours: no upload floor, and health checks only the root disk.
+    assert s["GEMNAR_MEDIA_DISK"] is None
+    assert s["GEMNAR_HEALTH"]["disk_paths"] == ["/"]
+    # Static files are unchanged.
+    assert s["STORAGES"]["staticfiles"]["BACKEND"].endswith("ManifestStaticFilesStorage")
+
+
+def test_without_a_bucket_the_shared_directory_is_stored_to_and_guarded(tmp_path: Path) -> None:
+    s = cluster_settings(minimal_env(tmp_path), base_dir=tmp_path)
+    assert s["STORAGES"]["default"]["BACKEND"] == "django.core.files.storage.FileSystemStorage"
+    assert s["GEMNAR_MEDIA_DISK"] == str(tmp_path / "media")
+    assert s["GEMNAR_HEALTH"]["disk_paths"] == [str(tmp_path / "media"), "/"]
+
+
 def test_sessions_cache_channels_and_storage(tmp_path: Path) -> None:
     s = cluster_settings(minimal_env(tmp_path), base_dir=tmp_path)
     assert s["SESSION_ENGINE"] == "django.contrib.sessions.backends.db"
@@ -102,6 +142,12 @@ def test_secret_files_and_database_url(tmp_path: Path) -> None:
         ({"GEMNAR_LOCAL_DEBUG_MEMORY": "maybe"}, "GEMNAR_LOCAL_DEBUG_MEMORY"),
         ({"GEMNAR_TRUSTED_PROXY": "controller"}, "GEMNAR_TRUSTED_PROXY"),
         ({"GEMNAR_DATABASE_URL": "mysql://a@b/c"}, "GEMNAR_DATABASE_URL"),
+        # Uploads need a place: a bucket or a shared directory.
+        ({"GEMNAR_MEDIA_ROOT": ""}, "GEMNAR_MEDIA_S3_BUCKET"),
+        ({**S3, "GEMNAR_MEDIA_S3_ENDPOINT": ""}, "GEMNAR_MEDIA_S3_ENDPOINT"),
+        ({**S3, "GEMNAR_MEDIA_S3_ENDPOINT": "ftp://s3.example"}, "GEMNAR_MEDIA_S3_ENDPOINT"),
+        ({**S3, "GEMNAR_MEDIA_S3_ACCESS_KEY": ""}, "GEMNAR_MEDIA_S3_ACCESS_KEY"),
+        ({**S3, "GEMNAR_MEDIA_S3_SECRET_KEY": ""}, "GEMNAR_MEDIA_S3_SECRET_KEY"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, change: dict[str, str], named: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioning.media import MediaBucket, MediaDirectory, MediaStore, render_nginx_media
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.settings import ControllerSettings
 from tests.provisioning.combos import CONTROLLERS
@@ -27,12 +28,24 @@ class Member:
     healthy: bool
 
 
-def gixy_findings(settings: ControllerSettings, root: Path) -> list[dict[str, object]]:
-    """gixy's findings on ``settings``' nginx.conf with its upstream file beside it."""
+# Where /media/ reads from: before the deploy, a shared directory (local), the media bucket
+# on Vultr (TLS, by name) and a plain-HTTP S3 server by address (the lab's, the tests').
+MEDIA: dict[str, MediaStore] = {
+    "pending": None,
+    "directory": MediaDirectory("/srv/gemnar/media"),
+    "bucket-https": MediaBucket("https://ams1.vultrobjects.com", "gemnar-media-0123456789abcdef"),
+    "bucket-http": MediaBucket("http://10.20.0.2:8333", "gemnar-media-0123456789abcdef"),
+}
+
+
+def gixy_findings(settings: ControllerSettings, root: Path,
+                  media: MediaStore = MEDIA["bucket-https"]) -> list[dict[str, object]]:
+    """gixy's findings on ``settings``' nginx.conf with its upstream and media files beside it."""
     settings = settings.with_paths_under(root)
     upstream = Path(settings.paths.nginx_upstream_file)
     upstream.parent.mkdir(parents=True, exist_ok=True)
     upstream.write_text(render_nginx_upstream([Member("10.20.0.5:8000", True)], settings))
+    Path(settings.paths.nginx_media_file).write_text(render_nginx_media(media, settings))
     conf = Path(settings.paths.nginx_conf_file)
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(render_nginx_conf(settings))
@@ -47,6 +60,16 @@ def gixy_findings(settings: ControllerSettings, root: Path) -> list[dict[str, ob
 def test_gixy_finds_nothing(name: str, tmp_path: Path) -> None:
     findings = gixy_findings(CONTROLLERS[name], tmp_path)
     assert findings == [], [(f["plugin"], f["summary"]) for f in findings]
+
+
+@pytest.mark.parametrize("media", sorted(MEDIA))
+def test_gixy_finds_nothing_in_any_media_location(media: str, tmp_path: Path) -> None:
+    settings = CONTROLLERS["prod-default"]
+    findings = gixy_findings(settings, tmp_path, MEDIA[media])
+    assert findings == [], [(f["plugin"], f["summary"]) for f in findings]
+    # gixy read the included file (its directives are in what it parsed).
+    text = Path(settings.with_paths_under(tmp_path).paths.nginx_media_file).read_text()
+    assert "location /media/" in text
 
 
 def test_gixy_still_reports_what_it_reported_before(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from tests.program.harness import (
     reveal,
 )
 
-PRIVATE_ONLY_PORTS = {5432, 6432, 6379, 8000, 8080, 9100, 2049}
+PRIVATE_ONLY_PORTS = {5432, 6432, 6379, 8000, 8080, 9100}
 PUBLIC_TO_ANYONE = {80, 443}
 STATEFUL = {
     "vultr:index/reservedIp:ReservedIp",

@@ -45,7 +45,9 @@ def test_nftables_rules_pass_nft_check(ruleset: str, tmp_path: Path) -> None:
 
 def test_controller_firewall_opens_private_ports_to_the_subnet_only() -> None:
     rules = render_nftables_controller(CONTROLLERS["prod-default"])
-    assert "ip saddr 10.20.0.0/24 tcp dport { 2049, 6379, 6432 } accept" in rules
+    assert "ip saddr 10.20.0.0/24 tcp dport { 6379, 6432 } accept" in rules
+    # No NFS: media live in object storage (provisioning.media).
+    assert "2049" not in rules and "111" not in rules
     # Only on the interface that routes back to the VPC (a spoofed VPC source is dropped).
     assert "ip saddr 10.20.0.0/24 fib saddr . iif oif missing drop" in rules
     assert "5432" not in rules

@@ -76,7 +76,10 @@ def test_nginx_routing_policy() -> None:
     assert "proxy_read_timeout 10s;" in conf and "proxy_next_upstream_timeout 25s;" in conf
     assert not re.search(r"^\s*proxy_next_upstream [^#]*non_idempotent", conf, re.MULTILINE)
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
-    assert "expires 1y;" in conf and "expires 1d;" in conf
+    assert "expires 1y;" in conf
+    # /media/ is a file of its own: where media live is delivered after first boot.
+    assert "include /etc/nginx/gemnar/media.conf;" in conf
+    assert "keys_zone=gemnar_media:10m" in conf
 
 
 def test_private_services_bind_localhost_and_private_address_only() -> None:

@@ -38,6 +38,7 @@ from localnode.services import (
     self_signed_certificate,
     write_pgbouncer_files,
 )
+from provisioning.media import MediaStore
 from provisioning.pgbouncer import render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.settings import ControllerPaths, ControllerPorts, ControllerSettings
@@ -255,10 +256,12 @@ def nginx_reload(settings: ControllerSettings) -> None:
 
 
 @contextlib.contextmanager
-def running_nginx(settings: ControllerSettings, upstream: str | None = None) -> Iterator[Daemon]:
-    """The controller's Nginx in the foreground with the rendered configs."""
+def running_nginx(settings: ControllerSettings, upstream: str | None = None,
+                  media: MediaStore | None = None) -> Iterator[Daemon]:
+    """The controller's Nginx in the foreground with the rendered configs (``media``: where
+    ``/media/`` reads from; default the shared directory, as on the local stack)."""
     paths = settings.paths
-    conf = prepare_nginx(settings, upstream)
+    conf = prepare_nginx(settings, upstream, media)
     process = _spawn(
         ["nginx", "-c", str(conf), "-e", paths.nginx_error_log, "-g", "daemon off;"],
         Path(paths.nginx_error_log).with_suffix(".stdout"),
