@@ -40,6 +40,7 @@ from components.host_secrets import (
 )
 from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
+from components.media_storage import MediaStorage, MediaStorageArgs
 from components.membership import LB_APPLY, Membership, MembershipArgs
 from components.nodes import Nodes, SshIdentity
 from components.offsite_storage import BACKUP_ENV, OffsiteStorage, offsite_args
@@ -48,6 +49,7 @@ from components.ssh_agent import check_agent_socket
 from components.ssh_gate import SshGate, SshGateArgs
 from components.user_data import (
     controller_secrets_path,
+    controller_settings,
     scaler_secrets_path,
     worker_secrets_file,
     worker_secrets_path,
@@ -167,8 +169,26 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         ),
         opts=pulumi.ResourceOptions(depends_on=controller_ready),
     )
+    media_env: pulumi.Output[dict[str, str]] | None = None
+    media_ready: list[pulumi.Resource] = []
+    if nodes.media_storage is not None:
+        media = MediaStorage(
+            "gemnar-media",
+            MediaStorageArgs(
+                storage=nodes.media_storage,
+                seed=seed,
+                connection=controller.connection,
+                node_identity=controller.identity,
+                settings=controller_settings(cfg),
+                media_file=controller.path(ControllerPaths().nginx_media_file),
+                ssh_user=cfg.ssh_user,
+            ),
+            # The controller's Nginx runs once its first boot is over.
+            opts=pulumi.ResourceOptions(depends_on=controller_ready),
+        )
+        media_env, media_ready = media.worker_env, [media]
     worker_secrets_content = worker_secrets_file(
-        cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS)
+        cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS), media_env
     )
     gates: list[pulumi.Resource] = []
     previous_secrets: list[pulumi.Resource] = []
@@ -239,7 +259,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             # One worker after another (a rolling restart when the secrets change).
             opts=pulumi.ResourceOptions(
                 depends_on=[*worker.ready_after, controller_secrets, *worker_ready,
-                            *previous_secrets, *delivered]
+                            *previous_secrets, *delivered, *media_ready]
             ),
         )
         previous_secrets = [worker_secrets]

@@ -286,6 +286,13 @@ SCHEMA: tuple[Key, ...] = (
         "Vultr Object Storage tier id for the off-site subscription (Vultr API: "
         "GET /v2/object-storage/tiers).",
         default=0, low=0, high=1_000_000),
+    Key("mediaClusterId", "integer",
+        "Vultr Object Storage cluster id in gemnar:region for the media bucket (uploads; "
+        "`vultr-cli object-storage list-cluster`): media stay near the nodes, backups go "
+        "off-site.", default=0, low=0, high=1_000_000),
+    Key("mediaTierId", "integer",
+        "Vultr Object Storage tier id for the media subscription (Vultr API: "
+        "GET /v2/object-storage/tiers).", default=0, low=0, high=1_000_000),
     Key("postgresVolumeGb", "integer",
         "Size of the controller's PostgreSQL block storage volume in GB (high_perf 10-10000, "
         "storage_opt 40-40000).",
@@ -533,6 +540,10 @@ RULES: tuple[Rule, ...] = (
     _required_on_vultr("sshPublicKeys", "the vultr platform (prod) needs at least one key, set "
                        "with `pulumi config set gemnar:sshPublicKeys '[\"ssh-ed25519 ...\"]'`"),
     _required_on_vultr("adminCidrs", "nobody could reach the controller over SSH"),
+    _required_on_vultr("mediaClusterId", "uploads live in a Vultr Object Storage bucket in "
+                       "gemnar:region (docs/prod.md)"),
+    _required_on_vultr("mediaTierId", "uploads live in a Vultr Object Storage bucket in "
+                       "gemnar:region (docs/prod.md)"),
     Rule(("platform", "maxWorkers"), "maxWorkers",
          lambda v: f"{v['maxWorkers']} workers do not fit one local /24; accepted: <= "
          f"{LOCAL_MAX_WORKERS}"

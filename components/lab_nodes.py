@@ -214,4 +214,6 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         site_url=site_url(cfg, public),
         extras={"labNamespace": pulumi.Output.from_input(net.namespace)},
         object_storage=storage.external,
+        # The same server holds the media bucket (its own bucket, as on prod).
+        media_storage=storage.external,
     )

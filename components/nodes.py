@@ -70,6 +70,10 @@ class Nodes:
     # An S3 server the platform brings along (the lab's), used for off-site backups instead
     # of a Vultr Object Storage subscription. None on Vultr (config decides) and local.
     object_storage: ExternalS3 | None = None
+    # The S3 API uploads are stored in (components.media_storage): a Vultr Object Storage
+    # subscription in the nodes' region, the lab's S3 server. None: the nodes share a media
+    # directory instead (local: one host).
+    media_storage: ExternalS3 | None = None
 
 
 @dataclass(frozen=True)

@@ -128,11 +128,15 @@ def worker_secrets_file(
     cfg: StackConfig,
     controller_address: pulumi.Input[str],
     secrets: Mapping[str, pulumi.Output[str]],
+    media: pulumi.Output[dict[str, str]] | None = None,
 ) -> pulumi.Output[str]:
-    """A worker's secrets env file, rendered by provisioning (secret Output; goes over SSH)."""
+    """A worker's secrets env file, rendered by provisioning (secret Output; goes over SSH).
+    ``media``: the media bucket's variables, when media live in object storage."""
     keys = list(secrets)
-    return pulumi.Output.all(controller_address, *[secrets[k] for k in keys]).apply(
+    media_env = media if media is not None else pulumi.Output.from_input({})
+    return pulumi.Output.all(controller_address, media_env, *[secrets[k] for k in keys]).apply(
         lambda values: render_worker_secrets_env(
-            worker_settings(cfg, values[0]), **dict(zip(keys, values[1:], strict=True))
+            worker_settings(cfg, values[0]), media=values[1] or None,
+            **dict(zip(keys, values[2:], strict=True))
         )
     )

@@ -11,6 +11,7 @@ import pulumi
 from components.controller import Controller, ControllerArgs
 from components.firewall import Firewall, FirewallArgs
 from components.first_boot import CLOUD_INIT_WAIT
+from components.media_storage import VultrMediaStorage
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import (
     NodeHandle,
@@ -105,6 +106,8 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         )
         for hostname, instance in zip(pool.names, pool.instances, strict=True)
     )
+    media = VultrMediaStorage(
+        "gemnar-media-store", cfg.get("mediaClusterId"), cfg.get("mediaTierId"))
     return Nodes(
         controller=controller_handle,
         workers=workers,
@@ -112,4 +115,5 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         extras={"vpcId": network.vpc_id},
         # A Vultr controller reaches Pulumi's plugin downloads: the upstream providers.
         controller_fetches_plugins=VULTR_CONTROLLER_PLUGINS,
+        media_storage=media.external,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from provisioning.redis import APP_USER as REDIS_APP_USER
@@ -67,9 +68,13 @@ def render_worker_app_env(settings: WorkerSettings) -> str:
 
 
 def render_worker_secrets_env(
-    settings: WorkerSettings, *, db_password: str, redis_password: str, secret_key: str
+    settings: WorkerSettings, *, db_password: str, redis_password: str, secret_key: str,
+    media: Mapping[str, str] | None = None,
 ) -> str:
-    """The root-only ``EnvironmentFile`` delivered over SSH; never part of user data."""
+    """The root-only ``EnvironmentFile`` delivered over SSH; never part of user data.
+
+    ``media``: the media bucket's ``GEMNAR_MEDIA_S3_*`` (``components.media_storage``), absent
+    where the nodes share a media directory instead (local)."""
     redis = (
         f"redis://{REDIS_APP_USER}:{quote(redis_password, safe='')}@"
         f"{settings.controller_address}:{settings.controller_ports.redis}"
@@ -79,4 +84,5 @@ def render_worker_secrets_env(
         "GEMNAR_DB_PASSWORD": db_password,
         "GEMNAR_REDIS_URL": f"{redis}/0",
         "GEMNAR_CHANNELS_REDIS_URL": f"{redis}/1",
+        **(media or {}),
     })

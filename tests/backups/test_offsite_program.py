@@ -31,6 +31,11 @@ from tests.program.harness import (
 )
 
 STORAGE = "vultr:index/objectStorage:ObjectStorage"
+
+
+def backup_storage(resources: list[Declared]) -> list[Declared]:
+    """The backups' subscriptions (media have one of their own: components.media_storage)."""
+    return [d for d in resources if d.type == STORAGE and d.name.startswith("gemnar-backups")]
 OFFSITE = {"backupOffsiteRegion": "fra", "backupOffsiteClusterId": "7",
            "backupOffsiteTierId": "3", "backupKeepDaily": "5"}
 
@@ -41,7 +46,7 @@ def test_offsite_storage_and_its_secrets_reach_only_the_root_only_file() -> pulu
 
     def check(values: list[Any]) -> None:
         resources: list[Declared] = values[0]
-        storage = [d for d in resources if d.type == STORAGE]
+        storage = backup_storage(resources)
         assert len(storage) == 1
         assert storage[0].plain["clusterId"] == 7 and storage[0].plain["tierId"] == 3
         assert storage[0].opts.protect is True
@@ -72,7 +77,7 @@ def test_without_a_region_backups_stay_local_but_get_their_key() -> pulumi.Outpu
     _, declared = declare(config())
 
     def check(resources: list[Declared]) -> None:
-        assert not [d for d in resources if d.type == STORAGE]
+        assert not backup_storage(resources)
         write = next(d for d in resources if d.name == "gemnar-backups-env-write")
         env = parse_env_file(reveal(write.inputs["stdin"]))
         assert "GEMNAR_BACKUP_S3_BUCKET" not in env and env["GEMNAR_BACKUP_KEY"]

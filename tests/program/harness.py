@@ -34,6 +34,8 @@ BASE_VALUES: dict[str, str] = {
     "sshPublicKeys": f'["{SSH_KEY}"]',
     "adminCidrs": '["198.51.100.7/32"]',
     "secretSeed": SEED,
+    "mediaClusterId": "2",
+    "mediaTierId": "3",
 }
 
 

@@ -71,6 +71,12 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (f"{infra}OffsiteStorage", "gemnar-backups"),
         (f"{infra}HostSecrets", "gemnar-backups-env"),
         (COMMAND, "gemnar-backups-env-write"),
+        # Media: a subscription in the nodes' region, its bucket, the controller's /media/.
+        (f"{infra}VultrMediaStorage", "gemnar-media-store"),
+        ("vultr:index/objectStorage:ObjectStorage", "gemnar-media-store-subscription"),
+        (f"{infra}MediaStorage", "gemnar-media"),
+        ("command:local:Command", "gemnar-media-bucket"),
+        (COMMAND, "gemnar-media-nginx"),
     }
     # Every worker's resources: (type, suffix of "gemnar-worker-<i>").
     per_worker = [

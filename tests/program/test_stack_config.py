@@ -24,6 +24,8 @@ OPERATOR = {
     "sshPublicKeys": f'["{SSH_KEY}"]',
     "adminCidrs": '["198.51.100.7/32"]',
     "secretSeed": "x" * 48,
+    "mediaClusterId": "2",
+    "mediaTierId": "3",
 }
 
 
@@ -59,7 +61,8 @@ def test_prod_seed_values() -> None:
 def test_prod_yaml_leaves_operator_keys_to_the_operator() -> None:
     with pytest.raises(ConfigError) as err:
         parse_stack_config(prod_values(), secret_keys=set())
-    assert {"sshPublicKeys", "adminCidrs", "secretSeed"} <= err.value.problems.keys()
+    assert {"sshPublicKeys", "adminCidrs", "secretSeed", "mediaClusterId",
+            "mediaTierId"} <= err.value.problems.keys()
 
 
 def test_pulumi_yaml_is_generated_from_the_schema() -> None:
