@@ -96,7 +96,8 @@ def local_worker_settings(
         controller_ports=controller.ports,
         public_hosts=(controller.private_address,),
     ).with_paths_under(root)
-    # The controller's static and media directories are the "NFS share" every worker mounts.
+    # Local nodes share one host: the controller's static and media directories are the ones
+    # every worker uses (the platform's media are a shared directory, not a bucket).
     paths = dataclasses.replace(
         settings.paths,
         media_root=controller.paths.media_root,

@@ -99,3 +99,26 @@ def test_no_rendered_user_data_contains_a_secret_value() -> None:
         assert "SCRAM-SHA-256$" not in text
         # Scripts may name the variables they read from the secrets file; none assigns one.
         assert not re.search(r"GEMNAR_(SECRET_KEY|DB_PASSWORD|REDIS_PASSWORD)\s*=", text)
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+def test_no_node_serves_or_mounts_nfs(name: str) -> None:
+    """Media live in object storage: no NFS package, export, mount or unit dependency."""
+    controller = yaml.safe_load(controller_user_data(CONTROLLERS[name]))
+    texts = [controller_user_data(CONTROLLERS[name])]
+    for worker_name in sorted(WORKERS):
+        worker = yaml.safe_load(worker_user_data(WORKERS[worker_name]))
+        assert "mounts" not in worker
+        assert not {"nfs-common", "rpcbind"} & set(worker["packages"])
+        app_unit = next(f["content"] for f in worker["write_files"]
+                        if f["path"].endswith("/gemnar-app.service"))
+        assert "RequiresMountsFor" not in app_unit and "remote-fs" not in app_unit
+        texts.append(worker_user_data(WORKERS[worker_name]))
+    assert not {"nfs-kernel-server", "nfs-common", "rpcbind"} & set(controller["packages"])
+    assert "/etc/exports" not in {f["path"] for f in controller["write_files"]}
+    for text in texts:
+        assert not re.search(r"nfs|exportfs|rpcbind|\b2049\b", text, re.IGNORECASE)
+    # /media/ answers 503 until the deploy says where media live (provisioning.media).
+    media = next(f["content"] for f in controller["write_files"]
+                 if f["path"] == CONTROLLERS[name].paths.nginx_media_file)
+    assert "return 503;" in media
