@@ -206,12 +206,26 @@ def run_day(boot: BootModel = DEFAULT_BOOT, shape: DayShape = DEFAULT_SHAPE) -> 
     }
 
 
+def replay(load: Callable[[float], float], idle: float, peak: float,
+           boot: BootModel = DEFAULT_BOOT, trace: str = "recorded") -> list[dict[str, Any]]:
+    """The seed and the alternatives over another day-long ``load`` (a recorded trace), with
+    that trace's own idle footprint; summary rows tagged with ``trace``."""
+    seed, initial = seed_config()
+    fixed = fleet_for_peak(peak, seed.up_threshold, seed.min_workers, idle)
+    rows = []
+    for name, cfg, model in scenarios(seed, boot)[:4]:  # the boot x2 rows belong to the model
+        run = simulate(name, cfg, initial, model, load, idle)
+        rows.append(run.summary(fixed) | {"trace": trace})
+    return rows
+
+
 def markdown(results: Sequence[dict[str, Any]]) -> str:
-    header = ("| scenario | worker-hours | fixed peak fleet | saved | min above up | "
+    header = ("| trace | scenario | worker-hours | fixed peak fleet | saved | min above up | "
               "longest above (limit) | peak mem % | ups / ins |\n"
-              "|---|---:|---:|---:|---:|---:|---:|---:|\n")
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     rows = "".join(
-        f"| {r['scenario']} | {r['worker_hours']:.1f} | {r['fixed_fleet_workers']} x 24 h = "
+        f"| {r.get('trace', 'synthetic')} | {r['scenario']} | {r['worker_hours']:.1f} | "
+        f"{r['fixed_fleet_workers']} x 24 h = "
         f"{r['fixed_fleet_worker_hours']:.0f} | {r['worker_hours_saved_fraction']:.0%} | "
         f"{r['minutes_above_up_threshold']:.0f} | {r['longest_above_minutes']:.1f} "
         f"({r['detection_plus_boot_minutes']:.1f}) | {r['peak_memory_pct']:.0f} | "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,13 @@ from scaler.model import Sample
 
 MEM_TOTAL = "node_memory_MemTotal_bytes"
 MEM_AVAILABLE = "node_memory_MemAvailable_bytes"
+MEM_SERIES = (MEM_TOTAL, MEM_AVAILABLE)
+# A sample line of either series (any labels), or its HELP/TYPE comment.
+_SERIES_NAMES = "|".join(re.escape(name) for name in MEM_SERIES)
+_MEMORY_LINE = re.compile(
+    rf"^[ \t]*(?:#[ \t]*(?:HELP|TYPE)[ \t]+)?(?:{_SERIES_NAMES})(?![A-Za-z0-9_:]).*$",
+    re.MULTILINE,
+)
 # node exporter's full page is a few hundred KiB; anything far bigger is not node exporter.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -34,11 +42,23 @@ class WorkerEndpoint:
     health_url: str | None = None
 
 
+def memory_lines(text: str) -> str:
+    """Only the lines of an exposition text that describe or sample the two memory series.
+
+    A real node exporter page holds about a thousand series (~60 KB); parsing all of it took
+    ~20 ms per worker, so a tick's cost grew with the fleet (bench/tick_cost.py measured 50
+    exporters at 25x the cost of one). The parser sees exactly the same lines for these two
+    series, comments included, so their reading and every error about them are unchanged.
+    """
+    kept = _MEMORY_LINE.findall(text)
+    return "\n".join(kept) + "\n" if kept else ""
+
+
 def memory_utilisation(text: str) -> float:
     """Percent of memory in use, 100 * (1 - MemAvailable / MemTotal), from exposition text."""
     values: dict[str, float] = {}
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(memory_lines(text)):
             for sample in family.samples:
                 if sample.name in (MEM_TOTAL, MEM_AVAILABLE) and not sample.labels:
                     values[sample.name] = float(sample.value)
@@ -142,21 +162,30 @@ async def collect(
     clock: Callable[[], float] = time.time,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[Sample]:
-    """One sample per worker, in the order given; a failed scrape is a sample with an error."""
+    """One sample per worker, in the order given; a failed scrape is a sample with an error.
+
+    One client (one connection pool) per worker: httpcore's pool scans every connection it
+    holds on each request event, so one pool shared by the whole fleet made a tick's cost grow
+    with the square of the fleet (bench/tick_cost.py). The TLS context, costly to build, is
+    built once and shared.
+    """
     if not workers:
         return []
-    # Two per worker: the exporter and the app's health are scraped in one go.
-    limits = httpx.Limits(max_connections=max(1, 2 * len(workers)))
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout),
-        limits=limits,
-        transport=transport,
-        follow_redirects=False,
-        trust_env=False,
-    ) as client:
-        return list(
-            await asyncio.gather(*(_scrape(client, w, timeout, clock) for w in workers))
-        )
+    tls = httpx.create_ssl_context()
+
+    async def one(worker: WorkerEndpoint) -> Sample:
+        # Two connections: the exporter and the app's health may be read at once.
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=2),
+            transport=transport,
+            verify=tls,
+            follow_redirects=False,
+            trust_env=False,
+        ) as client:
+            return await _scrape(client, worker, timeout, clock)
+
+    return list(await asyncio.gather(*(one(w) for w in workers)))
 
 
 def endpoints_from_outputs(

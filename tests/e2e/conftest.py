@@ -251,19 +251,20 @@ def _wait_until_gone(stack: LocalStack, timeout_s: float = 20) -> None:
                    timeout_s=timeout_s, interval_s=0.2, what="every node process gone")
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    if not tool_paths().cli.exists():
-        missing("the Pulumi CLI (tools/bootstrap.sh builds it)")
-    for program in ("sshd", "pgbouncer", "redis-server", "nginx"):
-        if not shutil.which(program) and not Path(f"/usr/sbin/{program}").exists():
-            missing(f"`{program}`")
-    name = f"e2e{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def throwaway_stack(work: Path, config: dict[str, Any] | None = None,
+                    kind: str = "e2e") -> Iterator[LocalStack]:
+    """A new local stack on a random 127.x.y.0/24 with the committed local config (plus
+    ``config``), up on entry; destroyed and removed on exit, asserting nothing is left.
+
+    ``work`` is an empty directory for the stack's project files. Used by the session fixture
+    and by the benchmarks (``bench.stack_run``).
+    """
+    name = f"{kind}{uuid.uuid4().hex[:8]}"
     prefix = loopback_prefix()
     # Under the project's state, not pytest's temp root: the postgres user (and Nginx's
     # unprivileged workers) must traverse to it, and pytest resets its root to 0700.
     state_dir = tool_paths().state_dir / "e2e" / name
-    work = tmp_path_factory.mktemp("project")
     shutil.copyfile(PROJECT_ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
     committed = yaml.safe_load((PROJECT_ROOT / "Pulumi.local.yaml").read_text())
     committed["config"].update({
@@ -271,6 +272,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         "gemnar:localStateDir": str(state_dir),
         "gemnar:maxWorkers": MAX_WORKERS,
         # The e2e tests drive scaling by hand; the cooldowns belong to the scaler's own tests.
+        **(config or {}),
     })
     (work / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(committed))
     stack = LocalStack(open_stack(name, work_dir=work), prefix, state_dir)
@@ -293,6 +295,25 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             shutil.rmtree(tool_paths().state_dir / "work" / name, ignore_errors=True)
             shutil.rmtree(state_dir, ignore_errors=True)
             assert not leftovers, f"destroy left processes or ports behind: {leftovers}"
+
+
+def require_stack_tools() -> str | None:
+    """What a local stack needs and this machine lacks, or None."""
+    if not tool_paths().cli.exists():
+        return "the Pulumi CLI (tools/bootstrap.sh builds it)"
+    for program in ("sshd", "pgbouncer", "redis-server", "nginx"):
+        if not shutil.which(program) and not Path(f"/usr/sbin/{program}").exists():
+            return f"`{program}`"
+    return None
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    lacking = require_stack_tools()
+    if lacking:
+        missing(lacking)
+    with throwaway_stack(tmp_path_factory.mktemp("project")) as stack:
+        yield stack
 
 
 def _unlock(stack: LocalStack) -> None:

@@ -17,6 +17,7 @@ from scaler.metrics import (
     WorkerEndpoint,
     collect,
     endpoints_from_outputs,
+    memory_lines,
     memory_utilisation,
 )
 from tests.support.net import free_port
@@ -184,6 +185,25 @@ def test_collect_of_nothing_is_empty() -> None:
 
 def test_parser_computes_utilisation() -> None:
     assert memory_utilisation(GOOD_TEXT) == pytest.approx(75.0)
+
+
+NOISE = """# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
+# TYPE node_cpu_seconds_total counter
+node_cpu_seconds_total{cpu="0",mode="idle"} 1234.5
+# HELP node_memory_MemTotal_bytes_extra A name that only starts like the series.
+node_memory_MemTotal_bytes_extra 1
+node_memory_MemAvailable_bytes{numa="1"} 5
+# HELP node_memory_MemFree_bytes Memory information field MemFree_bytes.
+node_memory_MemFree_bytes 1.0e+09
+"""
+
+
+def test_only_the_two_series_reach_the_parser_with_their_comments() -> None:
+    kept = memory_lines(NOISE + GOOD_TEXT).splitlines()
+    assert kept == ['node_memory_MemAvailable_bytes{numa="1"} 5', *GOOD_TEXT.splitlines()]
+    # The labelled sample is kept for the parser and ignored by the reading, as before.
+    assert memory_utilisation(NOISE + GOOD_TEXT) == pytest.approx(75.0)
+    assert memory_utilisation(GOOD_TEXT + NOISE) == pytest.approx(75.0)
 
 
 @pytest.mark.parametrize(
