@@ -56,9 +56,12 @@ def stack_part(data: dict[str, Any], out: Path, label: str, lb_seconds: int,
     seed, _ = simulated_day.seed_config()
     with tempfile.TemporaryDirectory(prefix="bench-scratch-") as scratch:
         stack = stack_run.run(Path(scratch), log=log, lb_seconds=lb_seconds)
-    ep = dataclasses.asdict(stack.pop("episode"))
     data["wall_s"].update(stack.pop("wall_s"))
+    recorded = stack.pop("episode", None)
     data.update(stack)
+    if recorded is None:
+        return
+    ep = dataclasses.asdict(recorded)
     data["reaction"] = report.reaction(ep, seed.evaluation_periods, seed.interval_s,
                                        simulated_day.DEFAULT_BOOT)
     samples, idle = report.recorded_trace(ep)
@@ -93,8 +96,9 @@ def tables(data: dict[str, Any]) -> str:
              "## Simulated day (synthetic and recorded trace, real policy)\n",
              simulated_day.markdown(data["day"])]
     if "lb" in data:
-        parts += [f"## Load balancer: wrk, {data['lb']['seconds_per_run']} s per run, "
-                  f"`{data['lb']['path']}`\n", report.lb_markdown(data["lb"]["rows"])]
+        parts += [f"## Load balancer: wrk on `{data['lb']['path']}`, {data['lb']['rounds']} "
+                  f"alternating rounds of {data['lb']['seconds_per_run']} s per side and "
+                  "level\n", report.lb_markdown(data["lb"]["rows"])]
     if "health" in data:
         parts += ["## /health/ on worker-0\n", report.health_markdown(data["health"])]
     if "reaction" in data:
@@ -104,6 +108,9 @@ def tables(data: dict[str, Any]) -> str:
     if "engine" in data:
         parts += ["## Engine cost (local stack)\n", report.engine_markdown(data["engine"])]
     parts += ["## Scaler tick (scrape + decide, dry run)\n", report.tick_markdown(data["tick"])]
+    if data.get("errors"):
+        parts += ["## Benchmarks that failed in this run\n",
+                  "".join(f"- {name}: {error[:300]}\n" for name, error in data["errors"].items())]
     return "\n".join(parts)
 
 
@@ -113,7 +120,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=simulated_day.ROOT / "bench" / "results")
     parser.add_argument("--no-stack", action="store_true",
                         help="skip the benchmarks that need a local stack")
-    parser.add_argument("--lb-seconds", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--lb-seconds", type=int, default=2, help="seconds per wrk run")
     args = parser.parse_args()
     label = run_label()
     args.out.mkdir(parents=True, exist_ok=True)

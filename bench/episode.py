@@ -167,10 +167,10 @@ def run(stack_name: str, site: str, controller: str, worker_ips: list[str],
     start_count = len(worker_ips)
     with Load(site) as load, ScalerProcess(stack_name, state_dir, log) as scaler:
         try:
-            # Two quiet ticks with every worker read: the baseline before the pressure.
-            wait_until(lambda: sum(1 for r in scaler.records()
-                                   if r.get("fleet_memory_pct") is not None) >= 2,
-                       timeout_s=left(), interval_s=0.2, what="two baseline ticks")
+            # A quiet tick with every worker read: the baseline before the pressure.
+            wait_until(lambda: any(r.get("fleet_memory_pct") is not None
+                                   for r in scaler.records()),
+                       timeout_s=left(), interval_s=0.2, what="a baseline tick")
             for ip in worker_ips:
                 _post(f"http://{ip}:8000/debug/hold-memory/", controller, mb=HOLD_MB)
             episode.crossed_at = time.time()
@@ -187,10 +187,6 @@ def run(stack_name: str, site: str, controller: str, worker_ips: list[str],
             episode.in_record = scaler.wait_for(
                 "the scale-in", lambda r: r.get("action") == "applied"
                 and r["decision"]["target"] < r["current"], left())
-            # One more tick at the final size, for the plot.
-            settled = len(scaler.records()) + 1
-            wait_until(lambda: len(scaler.records()) >= settled, timeout_s=left(),
-                       interval_s=0.2, what="ticks after the scale-in")
         finally:
             for ip in worker_ips:
                 # A worker scaled away has nothing to release.

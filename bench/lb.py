@@ -8,8 +8,8 @@ and reloaded before the lock is released. The same is done with upstream keep-al
 (``without_keepalive``). The stack's own two-worker upstream is measured too, and reported
 beside the others, but it is not a like-for-like ratio: it has twice the workers.
 
-Each LB run is paired with a direct run of the same concurrency right before it, so slow
-moments of the shared machine hit both sides of a ratio alike.
+Each LB run is paired with a direct run of the same concurrency, alternating which goes first
+over a few short rounds, so slow moments of the shared machine hit both sides of a ratio alike.
 """
 
 from __future__ import annotations
@@ -131,9 +131,10 @@ def served_only_by(site: str, worker: str, requests: int = 12) -> bool:
 
 
 def measure(controller_json: Path, site: str, controller: str, worker_ip: str,
-            worker_name: str, duration_s: int = 5,
+            worker_name: str, duration_s: int = 2, rounds: int = 2,
             levels: Sequence[int] = LEVELS) -> list[Pair]:
-    """Every variant at every concurrency level, each LB run paired with a direct run."""
+    """Every variant at every concurrency level: ``rounds`` alternations of a direct run and
+    an LB run of ``duration_s`` each, combined per side (``wrk.combine``)."""
     cfg = monitor_config(controller_from_json(controller_json.read_text()))
     member = f"{worker_ip}:8000"
     variants = [
@@ -147,9 +148,16 @@ def measure(controller_json: Path, site: str, controller: str, worker_ip: str,
 
     def run_levels(variant: str, members: int, keepalive: bool) -> None:
         for level in levels:
-            direct = wrk.run(direct_url, level, duration_s, headers=host)
-            lb = wrk.run(f"{site}{PATH}", level, duration_s)
-            pairs.append(Pair(variant, members, keepalive, level, lb, direct))
+            directs: list[wrk.WrkResult] = []
+            lbs: list[wrk.WrkResult] = []
+            for round_ in range(rounds):
+                # Alternating which side goes first cancels an order effect (a warm cache, or
+                # the machine's load rising through the pair).
+                sides = [(directs, direct_url, host), (lbs, f"{site}{PATH}", [])]
+                for into, url, headers in sides if round_ % 2 == 0 else sides[::-1]:
+                    into.append(wrk.run(url, level, duration_s, headers=headers))
+            pairs.append(Pair(variant, members, keepalive, level, wrk.combine(lbs),
+                              wrk.combine(directs)))
 
     for variant in variants:
         committed = cfg.upstream_file.read_text()

@@ -193,7 +193,11 @@ def plot_episode(ep: Mapping[str, Any], up_threshold: float, down_threshold: flo
     ax_m.axhline(down_threshold, color="blue", linestyle="--", label="down threshold")
     ax_m.set_ylabel("memory per worker (%)")
     ax_m.legend(fontsize=7, loc="upper right")
-    ax_n.step([p.at - origin for p in points], [p.current for p in points], where="post",
+    counts = [(p.at - origin, p.current) for p in points]
+    if points and points[-1].action == "applied":
+        # The last tick's update finished before the episode ended: its target is the count.
+        counts.append((end - origin, points[-1].target))
+    ax_n.step([at for at, _ in counts], [n for _, n in counts], where="post",
               label="stack's count (at each tick)")
     answering = answering_workers(requests, origin, end, 4.0)
     ax_n.step([at - origin for at, _ in answering], [n for _, n in answering], where="post",

@@ -26,7 +26,7 @@ STACK_CONFIG = {"gemnar:maxWorkers": 10}
 
 
 def run(scratch: Path, log: Callable[[str], None] = print,
-        lb_seconds: int = 4) -> dict[str, Any]:
+        lb_seconds: int = 2) -> dict[str, Any]:
     lacking = require_stack_tools()
     if lacking:
         raise RuntimeError(f"{lacking} is not available; run `bash tools/bootstrap.sh`")
@@ -34,8 +34,20 @@ def run(scratch: Path, log: Callable[[str], None] = print,
 
     if not wrk.available():
         raise RuntimeError("`wrk` is not available; run `bash tools/bootstrap.sh`")
-    results: dict[str, Any] = {"wall_s": {}}
+    results: dict[str, Any] = {"wall_s": {}, "errors": {}}
     wall = results["wall_s"]
+
+    def part(name: str, measure: Callable[[], Any]) -> None:
+        """Run one benchmark; a failure is recorded and the others still run."""
+        mark = time.perf_counter()
+        try:
+            results[name] = measure()
+        except Exception as error:  # one broken part must not cost the others' results
+            results["errors"][name] = f"{type(error).__name__}: {error}"[:2000]
+            log(f"{name} FAILED: {results['errors'][name][:500]}")
+        wall[name] = round(time.perf_counter() - mark, 1)
+        log(f"{name} done in {wall[name]} s")
+
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as work:
         start = time.perf_counter()
         with throwaway_stack(Path(work), STACK_CONFIG, kind="bench") as stack:
@@ -43,34 +55,28 @@ def run(scratch: Path, log: Callable[[str], None] = print,
             log(f"stack {stack.stack.name} up on {stack.prefix}.0/24 in {wall['stack_up']} s")
             controller_json = stack.node_root("controller") / "etc/gemnar/controller.json"
 
-            mark = time.perf_counter()
-            pairs = lb.measure(controller_json, stack.site, stack.controller,
-                               stack.worker_address(0), "worker-0", duration_s=lb_seconds)
-            results["lb"] = {"rows": [p.row() for p in pairs], "seconds_per_run": lb_seconds,
-                             "path": lb.PATH, "target_ratio": lb.TARGET_RATIO}
-            wall["lb"] = round(time.perf_counter() - mark, 1)
-            log(f"load balancer: {len(pairs)} pairs in {wall['lb']} s")
+            def load_balancer() -> dict[str, Any]:
+                pairs = lb.measure(controller_json, stack.site, stack.controller,
+                                   stack.worker_address(0), "worker-0", duration_s=lb_seconds)
+                return {"rows": [p.row() for p in pairs], "seconds_per_run": lb_seconds,
+                        "rounds": 2,
+                        "path": lb.PATH, "target_ratio": lb.TARGET_RATIO}
 
-            mark = time.perf_counter()
-            results["health"] = health.measure(stack.site, stack.worker_address(0))
-            wall["health"] = round(time.perf_counter() - mark, 1)
-            log(f"/health/: {results['health']['rows']}")
+            def scale_episode() -> episode.Episode:
+                for key, value in episode.TUNING.items():
+                    stack.stack.set_config(key, auto.ConfigValue(value))
+                try:
+                    return episode.run(stack.stack.name, stack.site, stack.controller,
+                                       [stack.worker_address(0), stack.worker_address(1)],
+                                       scratch / "scaler")
+                finally:
+                    for key in episode.TUNING:
+                        stack.stack.remove_config(key)
 
-            mark = time.perf_counter()
-            for key, value in episode.TUNING.items():
-                stack.stack.set_config(key, auto.ConfigValue(value))
-            recorded = episode.run(stack.stack.name, stack.site, stack.controller,
-                                   [stack.worker_address(0), stack.worker_address(1)],
-                                   scratch / "scaler")
-            for key in episode.TUNING:
-                stack.stack.remove_config(key)
-            results["episode"] = recorded
-            wall["episode"] = round(time.perf_counter() - mark, 1)
-            log(f"scale episode in {wall['episode']} s")
-
-            mark = time.perf_counter()
-            results["engine"] = engine_cost.run(stack.stack, log=log)
-            wall["engine"] = round(time.perf_counter() - mark, 1)
+            part("lb", load_balancer)
+            part("health", lambda: health.measure(stack.site, stack.worker_address(0)))
+            part("episode", scale_episode)
+            part("engine", lambda: engine_cost.run(stack.stack, log=log))
             destroy_from = time.perf_counter()
         wall["stack_destroy"] = round(time.perf_counter() - destroy_from, 1)
     return results

@@ -83,7 +83,7 @@ class TimedScaler:
         return elapsed
 
 
-def run(config: Mapping[str, str], page: Path, rounds: int = 15,
+def run(config: Mapping[str, str], page: Path, rounds: int = 8,
         sizes: Sequence[int] = SIZES) -> dict[str, Any]:
     """Ticks for every fleet size, interleaved round by round, so that the other load on the
     machine hits every size alike; the medians and their ratio to the smallest size."""

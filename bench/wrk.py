@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -71,6 +72,29 @@ def parse(output: str) -> WrkResult:
         mean_ms=float(data["mean_us"]) / 1000,
         errors=errors,
         timeouts=int(data["timeouts"]),
+    )
+
+
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """Several runs of the same load as one: counts and time add up; p50/p90/p99 are the
+    median of the runs' own (wrk reports percentiles, not its histogram), max the maximum."""
+    if not results:
+        raise ValueError("nothing to combine")
+    requests = sum(r.requests for r in results)
+
+    def median(values: list[float]) -> float:
+        return float(statistics.median(values))
+
+    return WrkResult(
+        requests=requests,
+        duration_s=sum(r.duration_s for r in results),
+        p50_ms=median([r.p50_ms for r in results]),
+        p90_ms=median([r.p90_ms for r in results]),
+        p99_ms=median([r.p99_ms for r in results]),
+        max_ms=max(r.max_ms for r in results),
+        mean_ms=(sum(r.mean_ms * r.requests for r in results) / requests) if requests else 0.0,
+        errors=sum(r.errors for r in results),
+        timeouts=sum(r.timeouts for r in results),
     )
 
 

@@ -31,6 +31,19 @@ def test_parse_without_the_report_fails_loudly() -> None:
         wrk.parse("Running 3s test\n  2 threads and 8 connections\n")
 
 
+def test_combined_runs_add_counts_and_take_median_percentiles() -> None:
+    a = wrk.WrkResult(100, 2.0, 1.0, 2.0, 10.0, 50.0, 1.5, 1, 0)
+    b = wrk.WrkResult(300, 2.0, 3.0, 4.0, 30.0, 20.0, 2.5, 0, 2)
+    c = wrk.combine([a, b])
+    assert (c.requests, c.duration_s, c.rps) == (400, 4.0, 100.0)
+    assert (c.p50_ms, c.p99_ms, c.max_ms) == (2.0, 20.0, 50.0)
+    assert c.mean_ms == pytest.approx((1.5 * 100 + 2.5 * 300) / 400)
+    assert (c.errors, c.timeouts) == (1, 2)
+    assert wrk.combine([a]) == a
+    with pytest.raises(ValueError):
+        wrk.combine([])
+
+
 def test_command_is_bounded_and_never_has_more_threads_than_connections() -> None:
     argv = wrk.command("https://h/", 1, 5, threads=4, headers=["Host: a"])
     assert argv[:5] == ["wrk", "-t1", "-c1", "-d5s", "--timeout=10s"]
