@@ -58,18 +58,23 @@ def worker_media_env(bucket: MediaBucket, access_key: str, secret_key: str) -> d
     }
 
 
-def install_media_conf(path: str) -> str:
-    """Shell: stdin becomes ``path``; Nginx reloads if ``nginx -t`` accepts it, else the
+# How the controller checks and reloads its Nginx (systemd on Vultr and in the lab).
+NGINX_CHECK = "nginx -t -q"
+NGINX_RELOAD = "systemctl reload nginx"
+
+
+def install_media_conf(path: str, check: str = NGINX_CHECK, reload: str = NGINX_RELOAD) -> str:
+    """Shell: stdin becomes ``path``; Nginx reloads if ``check`` accepts it, else the
     previous file is put back (a broken include would stop every later reload)."""
     p = shlex.quote(path)
     return (
         "set -eu; umask 022; "
         f"install -d -m 0755 \"$(dirname {p})\"; cat > {p}.new; "
         f"if [ -f {p} ]; then cp -p {p} {p}.old; fi; mv -f {p}.new {p}; "
-        f"if ! nginx -t -q; then if [ -f {p}.old ]; then mv -f {p}.old {p}; fi; "
+        f"if ! {check}; then if [ -f {p}.old ]; then mv -f {p}.old {p}; fi; "
         "echo 'nginx rejected the new /media/ configuration; the previous one stays' >&2; "
         "exit 1; fi; "
-        f"rm -f {p}.old; systemctl reload nginx"
+        f"rm -f {p}.old; {reload}"
     )
 
 
@@ -114,6 +119,9 @@ class MediaStorageArgs:
     # Where that file is on the node (``NodeHandle.path`` of the prod path).
     media_file: str
     ssh_user: str = "root"
+    # Node facts: how its Nginx is checked and reloaded.
+    nginx_check: str = NGINX_CHECK
+    nginx_reload: str = NGINX_RELOAD
 
 
 class MediaStorage(pulumi.ComponentResource):
@@ -149,7 +157,8 @@ class MediaStorage(pulumi.ComponentResource):
         remote.Command(
             f"{name}-nginx",
             connection=args.connection,
-            create=as_root(install_media_conf(args.media_file), args.ssh_user),
+            create=as_root(install_media_conf(args.media_file, args.nginx_check,
+                                              args.nginx_reload), args.ssh_user),
             stdin=location.apply(lambda b: render_nginx_media(b, args.settings)),
             add_previous_output_in_env=False,
             # A replaced controller needs the file again; a new bucket or endpoint rewrites it.
