@@ -87,6 +87,15 @@ def timed(durations: dict[str, float], name: str) -> Callable[[], None]:
     return done
 
 
+def media_source(cfg: BackupConfig) -> media.MediaSource | None:
+    """The app's media bucket when there is one, else the media directory if it exists."""
+    if cfg.media_bucket is not None:
+        return media.BucketSource(S3Store(cfg.media_bucket, name="media"))
+    if cfg.media_root is not None and cfg.media_root.is_dir():
+        return media.DirectorySource(cfg.media_root)
+    return None
+
+
 def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
     """Back up the database (and media off-site); raises ``BackupError`` on any failure."""
     moment = now or datetime.now(UTC)
@@ -133,9 +142,10 @@ def run_backup(cfg: BackupConfig, now: datetime | None = None) -> BackupResult:
 
             media_result = None
             offsite = next((s for s in targets if isinstance(s, S3Store)), None)
-            if offsite is not None and cfg.media_root is not None and cfg.media_root.is_dir():
+            source = media_source(cfg)
+            if offsite is not None and source is not None:
                 done = timed(durations, "media")
-                media_result = media.sync(master, cfg.media_root, offsite, stamp, work,
+                media_result = media.sync(master, source, offsite, stamp, work,
                                           cfg.backup_dir / "media-hashes.json")
                 done()
 

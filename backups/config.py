@@ -42,6 +42,9 @@ class BackupConfig:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     offsite: S3Location | None = None
     media_root: Path | None = None
+    # The app's media bucket (django-storages), when media live in object storage: backed up
+    # from there instead of ``media_root``.
+    media_bucket: S3Location | None = None
     # The PgBouncer admin console, for pausing the app while a restored database is swapped in.
     pgbouncer: PgTarget | None = None
 
@@ -108,6 +111,26 @@ def offsite_from_env(env: Mapping[str, str]) -> S3Location | None:
     )
 
 
+def media_bucket_from_env(env: Mapping[str, str]) -> S3Location | None:
+    """The media bucket, named by the same ``GEMNAR_MEDIA_S3_*`` variables the workers' app
+    reads, or None when media are a directory."""
+    if not env.get("GEMNAR_MEDIA_S3_BUCKET"):
+        return None
+    missing = [k for k in ("GEMNAR_MEDIA_S3_ENDPOINT", "GEMNAR_MEDIA_S3_ACCESS_KEY",
+                           "GEMNAR_MEDIA_S3_SECRET_KEY") if not env.get(k)]
+    if missing:
+        raise BackupConfigError(f"media bucket set but {', '.join(missing)} missing")
+    endpoint = env["GEMNAR_MEDIA_S3_ENDPOINT"]
+    return S3Location(
+        endpoint=endpoint if "://" in endpoint else f"https://{endpoint}",
+        bucket=env["GEMNAR_MEDIA_S3_BUCKET"],
+        access_key=env["GEMNAR_MEDIA_S3_ACCESS_KEY"],
+        secret_key=env["GEMNAR_MEDIA_S3_SECRET_KEY"],
+        region=env.get("GEMNAR_MEDIA_S3_REGION") or "us-east-1",
+        checksum_algorithm=env.get("GEMNAR_BACKUP_S3_CHECKSUM", "SHA256"),
+    )
+
+
 def from_controller(settings: ControllerSettings, env: Mapping[str, str]) -> BackupConfig:
     """The prod/local layout: PostgreSQL and PgBouncer on their sockets as ``postgres``."""
     secret = env.get("GEMNAR_BACKUP_KEY", "")
@@ -132,6 +155,7 @@ def from_controller(settings: ControllerSettings, env: Mapping[str, str]) -> Bac
         retention=retention_from_env(env),
         offsite=offsite_from_env(env),
         media_root=Path(paths.media_root),
+        media_bucket=media_bucket_from_env(env),
         pgbouncer=PgTarget(paths.pgbouncer_run_dir, settings.ports.pgbouncer, admin,
                            bouncer_password, bin_dir=paths.postgres_bin_dir),
     )

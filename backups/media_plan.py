@@ -15,22 +15,23 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class FileStat:
     size: int
-    mtime_ns: int
+    # What changes when the content may have: a file's mtime (ns), an object's ETag.
+    version: str
 
 
 @dataclass(frozen=True)
 class CachedHash:
     size: int
-    mtime_ns: int
+    version: str
     sha256: str
 
 
 def needs_hashing(files: Mapping[str, FileStat], cache: Mapping[str, CachedHash]) -> list[str]:
-    """Paths whose cached hash cannot be trusted: new, or size or mtime changed."""
+    """Paths whose cached hash cannot be trusted: new, or size or version changed."""
     stale = []
     for path, stat in files.items():
         cached = cache.get(path)
-        if cached is None or (cached.size, cached.mtime_ns) != (stat.size, stat.mtime_ns):
+        if cached is None or (cached.size, cached.version) != (stat.size, stat.version):
             stale.append(path)
     return sorted(stale)
 

@@ -21,7 +21,7 @@ from backups.backup import complete_sets, locked, stores, timed, work_dir
 from backups.config import BackupConfig
 from backups.layout import choose, set_key, stamp_of
 from backups.manifest import Manifest, compare_tables
-from backups.store import Store, StoreError, sha256_file
+from backups.store import S3Store, Store, StoreError, sha256_file
 from backups.swap import SwapError, check_admin, swap_in
 
 log = logging.getLogger("backups")
@@ -163,7 +163,16 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
                      len(manifest.tables))
 
             media_files, media_dir = 0, None
-            if manifest.media_index and (request.media_into or request.swap_media):
+            into_bucket = request.swap_media and cfg.media_bucket is not None
+            if manifest.media_index and into_bucket and not request.media_into:
+                assert cfg.media_bucket is not None
+                # Before the database swap: the restored rows then name files that exist.
+                # Additive (keys are never reused), each file verified before it is written.
+                done = timed(durations, "media")
+                media_files = media.restore_to_bucket(
+                    master, store, stamp, S3Store(cfg.media_bucket, name="media"), work)
+                done()
+            elif manifest.media_index and (request.media_into or request.swap_media):
                 if cfg.media_root is None:
                     raise RestoreError("no media root is configured")
                 media_dir = request.media_into or cfg.media_root.with_name(
@@ -180,7 +189,8 @@ def run_restore(cfg: BackupConfig, request: RestoreRequest) -> RestoreResult:
                 done()
                 log.info("swapped in: %s is now %s, the previous one is %s",
                          target, cfg.database, kept_as)
-            if request.swap_media and media_dir is not None and cfg.media_root is not None:
+            if (request.swap_media and not into_bucket and media_dir is not None
+                    and cfg.media_root is not None):
                 _swap_media(cfg.media_root, media_dir, now)
     except (StoreError, pgtools.PgToolError, media.MediaError, SwapError, OSError,
             ValueError) as error:

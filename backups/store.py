@@ -175,8 +175,10 @@ class S3Store:
             raise StoreError(f"{self.name}: creating bucket {bucket} failed: {error}") from error
         return True
 
-    def put(self, key: str, path: Path, sha256: str) -> None:
+    def put(self, key: str, path: Path, sha256: str, content_type: str | None = None) -> None:
         extra: dict[str, Any] = {"Metadata": {"sha256": sha256}}
+        if content_type:
+            extra["ContentType"] = content_type
         if self.location.checksum_algorithm:
             extra["ChecksumAlgorithm"] = self.location.checksum_algorithm
         try:
@@ -227,6 +229,17 @@ class S3Store:
                 for page in self._pages(prefix)
                 for obj in page.get("Contents", [])
             )
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(f"{self.name}: listing {prefix} failed: {error}") from error
+
+    def listing(self, prefix: str = "") -> dict[str, tuple[int, str]]:
+        """Key -> (size, ETag) of every object under ``prefix``."""
+        try:
+            return {
+                obj["Key"][len(self.location.prefix):]: (int(obj["Size"]), str(obj["ETag"]))
+                for page in self._pages(prefix)
+                for obj in page.get("Contents", [])
+            }
         except (BotoCoreError, ClientError) as error:
             raise StoreError(f"{self.name}: listing {prefix} failed: {error}") from error
 

@@ -64,6 +64,9 @@ class OffsiteStorageArgs:
     tier_id: int = 0
     ssh_user: str = "root"
     external: ExternalS3 | None = None
+    # The app's media bucket (``GEMNAR_MEDIA_S3_*``, as the workers get them), when media live
+    # in object storage: the backup copies media from there.
+    media_env: pulumi.Input[Mapping[str, str]] | None = None
 
 
 def bucket_name(seed: str) -> str:
@@ -72,9 +75,10 @@ def bucket_name(seed: str) -> str:
     return f"gemnar-backups-{derive_secret(seed, 'backup-bucket')[:16]}"
 
 
-def backup_env(seed: str, args: OffsiteStorageArgs,
-               s3: Mapping[str, str] | None) -> str:
-    """The env file's text (pure; ``s3`` holds endpoint and keys when there is a bucket)."""
+def backup_env(seed: str, args: OffsiteStorageArgs, s3: Mapping[str, str] | None,
+               media: Mapping[str, str] | None = None) -> str:
+    """The env file's text (pure; ``s3`` holds endpoint and keys when there is a bucket,
+    ``media`` the media bucket's ``GEMNAR_MEDIA_S3_*`` when media live in one)."""
     values = {
         "GEMNAR_BACKUP_KEY": derive_secret(seed, KEY_PURPOSE),
         "GEMNAR_PGBOUNCER_ADMIN_PASSWORD": derive_secret(seed, PGBOUNCER_ADMIN_PURPOSE),
@@ -91,6 +95,10 @@ def backup_env(seed: str, args: OffsiteStorageArgs,
             "GEMNAR_BACKUP_S3_ACCESS_KEY": s3["access_key"],
             "GEMNAR_BACKUP_S3_SECRET_KEY": s3["secret_key"],
         }
+    for key, value in (media or {}).items():
+        if not key.startswith("GEMNAR_MEDIA_S3_"):
+            raise ValueError(f"{key}: only GEMNAR_MEDIA_S3_* describe the media bucket")
+        values[key] = value
     return render_env_file(values)
 
 
@@ -105,12 +113,12 @@ class OffsiteStorage(pulumi.ComponentResource):
         super().__init__("gemnar:infra:OffsiteStorage", name, None, opts)
         seed = pulumi.Output.secret(args.seed)
         external = args.external
+        s3: pulumi.Output[dict[str, str] | None]
         if external is not None:
-            content = pulumi.Output.all(
-                seed, external.endpoint, external.access_key, external.secret_key
-            ).apply(lambda v: backup_env(v[0], args, {
-                "hostname": v[1], "access_key": v[2], "secret_key": v[3],
-                "region": external.region}))
+            s3 = pulumi.Output.all(
+                external.endpoint, external.access_key, external.secret_key
+            ).apply(lambda v: {"hostname": v[0], "access_key": v[1], "secret_key": v[2],
+                               "region": external.region})
             self.endpoint = pulumi.Output.from_input(external.endpoint)
         elif args.region:
             storage = vultr.ObjectStorage(
@@ -122,14 +130,16 @@ class OffsiteStorage(pulumi.ComponentResource):
                     parent=self, protect=True,
                     additional_secret_outputs=["s3AccessKey", "s3SecretKey"]),
             )
-            content = pulumi.Output.all(
-                seed, storage.s3_hostname, storage.s3_access_key, storage.s3_secret_key
-            ).apply(lambda v: backup_env(
-                v[0], args, {"hostname": v[1], "access_key": v[2], "secret_key": v[3]}))
+            s3 = pulumi.Output.all(
+                storage.s3_hostname, storage.s3_access_key, storage.s3_secret_key
+            ).apply(lambda v: {"hostname": v[0], "access_key": v[1], "secret_key": v[2]})
             self.endpoint = storage.s3_hostname.apply(lambda h: f"https://{h}")
         else:
-            content = seed.apply(lambda s: backup_env(s, args, None))
+            s3 = pulumi.Output.from_input(None)
             self.endpoint = pulumi.Output.from_input("")
+        media = pulumi.Output.from_input(args.media_env or {})
+        content = pulumi.Output.all(seed, s3, media).apply(
+            lambda v: backup_env(v[0], args, v[1], v[2]))
         HostSecrets(
             f"{name}-env",
             HostSecretsArgs(

@@ -9,7 +9,13 @@ from typing import Any
 import pulumi
 import pytest
 
-from backups.config import from_controller, offsite_from_env, parse_env_file, retention_from_env
+from backups.config import (
+    from_controller,
+    media_bucket_from_env,
+    offsite_from_env,
+    parse_env_file,
+    retention_from_env,
+)
 from components.host_secrets import derive_secret
 from components.offsite_storage import (
     BACKUP_ENV,
@@ -111,3 +117,20 @@ def test_an_external_s3_server_fills_the_same_file() -> None:
     assert location is not None
     assert (location.endpoint, location.region) == ("http://10.99.0.2:9000", "lab")
     assert location.bucket == bucket_name(SEED)
+
+
+def test_the_media_bucket_reaches_the_backup_as_the_app_names_it() -> None:
+    args = OffsiteStorageArgs(connection=None, node_identity="", path=BACKUP_ENV,  # type: ignore[arg-type]
+                              seed=SEED, keep_daily=7, keep_weekly=4, keep_monthly=6)
+    media = {"GEMNAR_MEDIA_S3_ENDPOINT": "https://ams1.vultrobjects.com",
+             "GEMNAR_MEDIA_S3_BUCKET": "gemnar-media-0123456789abcdef",
+             "GEMNAR_MEDIA_S3_REGION": "us-east-1", "GEMNAR_MEDIA_S3_ACCESS_KEY": "ma",
+             "GEMNAR_MEDIA_S3_SECRET_KEY": "ms"}
+    location = media_bucket_from_env(parse_env_file(backup_env(SEED, args, None, media)))
+    assert location is not None
+    assert (location.endpoint, location.bucket, location.access_key, location.secret_key) == (
+        "https://ams1.vultrobjects.com", "gemnar-media-0123456789abcdef", "ma", "ms")
+    # Without a media bucket the backup copies the media directory.
+    assert media_bucket_from_env(parse_env_file(backup_env(SEED, args, None))) is None
+    with pytest.raises(ValueError, match="GEMNAR_MEDIA_S3_"):
+        backup_env(SEED, args, None, {"GEMNAR_BACKUP_KEY": "overridden"})

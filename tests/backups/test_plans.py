@@ -11,9 +11,10 @@ from backups.media_plan import CachedHash, FileStat, needs_hashing, to_upload, u
 
 
 def test_only_new_or_changed_files_are_hashed() -> None:
-    files = {"a": FileStat(1, 10), "b": FileStat(2, 20), "c": FileStat(3, 30)}
+    files = {"a": FileStat(1, "10"), "b": FileStat(2, "20"), "c": FileStat(3, "30")}
     cache = {
-        "a": CachedHash(1, 10, "ha"), "b": CachedHash(2, 21, "hb"), "gone": CachedHash(1, 1, "x")
+        "a": CachedHash(1, "10", "ha"), "b": CachedHash(2, "21", "hb"),
+        "gone": CachedHash(1, "1", "x")
     }
     assert needs_hashing(files, cache) == ["b", "c"]
 
