@@ -160,15 +160,6 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             opts=pulumi.ResourceOptions(depends_on=controller_ready),
         )
         controller_ops = [operations]
-    backups = OffsiteStorage(
-        "gemnar-backups",
-        dataclasses.replace(
-            offsite_args(cfg, controller.connection, controller.identity,
-                         controller.path(BACKUP_ENV), seed, cfg.ssh_user),
-            external=nodes.object_storage,
-        ),
-        opts=pulumi.ResourceOptions(depends_on=controller_ready),
-    )
     media_env: pulumi.Output[dict[str, str]] | None = None
     media_ready: list[pulumi.Resource] = []
     if nodes.media_storage is not None:
@@ -187,6 +178,17 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             opts=pulumi.ResourceOptions(depends_on=controller_ready),
         )
         media_env, media_ready = media.worker_env, [media]
+    backups = OffsiteStorage(
+        "gemnar-backups",
+        dataclasses.replace(
+            offsite_args(cfg, controller.connection, controller.identity,
+                         controller.path(BACKUP_ENV), seed, cfg.ssh_user),
+            external=nodes.object_storage,
+            # Media in a bucket are backed up from it (backups/media.py).
+            media_env=media_env,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=controller_ready),
+    )
     worker_secrets_content = worker_secrets_file(
         cfg, controller.private_address, derive_secrets(seed, WORKER_SECRETS), media_env
     )

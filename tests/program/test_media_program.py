@@ -11,6 +11,7 @@ import shlex
 
 import pulumi
 
+from backups.config import parse_env_file
 from components.media_storage import install_media_conf, media_bucket_name, worker_media_env
 from mediastore import POLICY_SID
 from provisioning.media import MediaBucket
@@ -60,6 +61,12 @@ def media_of(resources: list[Declared], endpoint: str, access: str, secret: str)
         assert {k: env_file[k] for k in expected} == expected
         # The bucket exists before any worker's app may write to it.
         assert by["gemnar-media"].resource in depends_on(by[f"gemnar-{worker}-secrets"])
+    # The controller's backup.env names the same bucket: the nightly backup copies media
+    # from it (backups/media.py), with the keys on secret stdin only.
+    backup = by["gemnar-backups-env-write"]
+    assert is_secret(backup.inputs["stdin"])
+    backup_env = parse_env_file(reveal(backup.inputs["stdin"]))
+    assert {k: backup_env[k] for k in expected} == expected
     for d in resources:
         text = json.dumps(reveal(d.inputs.get("userData", "")))
         assert secret not in text and access not in text and BUCKET not in text
