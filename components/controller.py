@@ -17,24 +17,20 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.instance import InstanceArgs, node_instance
+
 CONTROLLER_HOSTNAME = "controller"
 
 
 @dataclass(frozen=True)
 class ControllerArgs:
-    region: pulumi.Input[str]
-    plan: pulumi.Input[str]
-    os_id: pulumi.Input[int]
-    vpc_id: pulumi.Input[str]
-    firewall_group_id: pulumi.Input[str]
-    ssh_key_ids: pulumi.Input[list[str]]
+    instance: InstanceArgs
     user_data: pulumi.Input[str]
     volume_gb: pulumi.Input[int]
     volume_type: pulumi.Input[str] = "high_perf"
     backups: bool = True
     backup_schedule: str = "daily"
     backup_hour_utc: int = 3
-    ddos_protection: bool = False
     domain: str | None = None
     manage_dns: bool = False
 
@@ -65,7 +61,7 @@ class Controller(pulumi.ComponentResource):
         # First, and protected: the instance takes it as its main IP at create.
         self.reserved_ip = vultr.ReservedIp(
             f"{name}-ip",
-            region=args.region,
+            region=args.instance.region,
             ip_type="v4",
             label="gemnar-controller",
             opts=pulumi.ResourceOptions(
@@ -76,27 +72,15 @@ class Controller(pulumi.ComponentResource):
                 ignore_changes=["instanceId"],
             ),
         )
-        self.instance = vultr.Instance(
+        self.instance = node_instance(
             f"{name}-instance",
-            region=args.region,
-            plan=args.plan,
-            os_id=args.os_id,
-            hostname=CONTROLLER_HOSTNAME,
-            label=f"gemnar-{CONTROLLER_HOSTNAME}",
-            tags=["gemnar", "gemnar-controller"],
-            # The VPC must be attached at create: cloud-init configures the private interface
-            # from metadata on first boot only.
-            vpc_ids=[args.vpc_id],
-            firewall_group_id=args.firewall_group_id,
-            ssh_key_ids=args.ssh_key_ids,
-            user_data=args.user_data,
+            CONTROLLER_HOSTNAME,
+            "controller",
+            args.instance,
+            args.user_data,
             reserved_ip_id=self.reserved_ip.id,
             backups="enabled" if args.backups else "disabled",
             backups_schedule=schedule,
-            # An unset ddos_protection shows up as a diff that forces replacement (2.27.1).
-            ddos_protection=args.ddos_protection,
-            enable_ipv6=False,
-            activation_email=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=True,
@@ -110,7 +94,7 @@ class Controller(pulumi.ComponentResource):
         )
         self.volume = vultr.BlockStorage(
             f"{name}-pgdata",
-            region=args.region,
+            region=args.instance.region,
             size_gb=args.volume_gb,
             block_type=args.volume_type,
             label="gemnar-pgdata",

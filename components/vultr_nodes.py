@@ -6,11 +6,14 @@ the ``local`` platform provides the same ``Nodes`` from local processes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 
 from components.controller import Controller, ControllerArgs
 from components.firewall import Firewall, FirewallArgs
 from components.first_boot import CLOUD_INIT_WAIT
+from components.instance import InstanceArgs
 from components.media_storage import VultrMediaStorage
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import (
@@ -44,22 +47,25 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         FirewallArgs(admin_cidrs=cfg.admin_cidrs, worker_ssh_from_admin=cfg.worker_ssh_from_admin),
     )
     keys = SshKeys("gemnar-admin-key", SshKeysArgs(public_keys=cfg.ssh_public_keys))
+    controller_instance = InstanceArgs(
+        region=cfg.region,
+        plan=cfg.controller_plan,
+        os_id=cfg.os_id,
+        vpc_id=network.vpc_id,
+        firewall_group_id=firewall.controller_group_id,
+        ssh_key_ids=keys.key_ids,
+        ddos_protection=cfg.ddos_protection,
+    )
     controller = Controller(
         "gemnar-controller",
         ControllerArgs(
-            region=cfg.region,
-            plan=cfg.controller_plan,
-            os_id=cfg.os_id,
-            vpc_id=network.vpc_id,
-            firewall_group_id=firewall.controller_group_id,
-            ssh_key_ids=keys.key_ids,
+            instance=controller_instance,
             user_data=controller_user_data(cfg),
             volume_gb=cfg.postgres_volume_gb,
             volume_type=cfg.postgres_volume_type,
             backups=cfg.backups.enabled,
             backup_schedule=cfg.backups.schedule,
             backup_hour_utc=cfg.backups.hour_utc,
-            ddos_protection=cfg.ddos_protection,
             domain=cfg.domain,
             manage_dns=cfg.manage_dns,
         ),
@@ -68,19 +74,14 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
         "gemnar-worker",
         WorkerPoolArgs(
             count=cfg.worker_count,
-            region=cfg.region,
-            plan=cfg.worker_plan,
-            os_id=cfg.os_id,
-            vpc_id=network.vpc_id,
-            firewall_group_id=firewall.worker_group_id,
-            ssh_key_ids=keys.key_ids,
+            instance=replace(controller_instance, plan=cfg.worker_plan,
+                             firewall_group_id=firewall.worker_group_id),
             user_data=[
                 worker_user_data(
                     cfg, controller.private_address, worker_hostname(i), controller.public_address
                 )
                 for i in range(cfg.worker_count)
             ],
-            ddos_protection=cfg.ddos_protection,
         ),
     )
     controller_handle = NodeHandle(

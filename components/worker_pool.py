@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.instance import InstanceArgs, node_instance
 from components.worker_scope import POOL_TYPE, node_resource, worker_name
 
 worker_hostname = worker_name
@@ -21,15 +22,9 @@ worker_hostname = worker_name
 @dataclass(frozen=True)
 class WorkerPoolArgs:
     count: int
-    region: pulumi.Input[str]
-    plan: pulumi.Input[str]
-    os_id: pulumi.Input[int]
-    vpc_id: pulumi.Input[str]
-    firewall_group_id: pulumi.Input[str]
-    ssh_key_ids: pulumi.Input[list[str]]
+    instance: InstanceArgs
     # One per worker, in index order; at least ``count`` long.
     user_data: Sequence[pulumi.Input[str]]
-    ddos_protection: bool = False
 
 
 class WorkerPool(pulumi.ComponentResource):
@@ -45,23 +40,14 @@ class WorkerPool(pulumi.ComponentResource):
         super().__init__(POOL_TYPE, name, None, opts)
         self.names = [worker_hostname(i) for i in range(args.count)]
         self.instances = [
-            vultr.Instance(
+            node_instance(
                 node_resource(i),
-                region=args.region,
-                plan=args.plan,
-                os_id=args.os_id,
-                hostname=hostname,
-                label=f"gemnar-{hostname}",
-                tags=["gemnar", "gemnar-worker"],
-                vpc_ids=[args.vpc_id],
-                firewall_group_id=args.firewall_group_id,
-                ssh_key_ids=args.ssh_key_ids,
-                user_data=args.user_data[i],
+                hostname,
+                "worker",
+                args.instance,
+                args.user_data[i],
                 # Workers are stateless: rebuilt from user data, never restored from backup.
                 backups="disabled",
-                ddos_protection=args.ddos_protection,
-                enable_ipv6=False,
-                activation_email=False,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             for i, hostname in enumerate(self.names)
