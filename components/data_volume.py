@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.node_command import node_command
 from components.nodes import as_root
 
 DATA_VOLUME = "/usr/local/sbin/gemnar-data-volume"
@@ -46,16 +47,10 @@ class DataVolume(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gemnar:infra:DataVolume", name, None, opts)
         self.device = pulumi.Output.from_input(args.device)
-        remote.Command(
-            f"{name}-mount",
-            connection=args.connection,
+        # A new machine (or a new volume, which changes the device) needs it once more; the
+        # script is idempotent and never formats a volume that holds a filesystem.
+        node_command(
+            f"{name}-mount", self, args.connection, args.node_identity,
             create=self.device.apply(lambda d: as_root(data_volume_script(d), args.ssh_user)),
-            # Nothing reads PULUMI_COMMAND_*; upstream would send them as `env` requests,
-            # which a stock sshd refuses with a warning.
-            add_previous_output_in_env=False,
-            # A new machine (or a new volume, which changes the device) needs it once more;
-            # the script is idempotent and never formats a volume that holds a filesystem.
-            triggers=[args.node_identity],
-            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"device": self.device})

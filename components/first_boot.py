@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.node_command import node_command
 from components.nodes import as_root
 
 # `--wait` blocks on cloud-init itself (no polling here); `--long` names the failed module.
@@ -39,13 +40,7 @@ class FirstBoot(pulumi.ComponentResource):
         self, name: str, args: FirstBootArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("gemnar:infra:FirstBoot", name, None, opts)
-        remote.Command(
-            f"{name}-wait",
-            connection=args.connection,
-            create=as_root(args.wait_command, args.ssh_user),
-            add_previous_output_in_env=False,
-            # A new machine boots once more.
-            triggers=[args.node_identity],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # A new machine boots once more.
+        node_command(f"{name}-wait", self, args.connection, args.node_identity,
+                     create=as_root(args.wait_command, args.ssh_user))
         self.register_outputs({})

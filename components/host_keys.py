@@ -21,6 +21,7 @@ from pathlib import Path
 import pulumi
 from pulumi_command import local, remote
 
+from components.node_command import node_command
 from components.nodes import Nodes
 
 # The project's root: the deployer runs ``python -m appdelivery`` from there.
@@ -75,14 +76,9 @@ class HostKeyPin(pulumi.ComponentResource):
                 opts=child,
             )
         else:
-            scan = remote.Command(
-                f"{name}-scan",
-                connection=args.via,
+            scan = node_command(
+                f"{name}-scan", self, args.via, args.node_identity,
                 create=target.apply(lambda hp: remote_scan_script(str(hp[0]), int(hp[1]))),
-                triggers=[args.node_identity],
-                # Nothing reads them, and upstream sends them with SSH setenv.
-                add_previous_output_in_env=False,
-                opts=child,
             )
         self.key = scan.stdout.apply(lambda text: (text or "").strip())
         self.register_outputs({"key": self.key})

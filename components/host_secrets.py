@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.node_command import node_command
 from components.nodes import as_root
 from provisioning.pgbouncer import ADMIN_VERIFIER_ENV
 from provisioning.scram import scram_sha256_verifier
@@ -164,19 +165,13 @@ class HostSecrets(pulumi.ComponentResource):
             if then is not None
             else as_root(write_script(args.path, args.hook), args.ssh_user)
         )
-        remote.Command(
-            f"{name}-write",
-            connection=args.connection,
+        # A replaced machine is a new host that needs the file again.
+        node_command(
+            f"{name}-write", self, args.connection, args.node_identity,
             create=script,
             # Secrets travel on stdin only: never in the command text (upstream shows it in
             # failure messages) nor in `environment` (visible to the remote session's env).
             stdin=pulumi.Output.secret(args.content),
-            # Nothing reads PULUMI_COMMAND_*; upstream would send them as `env` requests,
-            # which a stock sshd refuses with a warning.
-            add_previous_output_in_env=False,
-            # A replaced machine is a new host that needs the file again.
-            triggers=[args.node_identity],
-            opts=pulumi.ResourceOptions(parent=self),
         )
         self.path = pulumi.Output.from_input(args.path)
         self.register_outputs({"path": self.path})

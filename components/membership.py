@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.node_command import node_command
 from components.nodes import as_root
 
 LB_APPLY = "/usr/local/sbin/gemnar-lb-apply"
@@ -53,16 +54,7 @@ class Membership(pulumi.ComponentResource):
             lambda addresses: member_list([str(a) for a in addresses], args.app_port)
         )
         command = as_root(args.command, args.ssh_user)
-        remote.Command(
-            f"{name}-sync",
-            connection=args.connection,
-            create=command,
-            update=command,
-            stdin=self.members,
-            # gemnar-lb-apply reads only stdin; upstream would send PULUMI_COMMAND_* as `env`
-            # requests, which a stock sshd refuses with a warning.
-            add_previous_output_in_env=False,
-            triggers=[args.controller_identity],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # gemnar-lb-apply reads only stdin.
+        node_command(f"{name}-sync", self, args.connection, args.controller_identity,
+                     create=command, update=command, stdin=self.members)
         self.register_outputs({"members": self.members})

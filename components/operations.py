@@ -21,6 +21,7 @@ import pulumi
 from pulumi_command import local, remote
 
 from components.host_secrets import render_env_file
+from components.node_command import node_command
 from components.nodes import as_root
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -111,14 +112,10 @@ class ControllerOperations(pulumi.ComponentResource):
             rendered: pulumi.Input[str] = pulumi.Output.all(
                 *[args.credentials[k] for k in keys]).apply(env_file)
             content = pulumi.Output.secret(rendered)
-            remote.Command(
-                f"{name}-scaler-credentials",
-                connection=args.connection,
+            node_command(
+                f"{name}-scaler-credentials", self, args.connection, args.node_identity,
                 create=as_root(credentials_script(args.credentials_file), args.user),
                 stdin=content,
-                triggers=[args.node_identity],
-                add_previous_output_in_env=False,
-                opts=child,
             )
         self.source_hash = pulumi.Output.from_input(args.source_hash)
         self.register_outputs({"sourceHash": self.source_hash})

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.node_command import node_command
+
 # Consecutive good handshakes with unchanged host keys that count as "sshd is up for good".
 SETTLE = 3
 PAUSE_S = 2
@@ -68,15 +70,7 @@ class SshGate(pulumi.ComponentResource):
         script = pulumi.Output.all(args.host, args.port).apply(
             lambda target: wait_for_ssh_script(str(target[0]), int(target[1] or 22))
         )
-        self.command = remote.Command(
-            f"{name}-wait",
-            connection=args.controller,
-            create=script,
-            # Nothing reads PULUMI_COMMAND_*; upstream would send them as `env` requests,
-            # which a stock sshd refuses with a warning.
-            add_previous_output_in_env=False,
-            # A new machine has a new sshd to wait for.
-            triggers=[args.node_identity],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # A new machine has a new sshd to wait for.
+        self.command = node_command(f"{name}-wait", self, args.controller, args.node_identity,
+                                    create=script)
         self.register_outputs({})

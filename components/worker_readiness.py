@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.node_command import node_command
 from components.nodes import as_root
 
 READY = "/usr/local/sbin/gemnar-worker-ready"
@@ -47,20 +48,14 @@ class WorkerReadiness(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gemnar:infra:WorkerReadiness", name, None, opts)
         self.address = pulumi.Output.from_input(args.private_address)
-        remote.Command(
-            f"{name}-gate",
-            connection=args.connection,
+        # A replaced instance is a new machine: wait for it (and drain the old one) again.
+        node_command(
+            f"{name}-gate", self, args.connection, args.node_identity,
             create=self.address.apply(
                 lambda ip: as_root(f"{args.ready_command} {ip}", args.ssh_user)
             ),
             delete=self.address.apply(
                 lambda ip: as_root(f"{args.drain_command} {ip}", args.ssh_user)
             ),
-            # The drain script does not read PULUMI_COMMAND_*; upstream would send them as
-            # `env` requests, which a stock sshd refuses with a warning.
-            add_previous_output_in_env=False,
-            # A replaced instance is a new machine: wait for it (and drain the old one) again.
-            triggers=[args.node_identity],
-            opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"address": self.address})
