@@ -302,11 +302,14 @@ class PgBouncer:
         return total
 
 
-def start_pgbouncer(workdir: Path, name: str, backend_port: int) -> PgBouncer:
-    """PgBouncer with SCRAM auth from an auth_file, transaction pooling, loopback only."""
+def start_pgbouncer(workdir: Path, name: str, backend_port: int,
+                    admin: tuple[str, str] | None = None) -> PgBouncer:
+    """PgBouncer with SCRAM auth from an auth_file, transaction pooling, loopback only;
+    ``admin`` (user, password) may also use its admin console."""
     directory = _postgres_dir(workdir, name)
     userlist = directory / "userlist.txt"
-    userlist.write_text(f'"{DB_USER}" "{DB_PASSWORD}"\n')
+    users = [(DB_USER, DB_PASSWORD), *([admin] if admin else [])]
+    userlist.write_text("".join(f'"{user}" "{password}"\n' for user, password in users))
     port = free_port()
     ini = directory / "pgbouncer.ini"
     ini.write_text(
@@ -330,6 +333,7 @@ def start_pgbouncer(workdir: Path, name: str, backend_port: int) -> PgBouncer:
                 "query_wait_timeout = 30",
                 "ignore_startup_parameters = extra_float_digits",
                 f"stats_users = {DB_USER}",
+                *([f"admin_users = {admin[0]}"] if admin else []),
                 "",
             ]
         )

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,13 @@ from backups.retention import RetentionPolicy
 from backups.store import S3Location
 from tests.app.gemnar_app_fixtures import (
     DB_NAME,
-    DB_PASSWORD,
     DB_USER,
     HOST,
     AppEnv,
     PgBouncer,
     Postgres,
-    _postgres_dir,
     _require,
-    free_port,
-    start_daemon,
-    wait_for_port,
+    start_pgbouncer,
 )
 from tests.support.s3_server import S3Server, s3_server
 
@@ -38,54 +32,16 @@ SECRET = "backup-test-secret-" + "k" * 40
 MEDIA_FILES = 240
 
 
-@dataclass
-class Bouncer:
-    """PgBouncer in transaction mode with ``postgres`` as admin user."""
-
-    port: int
-    admin_password: str
-
-
 @pytest.fixture(scope="session")
 def pgbouncer(workdir: Path, postgres: Postgres) -> Iterator[PgBouncer]:
     """Replaces the app tests' PgBouncer: the same pooling, plus an admin console."""
     _require("pgbouncer")
-    directory = _postgres_dir(workdir, "pgbouncer-backups")
-    userlist = directory / "userlist.txt"
-    userlist.write_text(
-        f'"{DB_USER}" "{DB_PASSWORD}"\n"postgres" "{postgres.superuser_password}"\n'
-    )
-    port = free_port()
-    ini = directory / "pgbouncer.ini"
-    ini.write_text("\n".join([
-        "[databases]",
-        f"{DB_NAME} = host={HOST} port={postgres.port} dbname={DB_NAME}",
-        "[pgbouncer]",
-        f"listen_addr = {HOST}",
-        f"listen_port = {port}",
-        "unix_socket_dir =",
-        "auth_type = scram-sha-256",
-        f"auth_file = {userlist}",
-        "admin_users = postgres",
-        f"stats_users = {DB_USER}",
-        "pool_mode = transaction",
-        "default_pool_size = 5",
-        "max_db_connections = 5",
-        "max_client_conn = 200",
-        "query_wait_timeout = 30",
-        "ignore_startup_parameters = extra_float_digits",
-        "",
-    ]))
-    for path in (userlist, ini):
-        shutil.chown(path, "postgres", "postgres")
-        path.chmod(0o600)
-    daemon = start_daemon("pgbouncer-backups", ["pgbouncer", str(ini)],
-                          workdir / "pgbouncer-backups.log", as_postgres=True, cwd=directory)
+    bouncer = start_pgbouncer(workdir, "pgbouncer-backups", postgres.port,
+                              admin=("postgres", postgres.superuser_password))
     try:
-        wait_for_port(daemon, port)
-        yield PgBouncer(port, 5, daemon)
+        yield bouncer
     finally:
-        daemon.stop()
+        bouncer.daemon.stop()
 
 
 @pytest.fixture(scope="session")
