@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -264,17 +264,14 @@ def connect(
     target = credentials(endpoint)
     try:
         if endpoint.proxy is None:
-            transport = _retry(
+            with closing(_retry(
                 "Dial",
                 endpoint.dial_error_limit,
                 lambda: _handshake(endpoint, target, _tcp_socket(endpoint), cancel),
                 cancel,
                 sink,
-            )
-            try:
+            )) as transport:
                 yield transport
-            finally:
-                transport.close()
             return
         with _through_proxy(endpoint, endpoint.proxy, target, cancel, sink) as transport:
             yield transport
@@ -321,7 +318,7 @@ def _through_proxy(
             )
         )
         once = _SingleUseTunnel(tunnel)
-        transport = _proxied(
+        with closing(_proxied(
             lambda: _retry(
                 "Dial",
                 endpoint.dial_error_limit,
@@ -329,11 +326,8 @@ def _through_proxy(
                 cancel,
                 sink,
             )
-        )
-        try:
+        )) as transport:
             yield transport
-        finally:
-            transport.close()
     finally:
         if jump is not None:
             jump.close()
