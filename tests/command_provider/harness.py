@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
 from pulumi import automation as auto
 from pulumi_command import remote
 
@@ -52,6 +53,19 @@ class Engine:
         return auto.create_or_select_stack(
             stack_name=name, project_name="command-provider-test", program=program, opts=opts
         )
+
+    def failed_up(self, name: str, program: Callable[[], None]) -> tuple[str, str]:
+        """``up`` of a throwaway stack that must fail: its error and the engine's output. The
+        stack is destroyed and removed either way."""
+        stack = self.stack(name, program)
+        log: list[str] = []
+        try:
+            with pytest.raises(auto.CommandError) as failure:
+                stack.up(on_output=log.append)
+            return str(failure.value), "".join(log)
+        finally:
+            stack.destroy()
+            stack.workspace.remove_stack(name, force=True)
 
 
 def cli_root() -> Path:

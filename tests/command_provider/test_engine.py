@@ -90,15 +90,9 @@ def test_local_command_failure_reports_stderr(engine: Engine) -> None:
     def program() -> None:
         local.Command("broken", create="echo it-went-wrong >&2; exit 7")
 
-    stack = engine.stack("failing", program)
-    try:
-        with pytest.raises(auto.CommandError) as failure:
-            stack.up()
-        assert 'exit status 7: running "echo it-went-wrong >&2; exit 7":' in str(failure.value)
-        assert "it-went-wrong" in str(failure.value)
-    finally:
-        stack.destroy()
-        stack.workspace.remove_stack("failing", force=True)
+    error, _ = engine.failed_up("failing", program)
+    assert 'exit status 7: running "echo it-went-wrong >&2; exit 7":' in error
+    assert "it-went-wrong" in error
 
 
 def test_remote_command_direct_and_through_jump_host(engine: Engine, tmp_path: Path) -> None:
@@ -177,18 +171,9 @@ def test_remote_host_key_mismatch_fails(engine: Engine, tmp_path: Path) -> None:
                 create="true",
             )
 
-        stack = engine.stack("pinned", program)
-        try:
-            with pytest.raises(auto.CommandError) as failure:
-                stack.up()
-            # A mismatch is retried like any failed dial (limit 2: three attempts).
-            message = str(failure.value)
-            assert (
-                "after 2 failed attempts: ssh: handshake failed: ssh: host key mismatch" in message
-            )
-        finally:
-            stack.destroy()
-            stack.workspace.remove_stack("pinned", force=True)
+        error, _ = engine.failed_up("pinned", program)
+        # A mismatch is retried like any failed dial (limit 2: three attempts).
+        assert "after 2 failed attempts: ssh: handshake failed: ssh: host key mismatch" in error
 
 
 def test_remote_environment_refused_without_accept_env(engine: Engine, tmp_path: Path) -> None:
@@ -205,13 +190,6 @@ def test_remote_environment_refused_without_accept_env(engine: Engine, tmp_path:
                 environment={"V": "val"},
             )
 
-        stack = engine.stack("setenv", program)
-        log: list[str] = []
-        try:
-            with pytest.raises(auto.CommandError) as failure:
-                stack.up(on_output=log.append)
-            assert "could not set environment variable" in str(failure.value)
-            assert "AcceptEnv" in "".join(log)
-        finally:
-            stack.destroy()
-            stack.workspace.remove_stack("setenv", force=True)
+        error, output = engine.failed_up("setenv", program)
+        assert "could not set environment variable" in error
+        assert "AcceptEnv" in output
