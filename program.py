@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -63,13 +62,13 @@ from components.worker_scope import (
     secrets_resource,
     ssh_gate_resource,
 )
+from project import PROJECT_ROOT
 from provisioning.settings import ControllerPaths, WorkerPaths, WorkerPorts
 from provisioning.toolchain import PULUMI_CLI_VERSION
 from stack_config import StackConfig, load_stack_config
 from worker_count import GENERATION_KEY, GENERATION_OUTPUT, last_applied, resolve
 
 NODE_EXPORTER_PORT = WorkerPorts().node_exporter
-PROJECT_ROOT = Path(__file__).resolve().parent
 
 Provisioner = Callable[[StackConfig, SshIdentity], Nodes]
 

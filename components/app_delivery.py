@@ -11,13 +11,13 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 from pulumi_command import local
 
+from project import PROJECT_ROOT
+
 # The project's root: the deployer runs ``python -m appdelivery`` from there.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def push_command(

@@ -16,16 +16,15 @@ import dataclasses
 import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 from pulumi_command import local, remote
 
 from components.node_command import node_command
 from components.nodes import Nodes
+from project import PROJECT_ROOT
 
 # The project's root: the deployer runs ``python -m appdelivery`` from there.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # A fresh VPS takes a minute or two to boot; give it plenty before failing the deploy.
 SCAN_TIMEOUT_S = 900

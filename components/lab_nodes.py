@@ -31,8 +31,8 @@ from components.offsite_storage import ExternalS3
 from components.user_data import controller_user_data, worker_user_data
 from components.vultr_nodes import site_url
 from components.worker_pool import worker_hostname
-from engine.toolchain import PROJECT_ROOT
 from lab.netns import LabNetwork
+from project import PROJECT_ROOT
 from stack_config import StackConfig
 
 # The controller's data volume, named as Vultr names block storage inside the instance.

@@ -22,7 +22,7 @@ from components.host_secrets import WORKER_SECRETS, controller_secret_values, de
 from components.nodes import NodeHandle, Nodes, SshIdentity
 from components.user_data import health_checks
 from components.worker_scope import POOL_NAME, POOL_TYPE, node_resource, worker_name
-from engine.toolchain import PROJECT_ROOT
+from project import PROJECT_ROOT
 from provisioning.settings import (
     ControllerPorts,
     ControllerSettings,

@@ -15,7 +15,6 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pulumi
 from pulumi_command import local, remote
@@ -23,8 +22,8 @@ from pulumi_command import local, remote
 from components.host_secrets import render_env_file
 from components.node_command import node_command
 from components.nodes import as_root
+from project import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Pulumi's S3 backend wants a region; Vultr Object Storage ignores it.
 SCALER_ENV_DEFAULTS = {"AWS_REGION": "us-east-1"}
 

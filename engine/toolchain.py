@@ -1,6 +1,7 @@
 """Where the project's Pulumi toolchain lives and which versions it must have.
 
-Pure: paths and version pins only, no I/O beyond reading the environment.
+Pure: paths and version pins only, no I/O beyond reading the environment. ``PROJECT_ROOT``
+is ``project``'s, re-exported.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from project import PROJECT_ROOT
 
 # The CLI is built from the `github.com/pulumi/pulumi/pkg/v3` Go module. The module proxy
 # reachable here serves v3.274.1 but refuses v3.272.0 (HTTP 403), so the CLI is one minor

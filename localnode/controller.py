@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.toolchain import PROJECT_ROOT
 from healthmon.checks import MemberHealth
 from healthmon.monitor import read_members
 from localnode import files, services
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
+from project import PROJECT_ROOT
 from provisioning.files import controller_files
 from provisioning.nginx import render_nginx_upstream
 from provisioning.pgbouncer import ADMIN_VERIFIER_ENV, render_pgbouncer_userlist

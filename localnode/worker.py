@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.toolchain import PROJECT_ROOT
 from localnode import files, services
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
+from project import PROJECT_ROOT
 from provisioning.app_env import (
     render_worker_app_env,
     render_worker_secrets_env,
