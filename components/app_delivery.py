@@ -17,8 +17,6 @@ from pulumi_command import local
 
 from project import PROJECT_ROOT
 
-# The project's root: the deployer runs ``python -m appdelivery`` from there.
-
 
 def push_command(
     source_hash: str, target: str, jump: str, user: str, artifacts_dir: str, install: str,
@@ -73,7 +71,7 @@ class AppDelivery(pulumi.ComponentResource):
                 args.source_hash, f"{e[0]}:{e[1]}", f"{e[2]}:{e[3]}", args.user,
                 args.artifacts_dir, args.install, args.ready, args.secrets_file)),
             environment=environment,
-            dir=str(PROJECT_ROOT),
+            dir=str(PROJECT_ROOT),  # `python -m appdelivery` runs from the project's root
             # Re-run for a new app or a new machine, never otherwise.
             triggers=[args.source_hash, args.node_identity],
             opts=pulumi.ResourceOptions(parent=self),

@@ -24,8 +24,6 @@ from components.node_command import node_command
 from components.nodes import Nodes
 from project import PROJECT_ROOT
 
-# The project's root: the deployer runs ``python -m appdelivery`` from there.
-
 # A fresh VPS takes a minute or two to boot; give it plenty before failing the deploy.
 SCAN_TIMEOUT_S = 900
 
@@ -70,7 +68,7 @@ class HostKeyPin(pulumi.ComponentResource):
                 create=target.apply(lambda hp: shlex.join([
                     sys.executable, "-m", "appdelivery", "scan", str(hp[0]),
                     "--port", str(hp[1]), "--timeout", str(SCAN_TIMEOUT_S)])),
-                dir=str(PROJECT_ROOT),
+                dir=str(PROJECT_ROOT),  # `python -m appdelivery` runs from the project's root
                 triggers=[args.node_identity],
                 opts=child,
             )
