@@ -33,7 +33,7 @@ from pulumi_command import local, remote
 from components.host_secrets import derive_secret
 from components.nodes import as_root
 from components.offsite_storage import ExternalS3
-from engine.toolchain import PROJECT_ROOT
+from project import PROJECT_ROOT
 from provisioning.media import MediaBucket, render_nginx_media
 from provisioning.settings import ControllerSettings
 
