@@ -314,6 +314,28 @@ SCHEMA: tuple[Key, ...] = (
         "Consecutive failed probes that take a worker out of the load balancer (detection takes "
         "about fall x interval + timeout).",
         default=2, low=1, high=10),
+    Key("monitoringRetentionDays", "integer",
+        "Days of metrics Prometheus keeps on the controller (docs/monitoring.md).",
+        default=15, low=1, high=3650),
+    Key("monitoringInterval", "integer",
+        "Seconds between Prometheus's scrapes and between its alert rule evaluations.",
+        default=15, low=1, high=300),
+    Key("alertFor", "integer",
+        "Seconds a condition must hold before its alert fires (site, latency, database, ...).",
+        default=120, low=0, high=86_400),
+    Key("alertWorkerUnhealthyAfter", "integer",
+        "Seconds a worker may fail its health checks before the WorkerUnhealthy alert fires: "
+        "the self-healing bound (python -m healthmon.heal --bound, default 300).",
+        default=300, low=1, high=86_400),
+    Key("alertWebhookUrl", "string",
+        "Alertmanager sends alerts to this URL (it is in the controller's user data: no "
+        "credentials in it). Empty: no webhook.",
+        default="", pattern=r"(https?://[A-Za-z0-9._~:/%@+=,-]+)?"),
+    Key("alertEmail", "string",
+        "Alertmanager e-mails alerts to this address through the controller's local MTA "
+        "(localhost:25). Empty: no e-mail; without any receiver alerts show in Alertmanager's "
+        "API and UI.",
+        default="", pattern=r"([^@\s]+@[^@\s]+)?"),
     Key("secretSeed", "string",
         "Secret (set with --secret) of at least 32 random characters; every host secret is "
         "derived from it. Changing it rotates them all.",

@@ -20,7 +20,7 @@ from pulumi_command import local, remote
 
 from components.host_secrets import WORKER_SECRETS, controller_secret_values, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
-from components.user_data import health_checks
+from components.user_data import health_checks, monitoring
 from components.worker_scope import POOL_NAME, POOL_TYPE, node_resource, worker_name
 from project import PROJECT_ROOT
 from provisioning.settings import (
@@ -69,6 +69,7 @@ def local_controller_settings(cfg: StackConfig, root: Path) -> ControllerSetting
         nginx_user=None,
         redis_supervised="no",
         health=health_checks(cfg),
+        monitoring=monitoring(cfg),
     ).with_paths_under(root)
     # The project itself (health monitor, gemnar-lb-apply) runs from this checkout.
     paths = dataclasses.replace(settings.paths, project_dir=str(PROJECT_ROOT))

@@ -31,6 +31,7 @@ from provisioning.settings import (
     ControllerPaths,
     ControllerSettings,
     HealthCheckSettings,
+    MonitoringSettings,
     WorkerPaths,
     WorkerPorts,
     WorkerSettings,
@@ -45,6 +46,23 @@ def health_checks(cfg: StackConfig) -> HealthCheckSettings:
         timeout_s=cfg.get("healthCheckTimeoutMs") / 1000,
         rise=cfg.get("healthCheckRise"),
         fall=cfg.get("healthCheckFall"),
+    )
+
+
+def monitoring(cfg: StackConfig) -> MonitoringSettings:
+    """Prometheus and Alertmanager, from the monitoring*/alert* keys and the scaling keys
+    whose bounds the alerts share (docs/monitoring.md)."""
+    return MonitoringSettings(
+        retention_days=cfg.get("monitoringRetentionDays"),
+        scrape_interval_s=cfg.get("monitoringInterval"),
+        evaluation_interval_s=cfg.get("monitoringInterval"),
+        alert_for_s=cfg.get("alertFor"),
+        worker_unhealthy_s=cfg.get("alertWorkerUnhealthyAfter"),
+        webhook_url=cfg.get("alertWebhookUrl"),
+        email_to=cfg.get("alertEmail"),
+        memory_up_threshold=cfg.scaling.up_threshold,
+        worker_node_exporter_port=WorkerPorts().node_exporter,
+        worker_app_metrics_port=WorkerPorts().app_metrics,
     )
 
 
@@ -63,6 +81,7 @@ def controller_settings(cfg: StackConfig) -> ControllerSettings:
         backup_retention_days=cfg.backups.retention_days,
         scaler_interval_s=cfg.scaling.interval_s,
         health=health_checks(cfg),
+        monitoring=monitoring(cfg),
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from backups.status import STATUS_FILE_NAME as BACKUP_STATUS_FILE_NAME
 from healthmon.checks import MemberHealth, Thresholds
 from healthmon.monitor import ApplyError, MonitorConfig, apply_membership, run
+from provisioning.monitoring import worker_target_files
 from provisioning.nginx import render_nginx_upstream
 from provisioning.settings import ControllerSettings
 from provisioning.settings_codec import controller_from_json
@@ -39,6 +40,10 @@ def monitor_config(settings: ControllerSettings) -> MonitorConfig:
         applied_file=Path(paths.state_dir) / "upstream.applied",
         status_file=Path(paths.state_dir) / "health.json",
         backup_status_file=Path(paths.state_dir) / BACKUP_STATUS_FILE_NAME,
+        targets_dir=Path(paths.prometheus_targets_dir),
+        render_targets=lambda members: worker_target_files(members, settings.monitoring),
+        metrics_dir=Path(paths.node_exporter_textfile_dir),
+        certificate_file=Path(paths.tls_cert_file),
         interval_s=health.interval_s,
         timeout_s=health.timeout_s,
         thresholds=Thresholds(rise=health.rise, fall=health.fall),

@@ -19,7 +19,7 @@ import json
 import logging
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +28,19 @@ import httpx
 from backups.status import problem as backup_problem
 from backups.status import read_status as read_backup_status
 from healthmon.checks import MemberHealth, Thresholds, observe, reconcile
+from healthmon.metrics import (
+    HEALTH_METRICS_NAME,
+    certificate_expiry,
+    render_health_metrics,
+    write_if_changed,
+    write_targets,
+)
 
 log = logging.getLogger("gemnar.healthmon")
 
 RenderUpstream = Callable[[Sequence[MemberHealth]], str]
+# members ("ip:port") -> file name -> Prometheus file-based discovery JSON
+RenderTargets = Callable[[Sequence[str]], Mapping[str, str]]
 # argv -> (exit status, output): how nginx -t and nginx -s reload are run.
 Runner = Callable[[Sequence[str]], tuple[int, str]]
 # address -> (healthy, error)
@@ -59,6 +68,13 @@ class MonitorConfig:
     # The nightly backup's outcome (written by ``python -m backups``), shown in the status and
     # logged when it turns bad or good: operators look here, not at the backup's own files.
     backup_status_file: Path | None = None
+    # Prometheus's targets follow the membership: written with it, in this directory.
+    targets_dir: Path | None = None
+    render_targets: RenderTargets | None = None
+    # node exporter's textfile directory: the monitor's view as metrics (gemnar_health.prom).
+    metrics_dir: Path | None = None
+    # The site's certificate, whose expiry the metrics carry.
+    certificate_file: Path | None = None
     health_path: str = "/health/"
     interval_s: float = 1.0
     timeout_s: float = 1.0
@@ -163,10 +179,19 @@ def publish(
     return True
 
 
+def sync_targets(cfg: MonitorConfig, addresses: Sequence[str]) -> bool:
+    """Make Prometheus's worker targets equal to the membership (hold the lock). Prometheus
+    rereads the files itself: no reload."""
+    if cfg.targets_dir is None or cfg.render_targets is None:
+        return False
+    return write_targets(cfg.targets_dir, cfg.render_targets(addresses))
+
+
 def apply_membership(
     cfg: MonitorConfig, addresses: list[str], render: RenderUpstream, runner: Runner = run_command
 ) -> bool:
-    """What `gemnar-lb-apply` does: store the member list and route to all of them now.
+    """What `gemnar-lb-apply` does: store the member list and route to all of them now;
+    Prometheus's worker targets follow the same list.
 
     Members join only after their readiness check passed, so they start healthy; the
     monitor's next round takes any that fail out again. Raises ``ApplyError`` when Nginx does
@@ -175,6 +200,7 @@ def apply_membership(
     with membership_lock(cfg):
         if _read(cfg.membership_file) != json.dumps(addresses):
             _write(cfg.membership_file, json.dumps(addresses))
+        sync_targets(cfg, addresses)
         return publish(cfg, [MemberHealth(a) for a in addresses], render, runner)
 
 
@@ -223,6 +249,9 @@ class Monitor:
                         new_state[address].last_error,
                     )
             self.state = new_state
+            # Also here, not only in apply: a controller upgraded to monitoring gets its
+            # targets without waiting for the next membership change.
+            sync_targets(cfg, list(new_state))
             self._note_fail_open()
             try:
                 publish(cfg, list(new_state.values()), self.render, self.runner)
@@ -239,6 +268,18 @@ class Monitor:
         }
         self._note_backups(now)
         self._write_status(now)
+        self._write_metrics()
+
+    def _write_metrics(self) -> None:
+        if self.cfg.metrics_dir is None:
+            return
+        expiry = None
+        if self.cfg.certificate_file is not None:
+            expiry = certificate_expiry(self.cfg.certificate_file)
+        text = render_health_metrics(
+            list(self.state.values()), self.failing_open, self.down_since, expiry
+        )
+        write_if_changed(self.cfg.metrics_dir / HEALTH_METRICS_NAME, text)
 
     def _note_backups(self, now: float) -> None:
         if self.cfg.backup_status_file is None:

@@ -57,7 +57,9 @@ def prepare_postgres(settings: ControllerSettings) -> None:
     conf_dir = Path(paths.postgres_conf_dir)
     write_file(conf_dir / "postgresql.conf", render_postgresql_conf(settings), owner_postgres=True)
     write_file(conf_dir / "pg_hba.conf", render_pg_hba(settings), 0o640, owner_postgres=True)
-    write_file(conf_dir / "pg_ident.conf", render_pg_ident(), 0o640, owner_postgres=True)
+    write_file(conf_dir / "pg_ident.conf",
+               render_pg_ident(settings.db.admin_user, settings.db.monitor_user), 0o640,
+               owner_postgres=True)
 
 
 def psql(settings: ControllerSettings, sql: str, database: str = "postgres") -> str:

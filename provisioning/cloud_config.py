@@ -41,6 +41,15 @@ CONTROLLER_PACKAGES = [
     "git",
     # The scaler runs as a DynamicUser=; its uid must resolve (ssh refuses an unknown uid).
     "libnss-systemd",
+    # Monitoring (docs/monitoring.md), Debian 12's versions: Prometheus 2.42, Alertmanager
+    # 0.25, postgres_exporter 0.11, pgbouncer exporter 1.7, nginx exporter 0.11. Named
+    # without versions like every package here: bookworm's security updates apply
+    # (unattended-upgrades), the release is the pin.
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-postgres-exporter",
+    "prometheus-pgbouncer-exporter",
+    "prometheus-nginx-exporter",
 ]
 WORKER_PACKAGES = ["python3-venv", "git"]
 # Keys only (the sshd drop-in enforces it too); root keeps its keys because Pulumi logs in as

@@ -13,6 +13,7 @@ from typing import Literal
 
 from provisioning.app_env import render_worker_app_env
 from provisioning.media import render_nginx_media
+from provisioning.monitoring import MONITORING_UNITS, monitoring_files
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
@@ -119,7 +120,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
                      owner=pg_owner),
         RenderedFile(str(conf_dir / "pg_hba.conf"), render_pg_hba(settings), owner=pg_owner,
                      permissions="0640"),
-        RenderedFile(str(conf_dir / "pg_ident.conf"), render_pg_ident(settings.db.admin_user),
+        RenderedFile(str(conf_dir / "pg_ident.conf"), render_pg_ident(settings.db.admin_user,
+                                                                settings.db.monitor_user),
                      owner=pg_owner,
                      permissions="0640"),
         RenderedFile(paths.pgbouncer_conf_file, render_pgbouncer_ini(settings),
@@ -140,6 +142,7 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             f"[Unit]\nRequiresMountsFor={paths.block_storage_mount}\n",
         ),
         RenderedFile(paths.settings_file, to_json(settings)),
+        *(RenderedFile(path, content) for path, content in monitoring_files(settings)),
         *_common(f"{settings.private_address}:{settings.ports.node_exporter}", paths,
                  settings.vpc_subnet, jump_host=True),
     ]
@@ -158,6 +161,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             static_root=paths.static_root,
             acme_webroot=paths.acme_webroot,
             upstream_file=paths.nginx_upstream_file,
+            targets_dir=paths.prometheus_targets_dir,
+            monitoring_units=" ".join(MONITORING_UNITS),
             secrets_dir=paths.secrets_dir,
             backup_dir=paths.backup_dir,
             state_dir=paths.state_dir,
@@ -180,7 +185,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file,
             state_directory="gemnar-healthmon",
             rw_paths=_paths(paths.state_dir, PurePosixPath(paths.nginx_upstream_file).parent,
-                            PurePosixPath(paths.nginx_error_log).parent, paths.nginx_temp_dir))),
+                            PurePosixPath(paths.nginx_error_log).parent, paths.nginx_temp_dir,
+                            paths.node_exporter_textfile_dir, paths.prometheus_targets_dir))),
         _script(commands / "gemnar-apply-secrets", render(
             "controller/gemnar-apply-secrets.sh",
             secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
@@ -247,7 +253,8 @@ def data_volume_commands(settings: ControllerSettings) -> list[RenderedFile]:
             pg_run_dir=paths.postgres_run_dir,
             pg_port=settings.ports.postgres,
             database=settings.db.database,
-            app_user=settings.db.app_user)),
+            app_user=settings.db.app_user,
+            monitor_user=settings.db.monitor_user)),
     ]
 
 

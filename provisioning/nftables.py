@@ -52,12 +52,13 @@ def render_nftables_controller(settings: ControllerSettings) -> str:
 
 
 def render_nftables_worker(settings: WorkerSettings) -> str:
-    """Only the controller reaches the app (and its /health/), metrics and SSH ports."""
+    """Only the controller reaches the app (and its /health/), metrics (node exporter, the
+    app's own) and SSH ports."""
     ports = settings.ports
     return render(
         "worker/nftables.conf",
         controller_address=settings.controller_address,
-        controller_ports=_ports(ports.app, ports.node_exporter, ports.ssh),
+        controller_ports=_ports(ports.app, ports.node_exporter, ports.app_metrics, ports.ssh),
         ssh_rule="# SSH: from the controller only (jump host), covered above",
         ssh_port=ports.ssh, ssh_rate=SSH_RATE_PER_S, ssh_burst=SSH_BURST,
     )

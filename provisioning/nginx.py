@@ -142,6 +142,8 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         temp_dir=paths.nginx_temp_dir,
         upstream_file=paths.nginx_upstream_file,
         fallback_socket=paths.nginx_fallback_socket,
+        status_listen=f"{settings.loopback_address}:{settings.ports.nginx_status}",
+        status_client=settings.loopback_address,
         http_listen=f"{http_listen}{default}",
         https_listen=f"{https_listen} ssl http2{default}",
         # The client's Host (with its port) reaches Django, which checks CSRF origins with it.

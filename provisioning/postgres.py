@@ -9,6 +9,9 @@ from provisioning.pool_sizing import PoolPlan, plan_pools
 from provisioning.settings import ControllerSettings
 from provisioning.templates import render
 
+# The OS user Debian's Prometheus packages run as; its exporter logs in by peer authentication.
+MONITOR_OS_USER = "prometheus"
+
 
 @dataclass(frozen=True)
 class PostgresMemory:
@@ -83,17 +86,20 @@ def render_pg_hba(settings: ControllerSettings) -> str:
     return render(
         "controller/pg_hba.conf",
         admin_user=settings.db.admin_user,
+        monitor_user=settings.db.monitor_user,
         app_user=settings.db.app_user,
         database=settings.db.database,
         loopback=f"{settings.loopback_address}/32",
     )
 
 
-def render_pg_ident(admin_user: str = "postgres") -> str:
+def render_pg_ident(admin_user: str = "postgres", monitor_user: str = "gemnar_monitor") -> str:
     """The admin map for peer authentication: the OS user ``admin_user`` and root (the backup
-    and restore tool, which also reads root-only secrets and media) may log in as that role."""
+    and restore tool, which also reads root-only secrets and media) may log in as that role.
+    The monitor map: the OS user prometheus (the exporter) as the read-only monitoring role."""
     return (
         "# MAPNAME      SYSTEM-USERNAME  PG-USERNAME\n"
         f"gemnar-admin   {admin_user:<16} {admin_user}\n"
         f"gemnar-admin   {'root':<16} {admin_user}\n"
+        f"gemnar-monitor {MONITOR_OS_USER:<16} {monitor_user}\n"
     )

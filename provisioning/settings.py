@@ -63,6 +63,16 @@ class ControllerPorts:
     pgbouncer: int = 6432
     redis: int = 6379
     node_exporter: int = 9100
+    # Monitoring (docs/monitoring.md): every one of these listens on loopback only, except the
+    # node exporter above (the VPC address, closed by nftables). Debian's defaults, except
+    # nginx_status (stub_status, a loopback-only server of the controller's Nginx).
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    postgres_exporter: int = 9187
+    pgbouncer_exporter: int = 9127
+    redis_exporter: int = 9121
+    nginx_exporter: int = 9113
+    nginx_status: int = 8081
 
 
 @dataclass(frozen=True)
@@ -123,10 +133,19 @@ class ControllerPaths:
     scripts_dir: str = "/usr/local/lib/gemnar"
     backup_dir: str = "/var/backups/gemnar"
     # Debian's node exporter reads *.prom metrics here (its textfile collector's default).
-    node_exporter_textfile_dir: str = field(
-        default="/var/lib/prometheus/node-exporter", metadata=_SYSTEM)
+    # A local node has its own below its root (backups and the scaler write *.prom files).
+    node_exporter_textfile_dir: str = "/var/lib/prometheus/node-exporter"
     state_dir: str = "/var/lib/gemnar"
     membership_file: str = "/var/lib/gemnar/members.json"
+    # Prometheus's file-based discovery of the workers' targets, written with the membership.
+    # Outside state_dir (root-only): Prometheus runs as its own user and reads these.
+    prometheus_targets_dir: str = "/var/lib/prometheus/gemnar-targets"
+    # Prometheus and Alertmanager (Debian's packages read their ARGS from /etc/default).
+    prometheus_conf_file: str = "/etc/prometheus/prometheus.yml"
+    prometheus_rules_file: str = "/etc/prometheus/gemnar-alerts.yml"
+    prometheus_data_dir: str = "/var/lib/prometheus/metrics2"
+    alertmanager_conf_file: str = "/etc/prometheus/alertmanager.yml"
+    alertmanager_data_dir: str = "/var/lib/prometheus/alertmanager"
     # The controller's settings as JSON, read by the health monitor and gemnar-lb-apply.
     settings_file: str = "/etc/gemnar/controller.json"
     # Commands that Pulumi runs over SSH (gemnar-lb-apply, ...).
@@ -159,6 +178,9 @@ class WorkerPorts:
     ssh: int = 22
     app: int = 8000
     node_exporter: int = 9100
+    # The app's Prometheus metrics (django-prometheus), served apart from the site: the
+    # controller's Nginx never proxies this port, and nftables admits only the controller.
+    app_metrics: int = 9101
 
 
 @dataclass(frozen=True)
@@ -202,6 +224,8 @@ class DatabaseNames:
     database: str = "gemnar"
     app_user: str = "gemnar"
     admin_user: str = "postgres"
+    # Read-only statistics for Prometheus's exporter (member of pg_monitor, no password).
+    monitor_user: str = "gemnar_monitor"
 
 
 @dataclass(frozen=True)
@@ -219,6 +243,42 @@ class HealthCheckSettings:
             raise ValueError("health check interval and timeout must be within 0.1..60 s")
         if not 1 <= self.rise <= 10 or not 1 <= self.fall <= 10:
             raise ValueError("health check rise and fall must be within 1..10")
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Prometheus and Alertmanager on the controller (docs/monitoring.md). The alert bounds
+    are the stack's own figures (scaling thresholds, the self-healing bound), not new ones."""
+
+    retention_days: int = 15
+    scrape_interval_s: int = 15
+    evaluation_interval_s: int = 15
+    # Alertmanager's receiver: a webhook URL and/or an e-mail address (with a smarthost);
+    # neither: alerts show in Alertmanager's API/UI and Prometheus logs them to the journal.
+    webhook_url: str = ""
+    email_to: str = ""
+    email_from: str = ""
+    smarthost: str = ""
+    # Alert bounds.
+    latency_p95_ms: int = 500
+    error_ratio: float = 0.05
+    worker_unhealthy_s: int = 300
+    memory_up_threshold: float = 80
+    disk_free_ratio: float = 0.10
+    connections_ratio: float = 0.8
+    backup_max_age_h: int = 26
+    certificate_days: int = 14
+    # How long a condition must hold before an alert fires (site down, database down, ...).
+    alert_for_s: int = 120
+    # The worker ports Prometheus scrapes (file_sd), as the workers' settings define them.
+    worker_node_exporter_port: int = 9100
+    worker_app_metrics_port: int = 9101
+
+    def __post_init__(self) -> None:
+        for name in ("retention_days", "scrape_interval_s", "evaluation_interval_s",
+                     "alert_for_s", "worker_unhealthy_s"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -260,6 +320,7 @@ class ControllerSettings:
     # controller's own unbound on loopback (provisioning.media says why).
     dns_resolver: str = "127.0.0.1"
     health: HealthCheckSettings = field(default_factory=HealthCheckSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
 
     def __post_init__(self) -> None:
         check_address("private_address", self.private_address)

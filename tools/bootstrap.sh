@@ -31,6 +31,8 @@ APT_PACKAGES=(
   ssl-cert systemd procps iproute2 curl ca-certificates
   debootstrap systemd-container
   testssl.sh
+  prometheus prometheus-alertmanager prometheus-postgres-exporter
+  prometheus-pgbouncer-exporter prometheus-nginx-exporter
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -57,5 +57,10 @@ systemctl restart ssh
 systemctl restart redis-server pgbouncer
 systemctl enable prometheus-node-exporter
 systemctl restart prometheus-node-exporter
+# Monitoring: the packages started with Debian's defaults (every address); restart them on
+# the configs written above (loopback only). Workers' targets: written by gemnar-lb-apply.
+install -d -m 0755 '@{targets_dir}'
+systemctl enable @{monitoring_units}
+systemctl restart @{monitoring_units}
 nginx -t && systemctl restart nginx
 systemctl enable --now @{timers}

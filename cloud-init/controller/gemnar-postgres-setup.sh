@@ -41,6 +41,10 @@ if [ "$(psql_admin -c "select 1 from pg_roles where rolname = '$db_user'")" != 1
     # Created without a password: gemnar-apply-secrets sets it.
     psql_admin -c "create role \"$db_user\" login"
 fi
+if [ "$(psql_admin -c "select 1 from pg_roles where rolname = '@{monitor_user}'")" != 1 ]; then
+    # Prometheus's exporter: statistics only (pg_monitor), peer login as the OS user prometheus.
+    psql_admin -c 'create role "@{monitor_user}" login in role pg_monitor'
+fi
 if [ "$(psql_admin -c "select 1 from pg_database where datname = '$db_name'")" != 1 ]; then
     psql_admin -c "create database \"$db_name\" owner \"$db_user\""
 fi

@@ -56,7 +56,7 @@ def test_controller_firewall_opens_private_ports_to_the_subnet_only() -> None:
 
 def test_worker_firewall_admits_only_the_controller() -> None:
     rules = render_nftables_worker(WORKERS["prod-default"])
-    assert "ip saddr 10.20.0.3 tcp dport { 22, 8000, 9100 } accept" in rules
+    assert "ip saddr 10.20.0.3 tcp dport { 22, 8000, 9100, 9101 } accept" in rules
 
 
 def _scripts() -> Iterator[object]:

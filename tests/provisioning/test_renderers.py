@@ -95,6 +95,7 @@ def test_pg_hba_admits_only_pgbouncer_on_this_host() -> None:
              if line and not line.startswith("#")]
     assert rules == [
         ["local", "all", "postgres", "peer", "map=gemnar-admin"],
+        ["local", "postgres", "gemnar_monitor", "peer", "map=gemnar-monitor"],
         ["local", "gemnar", "gemnar", "scram-sha-256"],
         ["host", "gemnar", "gemnar", "127.0.0.1/32", "scram-sha-256"],
     ]
