@@ -4,7 +4,7 @@ What cloud-init and ``gemnar-controller-setup.sh`` do on a Vultr controller, don
 renderers for plain processes under the node's root directory: PostgreSQL (the app role holds
 only a SCRAM verifier), PgBouncer, Redis, Nginx with a self-signed certificate, the shared
 static and media directories, the health monitor, the node's sshd and the commands Pulumi runs
-over SSH.
+over SSH, and the monitoring processes (``localnode.monitoring``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from healthmon.checks import MemberHealth
 from healthmon.monitor import read_members
 from localnode import files, services
+from localnode.monitoring import start_monitoring, stop_monitoring
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from project import PROJECT_ROOT
@@ -156,11 +157,13 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
             [sys.executable, "-m", "healthmon", "run", "--settings", paths.settings_file],
             healthmon_pid, node.log_dir / "healthmon.log", cwd=PROJECT_ROOT,
         )
+    start_monitoring(node)
 
 
 def stop_controller(node: ControllerNode) -> None:
     """Stop every controller process, the front door first; data stays on disk."""
     supervised = node.supervised
+    stop_monitoring(node)
     stop_pidfile(supervised / "healthmon.pid")
     stop_pidfile(supervised / "nginx.pid", sig=signal.SIGQUIT, timeout_s=35)
     stop_pidfile(supervised / "redis.pid")

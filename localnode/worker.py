@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from project import PROJECT_ROOT
 from provisioning.app_env import (
     render_worker_app_env,
     render_worker_secrets_env,
+    server_env,
     worker_app_env,
 )
 from provisioning.files import worker_commands
@@ -110,6 +112,10 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
     _deploy_once(node, env)
     app_pid = node.supervised / "uvicorn.pid"
     if not running(app_pid):
+        # What the prod unit's RuntimeDirectory= gives the server: an empty metrics directory.
+        metrics_dir = Path(paths.metrics_dir)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        files.make_dirs(metrics_dir)
         start_detached(
             [
                 sys.executable, "-m", "uvicorn", settings.asgi_app,
@@ -120,7 +126,8 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
                 "--timeout-keep-alive", str(settings.keep_alive_s),
                 "--no-access-log", "--no-server-header",
             ],
-            app_pid, node.root / "log" / "uvicorn.log", env=env, cwd=APP_DIR,
+            app_pid, node.root / "log" / "uvicorn.log", env={**env, **server_env(settings)},
+            cwd=APP_DIR,
         )
     exporter_pid = node.supervised / "memory-exporter.pid"
     if not running(exporter_pid):
@@ -137,6 +144,8 @@ def start_worker(node: WorkerNode, secrets: Mapping[str, str]) -> None:
     wait_for(lambda: services.port_open(address, settings.ports.app), 60, f"{settings.name} app")
     wait_for(lambda: services.port_open(address, settings.ports.node_exporter), 20,
              f"{settings.name} metrics")
+    wait_for(lambda: services.port_open(address, settings.ports.app_metrics), 20,
+             f"{settings.name} app metrics")
     # What cloud-init writes at the end of a prod worker's first boot; readiness waits on it.
     files.write_file(paths.boot_finished_file, "local node started\n")
 

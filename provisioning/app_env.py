@@ -58,8 +58,16 @@ def worker_app_env(settings: WorkerSettings) -> dict[str, str]:
         "GEMNAR_STATIC_ROOT": settings.paths.static_root,
         # gemnar-worker-drain creates it; /health/ then fails first (gemnar_health.views).
         "GEMNAR_DRAIN_FLAG_FILE": settings.paths.drain_flag_file,
+        # Prometheus metrics (gemnar_cluster.metrics): the controller scrapes this port.
+        "GEMNAR_METRICS_LISTEN": f"{settings.private_address}:{settings.ports.app_metrics}",
     }
     return values
+
+
+def server_env(settings: WorkerSettings) -> dict[str, str]:
+    """What only the app server's processes get (not manage.py): their shared metrics
+    directory, which exists only while the server runs."""
+    return {"PROMETHEUS_MULTIPROC_DIR": settings.paths.metrics_dir}
 
 
 def render_worker_app_env(settings: WorkerSettings) -> str:

@@ -303,13 +303,14 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
             host=settings.private_address, port=settings.ports.app,
             controller_address=settings.controller_address,
             graceful_shutdown_s=settings.graceful_shutdown_s,
-            keep_alive_s=settings.keep_alive_s)),
+            keep_alive_s=settings.keep_alive_s, metrics_dir=paths.metrics_dir)),
         *worker_commands(settings),
         _unit(paths.systemd_dir, "gemnar-app.service", render(
             "worker/gemnar-app.service",
             app_dir=paths.app_dir,
             app_env_file=paths.app_env_file, secrets_env_file=paths.app_secrets_env_file,
-            script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15)),
+            script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15,
+            metrics_runtime_dir=PurePosixPath(paths.metrics_dir).name)),
     ]
     files.append(_script(scripts / "gemnar-worker-setup.sh", render(
         "worker/gemnar-worker-setup.sh",

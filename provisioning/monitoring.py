@@ -30,7 +30,6 @@ EXPORTER_JOBS = {
     "prometheus": "prometheus",
     "alertmanager": "alertmanager",
     "postgres": "postgres_exporter",
-    "pgbouncer": "pgbouncer_exporter",
     "nginx": "nginx_exporter",
 }
 
@@ -304,10 +303,7 @@ MONITORING_UNITS = (
     "prometheus",
     "prometheus-nginx-exporter",
     "prometheus-postgres-exporter",
-    "prometheus-pgbouncer-exporter",
 )
-# Debian's files for the packages' units, which pass ARGS (and DATA_SOURCE_NAME) on.
-PGBOUNCER_EXPORTER_CONF = "/etc/prometheus-pgbouncer-exporter.conf"
 
 
 def monitoring_files(settings: ControllerSettings) -> list[tuple[str, str]]:
@@ -327,5 +323,4 @@ def monitoring_files(settings: ControllerSettings) -> list[tuple[str, str]]:
         ("/etc/default/prometheus-nginx-exporter",
          default_file(args["nginx"], "Prometheus Nginx exporter")),
         ("/etc/default/prometheus-postgres-exporter", postgres_default),
-        (PGBOUNCER_EXPORTER_CONF, pgbouncer_exporter_conf(settings)),
     ]

@@ -146,6 +146,8 @@ class ControllerPaths:
     prometheus_data_dir: str = "/var/lib/prometheus/metrics2"
     alertmanager_conf_file: str = "/etc/prometheus/alertmanager.yml"
     alertmanager_data_dir: str = "/var/lib/prometheus/alertmanager"
+    # Debian's unit for the PgBouncer exporter reads this file (CONFIG=).
+    pgbouncer_exporter_conf_file: str = "/etc/prometheus-pgbouncer-exporter.conf"
     # The controller's settings as JSON, read by the health monitor and gemnar-lb-apply.
     settings_file: str = "/etc/gemnar/controller.json"
     # Commands that Pulumi runs over SSH (gemnar-lb-apply, ...).
@@ -202,6 +204,9 @@ class WorkerPaths:
     scripts_dir: str = "/usr/local/lib/gemnar"
     run_dir: str = "/run/gemnar"
     drain_flag_file: str = "/run/gemnar/draining"
+    # The app's processes record metrics here (prometheus_client multiprocess mode); emptied
+    # at every start (prod: the unit's RuntimeDirectory=).
+    metrics_dir: str = "/run/gemnar-metrics"
     # Commands that Pulumi runs over SSH (gemnar-worker-ready, gemnar-worker-drain).
     commands_dir: str = "/usr/local/sbin"
     media_root: str = "/srv/gemnar/media"

@@ -13,6 +13,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sampleproject.settings")
 # Django must be set up before anything that imports models (consumers, auth middleware).
 django_asgi_app = get_asgi_application()
 
+from gemnar_cluster.metrics import start_metrics_endpoint  # noqa: E402
+
+# Only the server imports this module (never manage.py), so only it serves metrics.
+start_metrics_endpoint()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

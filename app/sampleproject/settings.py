@@ -10,7 +10,10 @@ from gemnar_cluster.settings_helper import cluster_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-globals().update(cluster_settings(os.environ, base_dir=BASE_DIR))
+_cluster = cluster_settings(os.environ, base_dir=BASE_DIR)
+# The same PostgreSQL backend, with query counts and timings for Prometheus (django-prometheus).
+_cluster["DATABASES"]["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+globals().update(_cluster)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -19,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "django_prometheus",
     "gemnar_health",
     "sampleproject",
 ]
@@ -26,6 +30,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so probes skip sessions, CSRF and HTTPS redirects and get their own Host rule.
     "gemnar_health.middleware.HealthCheckMiddleware",
+    # Request metrics start after the health check: the controller's probes (one a second
+    # per worker) would otherwise swamp the latency histograms.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "gemnar_cluster.middleware.TrustedProxyMiddleware",
     # A database outage is a 503 with Retry-After, logged once per burst.
     "gemnar_cluster.outage.DatabaseOutageMiddleware",
@@ -36,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "sampleproject.urls"

@@ -8,6 +8,9 @@ if [ "$processes" = auto ]; then
     processes="$(nproc)"
 fi
 
+# The processes' shared metrics directory (the unit's RuntimeDirectory=, empty at start).
+export PROMETHEUS_MULTIPROC_DIR='@{metrics_dir}'
+
 exec '@{venv_dir}/bin/uvicorn' '@{asgi_app}' \
     --app-dir '@{app_dir}' \
     --host '@{host}' --port '@{port}' \

@@ -44,6 +44,8 @@ from worker_count import next_generation
 
 WORKER_COUNT = "gemnar:workerCount"
 MAX_WORKERS = 4
+# Prometheus scrapes and evaluates this often on the test stacks (tests/e2e/test_monitoring).
+MONITORING_INTERVAL_S = 2
 
 
 def request_count(stack: auto.Stack, workers: int) -> None:
@@ -271,6 +273,7 @@ def throwaway_stack(work: Path, config: dict[str, Any] | None = None,
         "gemnar:localAddressPrefix": prefix,
         "gemnar:localStateDir": str(state_dir),
         "gemnar:maxWorkers": MAX_WORKERS,
+        "gemnar:monitoringInterval": MONITORING_INTERVAL_S,
         # The e2e tests drive scaling by hand; the cooldowns belong to the scaler's own tests.
         **(config or {}),
     })

@@ -1,0 +1,104 @@
+"""Monitoring on the local stack: every target up, targets following scaling, p95 per worker.
+
+The session stack scrapes and evaluates every ``MONITORING_INTERVAL_S`` (conftest); each test
+asks Prometheus's HTTP API on the controller's loopback address and waits on the answer with a
+deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from provisioning.monitoring import p95_latency_by_worker
+from tests.e2e.conftest import MONITORING_INTERVAL_S, LocalStack, SteadyLoad
+from tests.support.waiting import wait_until
+
+# Controller jobs, one target each; node and app have one target per worker (node: + controller).
+CONTROLLER_JOBS = {"prometheus", "alertmanager", "postgres", "nginx"}
+
+
+def api(stack: LocalStack, path: str, **params: str) -> Any:
+    response = httpx.get(f"http://{stack.controller}:9090/api/v1/{path}", params=params,
+                         timeout=5)
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def targets(stack: LocalStack) -> dict[tuple[str, str], str]:
+    """(job, instance) -> health of every active target."""
+    active = api(stack, "targets", state="active")["activeTargets"]
+    return {(t["labels"]["job"], t["labels"]["instance"]): t["health"] for t in active}
+
+
+def expected_targets(stack: LocalStack, workers: int) -> set[tuple[str, str]]:
+    hosts = [stack.worker_address(i) for i in range(workers)]
+    return {
+        *((job, f"{stack.controller}:{port}") for job, port in (
+            ("prometheus", 9090), ("alertmanager", 9093), ("postgres", 9187),
+("nginx", 9113), ("node", 9100))),
+        *(("node", f"{h}:9100") for h in hosts),
+        *(("app", f"{h}:9101") for h in hosts),
+    }
+
+
+def all_up(stack: LocalStack, workers: int) -> bool:
+    seen = targets(stack)
+    return set(seen) == expected_targets(stack, workers) and set(seen.values()) == {"up"}
+
+
+def test_every_target_is_up(two_workers: LocalStack) -> None:
+    stack = two_workers
+    wait_until(lambda: all_up(stack, 2), timeout_s=30, interval_s=0.5,
+               what="every monitoring target up", detail=lambda: str(targets(stack)))
+    assert {job for job, _ in targets(stack)} == CONTROLLER_JOBS | {"node", "app"}
+    # The exporters reach their daemons, not only answer: each one's own "up" is 1.
+    for metric in ("pg_up", "nginx_up"):
+        values = [float(r["value"][1]) for r in api(stack, "query", query=metric)["result"]]
+        assert values == [1.0], (metric, values)
+    healthy = api(stack, "query", query="gemnar_worker_healthy")["result"]
+    assert sorted(r["metric"]["worker"] for r in healthy) == [
+        stack.worker_address(0), stack.worker_address(1)]
+
+
+def test_targets_follow_scale_out_and_in(two_workers: LocalStack) -> None:
+    stack = two_workers
+    new = stack.worker_address(2)
+    wanted = {("node", f"{new}:9100"), ("app", f"{new}:9101")}
+    stack.ensure(workers=3)
+    joined = time.monotonic()
+    # Prometheus rereads the discovery files on change; "up" needs one scrape.
+    wait_until(lambda: all(targets(stack).get(t) == "up" for t in wanted),
+               timeout_s=MONITORING_INTERVAL_S + 5, interval_s=0.2,
+               what="worker-2's targets up", detail=lambda: str(targets(stack)))
+    appeared_s = time.monotonic() - joined
+    print(f"worker-2's targets up {appeared_s:.1f} s after the update returned "
+          f"(scrape interval {MONITORING_INTERVAL_S} s)")
+    stack.ensure(workers=2)
+    wait_until(lambda: not wanted & set(targets(stack)), timeout_s=MONITORING_INTERVAL_S + 5,
+               interval_s=0.2, what="worker-2's targets gone", detail=lambda: str(targets(stack)))
+    assert set(targets(stack)) == expected_targets(stack, 2)
+
+
+def test_p95_latency_per_worker_during_load(two_workers: LocalStack) -> None:
+    stack = two_workers
+    query = p95_latency_by_worker("5m")
+
+    def per_worker() -> dict[str, float] | None:
+        result = api(stack, "query", query=query)["result"]
+        values = {r["metric"]["worker"]: float(r["value"][1]) for r in result}
+        hosts = {stack.worker_address(0), stack.worker_address(1)}
+        if set(values) == hosts and all(v == v for v in values.values()):  # no NaN
+            return values
+        return None
+
+    with SteadyLoad(stack) as load:
+        load.wait_for_requests(20)
+        values = wait_until(per_worker, timeout_s=10 * MONITORING_INTERVAL_S + 10,
+                            interval_s=0.5, what="p95 latency per worker",
+                            detail=lambda: str(api(stack, "query", query=query)))
+    assert load.failures == [], load.failures[:5]
+    print(f"p95 latency per worker (5 m window): {values}")
+    assert all(0 < v < 10 for v in values.values()), values
