@@ -1,9 +1,9 @@
 """The local controller's monitoring: Debian's Prometheus, Alertmanager and exporters as
 supervised processes, with the configs and arguments cloud-init gives the prod units.
 
-Each exporter runs as the system user its prod unit runs as, since both database exporters
-logs in by peer authentication: PostgreSQL's as ``prometheus`` (the monitoring role). The controller's node exporter is the real
-prometheus-node-exporter, so on a local stack it reports the host machine's figures, not a
+Each exporter runs as the system user its prod unit runs as: PostgreSQL's exporter logs in by
+peer authentication as ``prometheus`` (the monitoring role). The controller's node exporter is
+the real prometheus-node-exporter, so on a local stack it reports the host machine's figures, not a
 VPS's; its textfile collector reads the node's own directory (backups, health monitor).
 """
 
