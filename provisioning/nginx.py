@@ -143,7 +143,9 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         upstream_file=paths.nginx_upstream_file,
         fallback_socket=paths.nginx_fallback_socket,
         status_listen=f"{settings.loopback_address}:{settings.ports.nginx_status}",
-        status_client=settings.loopback_address,
+        # Any 127/8 source is this host; a local node's own 127.x address is not the source
+        # its exporter's connections get (the kernel picks 127.0.0.1).
+        status_client="127.0.0.0/8",
         http_listen=f"{http_listen}{default}",
         https_listen=f"{https_listen} ssl http2{default}",
         # The client's Host (with its port) reaches Django, which checks CSRF origins with it.
