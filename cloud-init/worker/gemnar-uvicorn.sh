@@ -8,8 +8,10 @@ if [ "$processes" = auto ]; then
     processes="$(nproc)"
 fi
 
-# The processes' shared metrics directory (the unit's RuntimeDirectory=, empty at start).
+# The processes' shared metrics directory (the unit's RuntimeDirectory=, empty at start;
+# made here when the script runs outside that unit).
 export PROMETHEUS_MULTIPROC_DIR='@{metrics_dir}'
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 exec '@{venv_dir}/bin/uvicorn' '@{asgi_app}' \
     --app-dir '@{app_dir}' \
