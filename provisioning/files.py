@@ -13,7 +13,7 @@ from typing import Literal
 
 from provisioning.app_env import render_worker_app_env
 from provisioning.media import render_nginx_media
-from provisioning.monitoring import MONITORING_UNITS, monitoring_files
+from provisioning.monitoring import MONITORING_UNITS, SCALER_METRICS_NAME, monitoring_files
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
@@ -162,6 +162,7 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             acme_webroot=paths.acme_webroot,
             upstream_file=paths.nginx_upstream_file,
             targets_dir=paths.prometheus_targets_dir,
+            textfile_dir=paths.node_exporter_textfile_dir,
             monitoring_units=" ".join(MONITORING_UNITS),
             secrets_dir=paths.secrets_dir,
             backup_dir=paths.backup_dir,
@@ -203,7 +204,9 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             project_dir=paths.project_dir, python=python,
             state_directory=PurePosixPath(paths.scaler_state_dir).name,
             tools_dir=paths.tools_dir,
-            secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env")),
+            secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env",
+            metrics_file=PurePosixPath(paths.node_exporter_textfile_dir) / SCALER_METRICS_NAME,
+            textfile_dir=paths.node_exporter_textfile_dir)),
         render_install_ops(settings),
         _unit(units, "gemnar-scaler.timer", render(
             "controller/gemnar-scaler.timer", interval=settings.scaler_interval_s)),

@@ -22,6 +22,8 @@ import yaml  # type: ignore[import-untyped]  # no types-PyYAML in requirements
 
 from provisioning.settings import ControllerSettings, MonitoringSettings
 
+# The scaler's textfile in node exporter's directory (scaler/exposition.py writes it).
+SCALER_METRICS_NAME = "gemnar_scaler.prom"
 # File-based discovery: one file per worker job, in the controller's targets directory.
 WORKER_NODE_FILE = "workers-node.json"
 WORKER_APP_FILE = "workers-app.json"

@@ -18,6 +18,8 @@ from scaler.state import LockBusy, ScalerLock, StateStore
 from scaler.status import render_status
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Where each tick's metrics go (node exporter's textfile directory on the controller).
+METRICS_FILE_VARIABLE = "GEMNAR_SCALER_METRICS_FILE"
 
 
 def default_state_dir(stack: str) -> Path:
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-worker scrape timeout in seconds (default 5)")
     common.add_argument("--full-up", action="store_true",
                         help="run a whole-stack `up` instead of one targeted at the worker pool")
+    common.add_argument("--metrics-file", type=Path, default=None,
+                        help="write each tick's status as Prometheus metrics here (default: "
+                        f"${METRICS_FILE_VARIABLE}; unset: none)")
     parser = argparse.ArgumentParser(prog="python -m scaler", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("once", parents=[common], help="evaluate (and act) once")
@@ -62,9 +67,11 @@ def main(
 ) -> int:
     args = build_parser().parse_args(argv)
     store = StateStore(args.state_dir or default_state_dir(args.stack))
+    metrics = args.metrics_file or os.environ.get(METRICS_FILE_VARIABLE)
     scaler = Scaler(args.stack, stack_factory, store, clock, dry_run=args.dry_run,
                     scrape_timeout_s=args.timeout, targeted=not args.full_up,
-                    collector=collector, updater=updater)
+                    collector=collector, updater=updater,
+                    metrics_file=Path(metrics) if metrics else None)
     if args.command == "status":
         return _status(scaler, args.stack, clock)
     if args.command == "set-count":

@@ -6,10 +6,12 @@ import asyncio
 import json
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scaler.actuator import Actuator, GroupUpdater, StackLike, Updater
 from scaler.config import ConfigError, StackSettings, load_settings
+from scaler.exposition import render_tick_metrics, write_metrics
 from scaler.metrics import MetricsError, WorkerEndpoint, collect, endpoints_from_outputs, identity
 from scaler.model import Decision, Sample
 from scaler.policy import decide
@@ -62,6 +64,7 @@ class Scaler:
         emit: Emit = print_json,
         targeted: bool = True,
         updater: Updater | None = None,
+        metrics_file: Path | None = None,
     ) -> None:
         self.stack_name = stack_name
         self.stack_factory = stack_factory
@@ -76,6 +79,9 @@ class Scaler:
         self._stack: StackLike | None = None
         self._memory_state: ScalerState | None = None
         self.interval_s = 60.0
+        # Each tick's status as Prometheus metrics (scaler/exposition.py); None: not written.
+        self.metrics_file = metrics_file
+        self._seen: Observation | None = None
 
     @property
     def stack(self) -> StackLike:
@@ -144,6 +150,7 @@ class Scaler:
                 record.update(action="error", rule="bad_input", reason=str(error))
                 return self._finish(record)
             record.update(_describe(seen))
+            self._seen = seen
             state.add_point(seen.decision.point)
             target = seen.decision.target
             if not seen.decision.change and seen.strays:
@@ -204,6 +211,15 @@ class Scaler:
         if extra is not None:
             record.update(extra)
         self.emit(record)
+        if self.metrics_file is not None and not self.dry_run:
+            seen, self._seen = self._seen, None
+            text = render_tick_metrics(
+                record, seen.settings.config if seen else None,
+                seen.state.history() if seen else None)
+            try:
+                write_metrics(self.metrics_file, text)
+            except OSError as error:
+                self.emit({"ts": self.clock(), "note": f"metrics not written: {error}"})
         return record
 
 

@@ -46,6 +46,9 @@ WORKER_COUNT = "gemnar:workerCount"
 MAX_WORKERS = 4
 # Prometheus scrapes and evaluates this often on the test stacks (tests/e2e/test_monitoring).
 MONITORING_INTERVAL_S = 2
+# Alert bounds on the test stacks: seconds, so the alert tests wait seconds, not minutes.
+ALERT_FOR_S = 2
+ALERT_WORKER_UNHEALTHY_AFTER_S = 6
 
 
 def request_count(stack: auto.Stack, workers: int) -> None:
@@ -274,6 +277,8 @@ def throwaway_stack(work: Path, config: dict[str, Any] | None = None,
         "gemnar:localStateDir": str(state_dir),
         "gemnar:maxWorkers": MAX_WORKERS,
         "gemnar:monitoringInterval": MONITORING_INTERVAL_S,
+        "gemnar:alertFor": ALERT_FOR_S,
+        "gemnar:alertWorkerUnhealthyAfter": ALERT_WORKER_UNHEALTHY_AFTER_S,
         # The e2e tests drive scaling by hand; the cooldowns belong to the scaler's own tests.
         **(config or {}),
     })

@@ -1,4 +1,5 @@
-"""Monitoring on the local stack: every target up, targets following scaling, p95 per worker.
+"""Monitoring on the local stack: every target up, targets following scaling, p95 per worker,
+and alerts seen through Alertmanager's API when a worker's app or PostgreSQL stops.
 
 The session stack scrapes and evaluates every ``MONITORING_INTERVAL_S`` (conftest); each test
 asks Prometheus's HTTP API on the controller's loopback address and waits on the answer with a
@@ -13,7 +14,14 @@ from typing import Any
 import httpx
 
 from provisioning.monitoring import p95_latency_by_worker
-from tests.e2e.conftest import MONITORING_INTERVAL_S, LocalStack, SteadyLoad
+from tests.e2e.conftest import (
+    ALERT_FOR_S,
+    ALERT_WORKER_UNHEALTHY_AFTER_S,
+    MONITORING_INTERVAL_S,
+    LocalStack,
+    SteadyLoad,
+)
+from tests.e2e.test_failures import outage
 from tests.support.waiting import wait_until
 
 # Controller jobs, one target each; node and app have one target per worker (node: + controller).
@@ -102,3 +110,49 @@ def test_p95_latency_per_worker_during_load(two_workers: LocalStack) -> None:
     assert load.failures == [], load.failures[:5]
     print(f"p95 latency per worker (5 m window): {values}")
     assert all(0 < v < 10 for v in values.values()), values
+
+
+def active_alerts(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+    """Alerts called ``name`` that Alertmanager's API shows as active."""
+    response = httpx.get(f"http://{stack.controller}:9093/api/v2/alerts", timeout=5)
+    response.raise_for_status()
+    return [a for a in response.json()
+            if a["labels"].get("alertname") == name and a["status"]["state"] == "active"]
+
+
+def test_a_worker_down_past_the_bound_fires_worker_unhealthy(two_workers: LocalStack) -> None:
+    stack = two_workers
+    worker = stack.worker_address(1)
+    assert not [a for a in active_alerts(stack, "WorkerUnhealthy")
+                if a["labels"]["worker"] == worker]
+    with outage(stack, "worker-1", "uvicorn"):
+        stopped = time.monotonic()
+        fired = wait_until(
+            lambda: [a for a in active_alerts(stack, "WorkerUnhealthy")
+                     if a["labels"]["worker"] == worker],
+            timeout_s=ALERT_WORKER_UNHEALTHY_AFTER_S + 10 * MONITORING_INTERVAL_S + 10,
+            interval_s=0.5, what="WorkerUnhealthy for worker-1 in Alertmanager")
+        seen_s = time.monotonic() - stopped
+    assert fired[0]["labels"]["severity"] == "critical"
+    print(f"WorkerUnhealthy in Alertmanager {seen_s:.1f} s after worker-1's app stopped "
+          f"(bound {ALERT_WORKER_UNHEALTHY_AFTER_S} s, interval {MONITORING_INTERVAL_S} s)")
+    assert seen_s >= ALERT_WORKER_UNHEALTHY_AFTER_S
+    # The supervisor restarted the app: the monitor takes it back in, the alert resolves.
+    wait_until(lambda: " down;" not in stack.upstream(), timeout_s=30, interval_s=0.2,
+               what="worker-1 back in the upstream", detail=stack.upstream)
+
+
+def test_postgresql_stopped_fires_database_down(two_workers: LocalStack) -> None:
+    stack = two_workers
+    assert not active_alerts(stack, "DatabaseDown")
+    with outage(stack, "controller", "postgres"):
+        stopped = time.monotonic()
+        fired = wait_until(lambda: active_alerts(stack, "DatabaseDown"),
+                           timeout_s=ALERT_FOR_S + 10 * MONITORING_INTERVAL_S + 10,
+                           interval_s=0.5, what="DatabaseDown in Alertmanager")
+        seen_s = time.monotonic() - stopped
+    print(f"DatabaseDown in Alertmanager {seen_s:.1f} s after PostgreSQL stopped")
+    assert fired[0]["labels"]["job"] == "postgres"
+    # Resolved once PostgreSQL is back: Prometheus stops sending it.
+    wait_until(lambda: not active_alerts(stack, "DatabaseDown"), timeout_s=60, interval_s=0.5,
+               what="DatabaseDown resolved")
