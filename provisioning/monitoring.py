@@ -21,6 +21,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in requirements
 
 from provisioning.settings import ControllerSettings, MonitoringSettings
+from provisioning.templates import render
 
 # The scaler's textfile in node exporter's directory (scaler/exposition.py writes it).
 SCALER_METRICS_NAME = "gemnar_scaler.prom"
@@ -279,20 +280,6 @@ def _dump(document: Mapping[str, Any]) -> str:
     return header + yaml.safe_dump(dict(document), sort_keys=False, width=4096)
 
 
-def pgbouncer_exporter_conf(settings: ControllerSettings) -> str:
-    """The PgBouncer exporter's config (Debian's unit reads it as ``CONFIG``): it runs as the
-    OS user postgres and logs in to PgBouncer's admin console over the socket by peer."""
-    ports, paths = settings.ports, settings.paths
-    return (
-        "# Rendered by provisioning.monitoring; see docs/monitoring.md.\n"
-        f"host = {settings.loopback_address}\n"
-        f"port = {ports.pgbouncer_exporter}\n"
-        f"pgbouncer-host = {paths.pgbouncer_run_dir}\n"
-        f"pgbouncer-port = {ports.pgbouncer}\n"
-        f"pgbouncer-user = {settings.db.admin_user}\n"
-    )
-
-
 def postgres_exporter_dsn(settings: ControllerSettings) -> str:
     """libpq keywords: the monitoring role over PostgreSQL's socket (no password: peer)."""
     return (f"user={settings.db.monitor_user} host={settings.paths.postgres_run_dir} "
@@ -306,6 +293,25 @@ MONITORING_UNITS = (
     "prometheus-nginx-exporter",
     "prometheus-postgres-exporter",
 )
+
+
+def sandbox_dropins(settings: ControllerSettings) -> dict[str, str]:
+    """Unit name -> sandbox drop-in for Debian's units that come without one (Prometheus's
+    own unit has its package's sandbox). The exporters reach only this host (loopback, unix
+    sockets); Alertmanager may send to a webhook or mail relay, and writes its data dir."""
+    local_only = "IPAddressDeny=any\nIPAddressAllow=localhost"
+    return {
+        "prometheus-alertmanager.service": render(
+            "controller/monitoring-sandbox.conf",
+            extra=f"ReadWritePaths={settings.paths.alertmanager_data_dir}"),
+        "prometheus-postgres-exporter.service": render(
+            "controller/monitoring-sandbox.conf", extra=local_only),
+        "prometheus-nginx-exporter.service": render(
+            "controller/monitoring-sandbox.conf", extra=local_only),
+    }
+
+
+SANDBOX_DROPIN = "gemnar-sandbox.conf"
 
 
 def monitoring_files(settings: ControllerSettings) -> list[tuple[str, str]]:
@@ -325,4 +331,6 @@ def monitoring_files(settings: ControllerSettings) -> list[tuple[str, str]]:
         ("/etc/default/prometheus-nginx-exporter",
          default_file(args["nginx"], "Prometheus Nginx exporter")),
         ("/etc/default/prometheus-postgres-exporter", postgres_default),
+        *((str(PurePosixPath(paths.systemd_dir) / f"{unit}.d" / SANDBOX_DROPIN), text)
+          for unit, text in sandbox_dropins(settings).items()),
     ]

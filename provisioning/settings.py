@@ -146,8 +146,6 @@ class ControllerPaths:
     prometheus_data_dir: str = "/var/lib/prometheus/metrics2"
     alertmanager_conf_file: str = "/etc/prometheus/alertmanager.yml"
     alertmanager_data_dir: str = "/var/lib/prometheus/alertmanager"
-    # Debian's unit for the PgBouncer exporter reads this file (CONFIG=).
-    pgbouncer_exporter_conf_file: str = "/etc/prometheus-pgbouncer-exporter.conf"
     # The controller's settings as JSON, read by the health monitor and gemnar-lb-apply.
     settings_file: str = "/etc/gemnar/controller.json"
     # Commands that Pulumi runs over SSH (gemnar-lb-apply, ...).
