@@ -67,6 +67,11 @@ def media_of(resources: list[Declared], endpoint: str, access: str, secret: str)
     assert is_secret(backup.inputs["stdin"])
     backup_env = parse_env_file(reveal(backup.inputs["stdin"]))
     assert {k: backup_env[k] for k in expected} == expected
+    # The controller's backup.env names the bucket too: the nightly backup copies it off-site.
+    backup = by["gemnar-backups-env-write"]
+    assert is_secret(backup.inputs["stdin"])
+    backup_env = parse_env(reveal(backup.inputs["stdin"]).replace("'", ""))
+    assert {k: backup_env[k] for k in expected} == expected
     for d in resources:
         text = json.dumps(reveal(d.inputs.get("userData", "")))
         assert secret not in text and access not in text and BUCKET not in text
