@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.timeline import Request, scaler_records
+from tests.support.resend import get_resending
 from tests.support.waiting import wait_until
 
 TUNING = {
@@ -56,13 +57,8 @@ class Load:
                 start = time.time()
                 worker, ok = None, False
                 try:
-                    try:
-                        response = client.get("/whoami/")
-                    except httpx.RemoteProtocolError:
-                        # A kept-alive connection Nginx closed on a reload as the request went
-                        # out: resent once, as browsers do (tests/e2e/conftest.SteadyLoad).
-                        self.resent += 1
-                        response = client.get("/whoami/")
+                    response, resent = get_resending(client, "/whoami/")
+                    self.resent += resent
                     ok = response.status_code == 200
                     if ok:
                         worker = response.json().get("worker")

@@ -38,6 +38,7 @@ from engine.workspace import open_stack
 from localnode.supervise import running
 from localnode.worker import parse_env_file
 from tests.support.net import loopback_prefix
+from tests.support.resend import get_resending
 from tests.support.tooling import missing
 from tests.support.waiting import WaitTimeout, wait_until
 from worker_count import next_generation
@@ -217,14 +218,8 @@ class SteadyLoad:
         with self.stack.client() as client:
             while not self._stop.is_set():
                 try:
-                    try:
-                        response = client.get("/whoami/")
-                    except httpx.RemoteProtocolError:
-                        # A kept-alive connection Nginx closed as the request went out (old
-                        # Nginx workers close idle connections on a reload): browsers resend an
-                        # idempotent request then (RFC 9110, 9.2.2), and so does this load.
-                        self.resent += 1
-                        response = client.get("/whoami/")
+                    response, resent = get_resending(client, "/whoami/")
+                    self.resent += resent
                     if response.status_code == 200:
                         self.ok += 1
                     else:
