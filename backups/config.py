@@ -91,42 +91,37 @@ def retention_from_env(env: Mapping[str, str]) -> RetentionPolicy:
 
 def offsite_from_env(env: Mapping[str, str]) -> S3Location | None:
     """The off-site bucket, or None when the env file names none (the dump stays local)."""
-    if not env.get("GEMNAR_BACKUP_S3_BUCKET"):
-        return None
-    missing = [k for k in ("GEMNAR_BACKUP_S3_ENDPOINT", "GEMNAR_BACKUP_S3_ACCESS_KEY",
-                           "GEMNAR_BACKUP_S3_SECRET_KEY") if not env.get(k)]
-    if missing:
-        raise BackupConfigError(f"off-site bucket set but {', '.join(missing)} missing")
-    endpoint = env["GEMNAR_BACKUP_S3_ENDPOINT"]
-    if "://" not in endpoint:
-        endpoint = f"https://{endpoint}"
-    return S3Location(
-        endpoint=endpoint,
-        bucket=env["GEMNAR_BACKUP_S3_BUCKET"],
-        access_key=env["GEMNAR_BACKUP_S3_ACCESS_KEY"],
-        secret_key=env["GEMNAR_BACKUP_S3_SECRET_KEY"],
-        region=env.get("GEMNAR_BACKUP_S3_REGION") or "us-east-1",
-        prefix=env.get("GEMNAR_BACKUP_S3_PREFIX", ""),
-        checksum_algorithm=env.get("GEMNAR_BACKUP_S3_CHECKSUM", "SHA256"),
-    )
+    return _bucket_from_env(env, "BACKUP", "off-site bucket",
+                            prefix=env.get("GEMNAR_BACKUP_S3_PREFIX", ""))
 
 
 def media_bucket_from_env(env: Mapping[str, str]) -> S3Location | None:
     """The media bucket, named by the same ``GEMNAR_MEDIA_S3_*`` variables the workers' app
-    reads, or None when media are a directory."""
-    if not env.get("GEMNAR_MEDIA_S3_BUCKET"):
+    reads, or None when media are a directory. No key prefix: the app writes none."""
+    return _bucket_from_env(env, "MEDIA", "media bucket")
+
+
+def _bucket_from_env(env: Mapping[str, str], kind: str, what: str,
+                     prefix: str = "") -> S3Location | None:
+    """The bucket ``GEMNAR_<kind>_S3_*`` names, or None without a bucket name; an endpoint
+    without a scheme is https. Both buckets upload with the backup's checksum setting."""
+    def var(name: str) -> str:
+        return f"GEMNAR_{kind}_S3_{name}"
+
+    if not env.get(var("BUCKET")):
         return None
-    missing = [k for k in ("GEMNAR_MEDIA_S3_ENDPOINT", "GEMNAR_MEDIA_S3_ACCESS_KEY",
-                           "GEMNAR_MEDIA_S3_SECRET_KEY") if not env.get(k)]
+    missing = [k for k in (var("ENDPOINT"), var("ACCESS_KEY"), var("SECRET_KEY"))
+               if not env.get(k)]
     if missing:
-        raise BackupConfigError(f"media bucket set but {', '.join(missing)} missing")
-    endpoint = env["GEMNAR_MEDIA_S3_ENDPOINT"]
+        raise BackupConfigError(f"{what} set but {', '.join(missing)} missing")
+    endpoint = env[var("ENDPOINT")]
     return S3Location(
         endpoint=endpoint if "://" in endpoint else f"https://{endpoint}",
-        bucket=env["GEMNAR_MEDIA_S3_BUCKET"],
-        access_key=env["GEMNAR_MEDIA_S3_ACCESS_KEY"],
-        secret_key=env["GEMNAR_MEDIA_S3_SECRET_KEY"],
-        region=env.get("GEMNAR_MEDIA_S3_REGION") or "us-east-1",
+        bucket=env[var("BUCKET")],
+        access_key=env[var("ACCESS_KEY")],
+        secret_key=env[var("SECRET_KEY")],
+        region=env.get(var("REGION")) or "us-east-1",
+        prefix=prefix,
         checksum_algorithm=env.get("GEMNAR_BACKUP_S3_CHECKSUM", "SHA256"),
     )
 
