@@ -90,31 +90,26 @@ def _dump(document: dict[str, Any]) -> str:
 
 def controller_cloud_config(settings: ControllerSettings) -> dict[str, Any]:
     """The controller's cloud-config as data."""
-    files = controller_files(settings)
-    setup = next(f.path for f in files if f.path.endswith("/gemnar-controller-setup.sh"))
-    return {
-        "hostname": settings.hostname,
-        "timezone": "UTC",
-        "package_update": True,
-        "package_upgrade": True,
-        "packages": COMMON_PACKAGES + CONTROLLER_PACKAGES,
-        "users": ["default", dict(APP_USER)],
-        **SSH_LOGIN,
-        "write_files": _write_files(files),
-        "runcmd": [[setup]],
-    }
+    return _node_cloud_config(settings.hostname, COMMON_PACKAGES + CONTROLLER_PACKAGES,
+                              controller_files(settings), "gemnar-controller-setup.sh")
 
 
 def worker_cloud_config(settings: WorkerSettings) -> dict[str, Any]:
     """A worker's cloud-config as data."""
-    files = worker_files(settings)
-    setup = next(f.path for f in files if f.path.endswith("/gemnar-worker-setup.sh"))
+    return _node_cloud_config(settings.name, COMMON_PACKAGES + WORKER_PACKAGES,
+                              worker_files(settings), "gemnar-worker-setup.sh")
+
+
+def _node_cloud_config(hostname: str, packages: Sequence[str], files: list[RenderedFile],
+                       setup_script: str) -> dict[str, Any]:
+    """Either role's cloud-config: its packages and files, then its setup script, once."""
+    setup = next(f.path for f in files if f.path.endswith(f"/{setup_script}"))
     return {
-        "hostname": settings.name,
+        "hostname": hostname,
         "timezone": "UTC",
         "package_update": True,
         "package_upgrade": True,
-        "packages": COMMON_PACKAGES + WORKER_PACKAGES,
+        "packages": packages,
         "users": ["default", dict(APP_USER)],
         **SSH_LOGIN,
         "write_files": _write_files(files),
