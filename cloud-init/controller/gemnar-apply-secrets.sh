@@ -17,7 +17,8 @@ admin_user='@{admin_user}'
 case "$GEMNAR_DB_PASSWORD$GEMNAR_REDIS_PASSWORD" in
     *[!A-Za-z0-9_-]*) echo "gemnar-apply-secrets: passwords must be [A-Za-z0-9_-]" >&2; exit 1 ;;
 esac
-# SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>, base64 fields: nothing to quote.
+# A SCRAM verifier: the scheme name, then $<iterations>:<salt>$<StoredKey>:<ServerKey> with
+# base64 fields, so nothing to quote. (User data must not show a verifier's shape.)
 case "$GEMNAR_PGBOUNCER_ADMIN_VERIFIER" in
     SCRAM-SHA-256\$*:*\$*:*) ;;
     *) echo "gemnar-apply-secrets: the admin verifier is not a SCRAM verifier" >&2; exit 1 ;;
