@@ -44,6 +44,8 @@ def monitor_config(settings: ControllerSettings) -> MonitorConfig:
         render_targets=lambda members: worker_target_files(members, settings.monitoring),
         metrics_dir=Path(paths.node_exporter_textfile_dir),
         certificate_file=Path(paths.tls_cert_file),
+        alerts_url=f"http://{settings.loopback_address}:{settings.ports.alertmanager}"
+        "/api/v2/alerts",
         interval_s=health.interval_s,
         timeout_s=health.timeout_s,
         thresholds=Thresholds(rise=health.rise, fall=health.fall),

@@ -27,6 +27,8 @@ import httpx
 
 from backups.status import problem as backup_problem
 from backups.status import read_status as read_backup_status
+from healthmon.alertlog import POLL_S as ALERT_POLL_S
+from healthmon.alertlog import AlertLog, http_fetch
 from healthmon.checks import MemberHealth, Thresholds, observe, reconcile
 from healthmon.metrics import (
     HEALTH_METRICS_NAME,
@@ -75,6 +77,8 @@ class MonitorConfig:
     metrics_dir: Path | None = None
     # The site's certificate, whose expiry the metrics carry.
     certificate_file: Path | None = None
+    # Alertmanager's alerts API: its active alerts are logged (healthmon.alertlog).
+    alerts_url: str | None = None
     health_path: str = "/health/"
     interval_s: float = 1.0
     timeout_s: float = 1.0
@@ -327,10 +331,15 @@ class Monitor:
 async def run(cfg: MonitorConfig, render: RenderUpstream, stop: asyncio.Event) -> None:
     async with httpx.AsyncClient() as client:
         monitor = Monitor(cfg, render, http_prober(client, cfg))
+        alerts = AlertLog(http_fetch(client, cfg.alerts_url)) if cfg.alerts_url else None
+        next_alert_poll = 0.0
         while not stop.is_set():
             try:
                 await monitor.tick()
             except (OSError, ValueError) as err:
                 log.error("health round failed: %s", err)
+            if alerts is not None and time.monotonic() >= next_alert_poll:
+                next_alert_poll = time.monotonic() + ALERT_POLL_S
+                await alerts.poll()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=cfg.interval_s)
