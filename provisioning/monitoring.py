@@ -132,6 +132,10 @@ def alertmanager_args(settings: ControllerSettings) -> list[str]:
     ]
 
 
+# Tries at start, 5 s apart, before the Nginx exporter gives up (Nginx restarting, say).
+NGINX_EXPORTER_RETRIES = 12
+
+
 def nginx_status_url(settings: ControllerSettings) -> str:
     return f"http://{settings.loopback_address}:{settings.ports.nginx_status}/stub_status"
 
@@ -144,6 +148,8 @@ def exporter_args(settings: ControllerSettings) -> dict[str, list[str]]:
     return {
         "nginx": [
             f"-nginx.scrape-uri={nginx_status_url(settings)}",
+            # It exits when its first look at the status page fails (default: no retry).
+            f"-nginx.retries={NGINX_EXPORTER_RETRIES}",
             f"-web.listen-address={loopback}:{ports.nginx_exporter}",
         ],
         "postgres": [f"--web.listen-address={loopback}:{ports.postgres_exporter}"],

@@ -57,12 +57,13 @@ systemctl restart ssh
 systemctl restart redis-server pgbouncer
 systemctl enable prometheus-node-exporter
 systemctl restart prometheus-node-exporter
+nginx -t && systemctl restart nginx
 # Monitoring: the packages started with Debian's defaults (every address); restart them on
-# the configs written above (loopback only). Workers' targets: written by gemnar-lb-apply.
+# the configs written above (loopback only), after Nginx serves its status page. Workers'
+# targets: written by gemnar-lb-apply.
 install -d -m 0755 '@{targets_dir}'
 # The scaler (a DynamicUser= in group prometheus) writes its metrics beside the others.
 install -d -o root -g prometheus -m 0775 '@{textfile_dir}'
 systemctl enable @{monitoring_units}
 systemctl restart @{monitoring_units}
-nginx -t && systemctl restart nginx
 systemctl enable --now @{timers}
