@@ -3,8 +3,9 @@
 For every change of count, the engine's own selection rule — the targets, then every resource
 whose parent or dependency is selected, in registration order — applied to the program's graph
 must select exactly the workers added or removed, their secrets and readiness/drain, and the
-membership: this is the prod preview under mocks. The local platform is proven against the
-real engine in tests/e2e/test_scaler.py.
+membership, for many changes of count on both platforms. The real engine's own selection is
+proven for prod in tests/scaler/test_prod_preview.py (a preview with Vultr's API faked) and
+for the local platform in tests/e2e/test_scaler.py.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from types import FrameType
 
@@ -26,8 +27,14 @@ def engine_address(argv: list[str]) -> str | None:
     return positional[-1] if positional else None
 
 
-def main(argv: list[str]) -> int:
-    provider = CommandProvider(engine_address(argv))
+def serve(
+    provider: provider_pb2_grpc.ResourceProviderServicer, close: Callable[[], None]
+) -> int:
+    """Serve ``provider`` on a loopback port, announce the port, run until SIGTERM/SIGINT,
+    then ``close``.
+
+    Shared with the test fakes built on the same protocol (tests/support/fake_vultr).
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=WORKERS),
         options=[
@@ -50,8 +57,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
     server.stop(grace=2).wait()
-    provider.close()
+    close()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    provider = CommandProvider(engine_address(argv))
+    return serve(provider, provider.close)
 
 
 if __name__ == "__main__":
