@@ -129,3 +129,27 @@ def project_program(opened: list[auto.Stack]) -> Callable[[], None]:
         main(last_outputs=lambda: {k: v.value for k, v in opened[0].outputs().items()})
 
     return run
+
+
+def repair_interrupted_checkpoint(stack_name: str, paths: ToolPaths | None = None) -> list[Path]:
+    """Remove the empty attributes file a CLI killed while saving leaves in the file backend.
+
+    The file backend (gocloud.dev fileblob, as the CLI v3.274.1 pins it: blob/fileblob
+    ``writer.Close``) saves a checkpoint by writing a temporary file, then truncating and
+    rewriting ``<checkpoint>.attrs``, then renaming the temporary file into place. A CLI killed
+    between the truncation and the write leaves an empty ``.attrs``, and every later command
+    fails with "failed to load checkpoint: EOF", although the checkpoint is the previous
+    complete one (the rename had not happened). Without the file the reader takes default
+    attributes. Only an empty file is removed, only in this project's own file backend (an S3
+    backend writes an object and its metadata at once). Call it only when no ``pulumi`` of
+    this stack can be running.
+    """
+    paths = paths or tool_paths()
+    stacks = paths.backend_dir / ".pulumi" / "stacks" / PROJECT_NAME
+    removed = []
+    for name in (f"{stack_name}.json.attrs", f"{stack_name}.json.gz.attrs"):
+        attrs = stacks / name
+        if attrs.is_file() and attrs.stat().st_size == 0:
+            attrs.unlink()
+            removed.append(attrs)
+    return removed

@@ -37,7 +37,7 @@ from scaler import process_group
 from scaler.config import WORKER_COUNT_KEY
 from scaler.process_group import Group
 from scaler.state import InFlight, ScalerState
-from scaler.targets import scope_targets
+from scaler.targets import refresh_targets, scope_targets
 from stack_schema import NAMESPACE
 from worker_count import GENERATION_KEY, last_applied, next_generation
 
@@ -93,6 +93,13 @@ def open_real_stack(stack_name: str) -> StackLike:
 
     stack: StackLike = open_stack(stack_name)
     return stack
+
+
+def repair_real_state(stack_name: str) -> list[str]:
+    """Undo what a ``pulumi`` killed while saving leaves in the project's file backend."""
+    from engine.workspace import repair_interrupted_checkpoint  # needs the toolchain paths
+
+    return [str(path) for path in repair_interrupted_checkpoint(stack_name)]
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ class Actuator:
         orphan_grace_s: float = 60.0,
         targeted: bool = True,
         log: Callable[[str], None] | None = None,
+        repair: Callable[[], list[str]] | None = None,
     ) -> None:
         self.stack = stack
         self.persist = persist
@@ -172,6 +180,8 @@ class Actuator:
         self.orphan_grace_s = orphan_grace_s
         self.targeted = targeted
         self.log = log or (lambda _line: None)
+        # Runs once no process of a dead update is left: repairs what its kill left behind.
+        self.repair = repair or (lambda: [])
 
     def apply(self, state: ScalerState, target: int, previous: int) -> Outcome:
         """Converge the stack from ``previous`` (its current count) to ``target`` workers."""
@@ -218,11 +228,14 @@ class Actuator:
                 notes.append(f"orphaned update (process group {group.pgid}) still running "
                              f"after {self.orphan_wait_s:g}s: {how}")
         finished = _finished(flight.record)
+        repaired = self.repair()
+        if repaired:
+            notes.append("removed the empty checkpoint attributes a save cut short left: "
+                         + ", ".join(repaired))
         try:
             if not finished:
                 self.stack.refresh(
-                    target=self._targets(flight.previous, flight.target) or None,
-                    target_dependents=True if self.targeted else None,
+                    target=self._targets(flight.previous, flight.target, existing=True) or None,
                     clear_pending_creates=True,
                     message="scaler: refresh after an interrupted update",
                 )
@@ -242,11 +255,14 @@ class Actuator:
         self.persist(state)
         return Outcome("recovered", "; ".join(notes), flight.target)
 
-    def _targets(self, previous: int, target: int) -> list[str]:
+    def _targets(self, previous: int, target: int, existing: bool = False) -> list[str]:
+        """The scope of a change; with ``existing``, what a refresh of it must name."""
         if not self.targeted:
             return []
         try:
-            return scope_targets(self.stack.export_stack(), previous, target)
+            deployment = self.stack.export_stack()
+            urns = scope_targets(deployment, previous, target)
+            return refresh_targets(deployment, urns) if existing else urns
         except ConcurrentUpdateError:
             raise
         except Exception as error:
@@ -309,5 +325,10 @@ def _finished(record: str | None) -> bool:
 
 
 def _summary(error: BaseException, limit: int = 500) -> str:
-    text = " ".join(str(error).split())
+    """One line naming the error: the CLI's own ``error:`` lines when it failed (its stdout
+    before them is progress that would fill the limit), else the message."""
+    # A CommandError's text is its CommandResult: " code: N\n stdout: ...\n stderr: ...".
+    stderr = str(error).partition("\n stderr: ")[2]
+    errors = [line.strip() for line in stderr.splitlines() if line.strip().startswith("error")]
+    text = " ".join(" ".join(errors or [str(error)]).split())
     return f"{type(error).__name__}: {text[:limit]}"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from scaler.actuator import StackLike, Updater, open_real_stack
+from scaler.actuator import StackLike, Updater, open_real_stack, repair_real_state
 from scaler.runner import Collector, Scaler, print_json
 from scaler.state import LockBusy, ScalerLock, StateStore
 from scaler.status import render_status
@@ -68,10 +68,12 @@ def main(
     args = build_parser().parse_args(argv)
     store = StateStore(args.state_dir or default_state_dir(args.stack))
     metrics = args.metrics_file or os.environ.get(METRICS_FILE_VARIABLE)
+    # The project's own backend is repaired only for the project's own stacks.
+    repair = repair_real_state if stack_factory is open_real_stack else None
     scaler = Scaler(args.stack, stack_factory, store, clock, dry_run=args.dry_run,
                     scrape_timeout_s=args.timeout, targeted=not args.full_up,
                     collector=collector, updater=updater,
-                    metrics_file=Path(metrics) if metrics else None)
+                    metrics_file=Path(metrics) if metrics else None, repair=repair)
     if args.command == "status":
         return _status(scaler, args.stack, clock)
     if args.command == "set-count":

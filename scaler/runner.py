@@ -65,6 +65,7 @@ class Scaler:
         targeted: bool = True,
         updater: Updater | None = None,
         metrics_file: Path | None = None,
+        repair: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.stack_name = stack_name
         self.stack_factory = stack_factory
@@ -76,6 +77,7 @@ class Scaler:
         self.emit = emit
         self.targeted = targeted
         self.updater: Updater = updater or GroupUpdater(stack_name)
+        self.repair = repair
         self._stack: StackLike | None = None
         self._memory_state: ScalerState | None = None
         self.interval_s = 60.0
@@ -193,6 +195,7 @@ class Scaler:
 
     def _actuator(self, seen: Observation | None) -> Actuator:
         config = seen.settings.config if seen else None
+        repair, name = self.repair, self.stack_name
         return Actuator(
             self.stack,
             self.persist,
@@ -203,6 +206,7 @@ class Scaler:
             backoff_max_s=config.backoff_max_s if config else 1800.0,
             targeted=self.targeted,
             log=lambda line: self.emit({"ts": self.clock(), "note": line}),
+            repair=(lambda: repair(name)) if repair is not None else None,
         )
 
     def _finish(

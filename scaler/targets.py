@@ -49,6 +49,29 @@ def strays(deployment: Any, count: int) -> list[int]:
     return [i for i in worker_indices(deployment) if i >= count]
 
 
+def refresh_targets(deployment: Any, urns: list[str]) -> list[str]:
+    """What a refresh of ``urns`` must name: those the state holds, and everything in the
+    state whose parent, dependency or deleted-with is among them, transitively.
+
+    Only resources that exist: the engine fails on any other name, and a worker that was only
+    about to be created does not. The dependents by name, not through ``--target-dependents``:
+    the engine (v3.274.1, ``deploymentExecutor.refresh``) refreshes a dependent without loading
+    its provider, and fails with "unknown provider" when no named target shares it (the
+    membership's command under the membership component did).
+    """
+    found = resources(deployment)
+    known = {str(r.get("urn", "")) for r in found}
+    chosen = {urn for urn in urns if urn in known}
+    # The state lists a resource after everything it depends on: one pass is transitive.
+    for r in found:
+        links = {r.get("parent"), r.get("deletedWith"), *(r.get("dependencies") or [])}
+        for deps in (r.get("propertyDependencies") or {}).values():
+            links.update(deps or [])
+        if chosen & {str(link) for link in links if link}:
+            chosen.add(str(r.get("urn", "")))
+    return [str(r.get("urn", "")) for r in found if str(r.get("urn", "")) in chosen]
+
+
 def scope_targets(deployment: Any, previous: int, target: int) -> list[str]:
     """URNs that converge the state from ``previous`` to ``target`` workers.
 

@@ -10,7 +10,9 @@ process, each with a deadline.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -26,10 +28,11 @@ from pulumi import automation as auto
 from components.worker_scope import in_scope
 from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import PROJECT_NAME, project_program, pulumi_command, pulumi_env
+from localnode.supervise import running
 from scaler import process_group
 from scaler.cli import _set_count
 from scaler.state import ScalerState, StateStore
-from tests.e2e.conftest import LocalStack, SteadyLoad, served_by
+from tests.e2e.conftest import MAX_WORKERS, LocalStack, SteadyLoad, served_by
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -42,6 +45,8 @@ SCALE_OUT_CORE = {
     "gemnar-worker-2-ready", "gemnar-worker-2-ready-gate",
     "gemnar-membership-sync",
 }
+# The resource that starts worker-2's processes: what "creating the worker" means locally.
+NEW_NODE = "gemnar-worker-2-processes"
 TUNING = {
     "gemnar:scaleWarmup": "0",
     "gemnar:evaluationPeriods": "2",
@@ -247,6 +252,127 @@ def test_a_scaler_killed_during_up_leaves_one_writer_and_the_next_run_converges(
     finally:
         if process_group.alive(orphan):  # a failed test must not leave a writer behind
             process_group.end(orphan, grace_s=60)
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of ``pid`` (None once it is gone)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def node_sessions(stack: LocalStack, index: int) -> set[int]:
+    """The sessions worker-``index``'s recorded daemons lead (each starts in its own)."""
+    root = stack.node_root(f"worker-{index}")
+    pids = [*root.glob("run/supervised/*.pid"), *root.glob("run/*.pid")]
+    return {int(p.read_text().split()[0]) for p in pids if p.read_text().strip()}
+
+
+def orphans(stack: LocalStack, count: int) -> list[str]:
+    """Node processes no recorded daemon accounts for: any of a worker outside ``count``, and
+    any of a worker inside it that is not in the session of one of its recorded daemons."""
+    found = []
+    for line in stack.node_processes():
+        pid = int(line.split()[0])
+        for index in range(MAX_WORKERS + 1):
+            root = str(stack.node_root(f"worker-{index}"))
+            if f"{root}/" not in line and f" {stack.worker_address(index)}" not in line:
+                continue
+            if index >= count or session_of(pid) not in node_sessions(stack, index):
+                found.append(line)
+    return found
+
+
+def pending_creates(stack: LocalStack) -> list[str]:
+    """Creates the checkpoint records as under way, read from the backend's file itself (a
+    CLI killed while saving can leave the stack unreadable to the CLI until repaired)."""
+    path = tool_paths().backend_dir / ".pulumi" / "stacks" / PROJECT_NAME / (
+        f"{stack.stack.name}.json")
+    latest = json.loads(path.read_text())["checkpoint"].get("latest") or {}
+    return [op["resource"]["urn"].rsplit("::", 1)[1]
+            for op in latest.get("pending_operations") or [] if op.get("type") == "creating"]
+
+
+def test_an_update_killed_while_creating_a_worker_converges_on_the_next_tick(
+    at_two: LocalStack, scaler_state: Path
+) -> None:
+    local_stack = at_two
+    set_config(local_stack.stack, minWorkers=3)  # below the minimum: the scaler acts at once
+    # The workers' deploy lock (migrate + collectstatic), held by the test: worker-2's start
+    # waits on it inside the engine's create, so the kill lands mid-create every time.
+    deploy_lock = (local_stack.state_dir / "deploy.lock").open("a")
+    fcntl.flock(deploy_lock, fcntl.LOCK_EX)
+    run = scaler(local_stack, scaler_state)
+    state_file = scaler_state / "state.json"
+    exited = lambda: None if run.poll() is None else "the scaler finished"  # noqa: E731
+    sshd = local_stack.node_root("worker-2") / "run" / "sshd.pid"
+
+    def group() -> process_group.Group | None:
+        try:
+            flight = json.loads(state_file.read_text()).get("in_flight") or {}
+        except (OSError, ValueError):
+            return None
+        return (process_group.Group(flight["pgid"], flight["leader_start"])
+                if flight.get("pgid") is not None else None)
+
+    def creating_the_worker() -> bool:
+        # Only whole lines: the child may be writing the last one.
+        events = [json.loads(line) for path in scaler_state.glob("updates/*/events.jsonl")
+                  for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+        return any(e["kind"] == "resource_pre_event" and e["op"] == "create"
+                   and e["urn"].endswith(f"::{NEW_NODE}") for e in events)
+
+    update = wait_until(group, timeout_s=120, what="the update's process group in the state",
+                        abort=exited)
+    try:
+        # The engine has asked for worker-2's node, and the node is half made (its sshd runs,
+        # its app waits on the deploy lock).
+        wait_until(creating_the_worker, timeout_s=180, abort=exited,
+                   what="the engine's create step of worker-2's node")
+        wait_until(lambda: running(sshd), timeout_s=60, abort=exited,
+                   what="worker-2's node half made")
+        run.kill()  # the scaler, and its update with the pulumi CLI and its plugins
+        os.killpg(update.pgid, signal.SIGKILL)
+        run.communicate()
+        wait_until(lambda: not process_group.alive(update), timeout_s=30,
+                   what="the killed update's process group gone")
+        assert NEW_NODE in pending_creates(local_stack), "killed mid-create"
+        fcntl.flock(deploy_lock, fcntl.LOCK_UN)
+
+        # The next ticks recover (the dead run's lock, its pending create) and decide afresh.
+        records: list[dict[str, Any]] = []
+        began = time.monotonic()
+
+        def converged() -> bool:
+            records.append(tick(local_stack, scaler_state))
+            return records[-1]["action"] in ("applied", "none")
+
+        def story() -> str:
+            return json.dumps([{k: r.get(k) for k in ("action", "rule", "reason", "recovery",
+                                                      "outcome", "current")} for r in records],
+                              indent=1, default=str)
+
+        wait_until(converged, timeout_s=600, interval_s=0, what="a tick that decides",
+                   detail=story)
+        took = time.monotonic() - began
+        # The first finds the dead run's lock and cancels it; the next recovers and acts.
+        assert len(records) <= 3, story()
+        assert any(r.get("recovery", {}).get("action") == "recovered" for r in records), story()
+        assert records[-1]["decision"]["target"] == 3, story()
+        # One count everywhere: the stack's own, the running nodes, no stray process.
+        assert worker_count(local_stack) == 3, story()
+        assert {i for i in range(MAX_WORKERS + 1) if local_stack.worker_running(i)} == {0, 1, 2}
+        assert orphans(local_stack, 3) == []
+        assert pending_creates(local_stack) == []
+        assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
+        preview = local_stack.stack.preview(color="never")
+        assert set(preview.change_summary) == {"same"}, preview.change_summary
+        print(f"converged in {len(records)} ticks, {took:.0f} s:\n{story()}")
+    finally:
+        deploy_lock.close()  # releases the lock
+        if process_group.alive(update):
+            process_group.end(update, grace_s=60)
 
 
 def test_memory_pressure_scales_out_once_even_with_two_scalers(

@@ -119,6 +119,13 @@ class FakeStack:
 
     def refresh(self, **kwargs: Any) -> None:
         self.calls.append(("refresh", kwargs))
+        # As the engine: a refresh target must be in the state (a worker that was only about
+        # to be created is not), else "no resource named '<urn>' found".
+        known = {r["urn"] for r in self.export_stack().deployment["resources"]}
+        for urn in kwargs.get("target") or []:
+            if urn not in known:
+                raise CommandError(CommandResult(
+                    "", f"error: no resource named '{urn}' found", 255))
         self._run(self.refresh_script)
 
     def cancel(self) -> None:

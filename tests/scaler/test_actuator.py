@@ -134,6 +134,13 @@ def test_recovery_refreshes_and_does_not_reapply_the_old_target(tmp_path: Path) 
     assert outcome.status == "recovered"
     assert stack.names() == ["refresh"]
     assert stack.calls[0][1]["clear_pending_creates"] is True
+    # Only what the state holds: worker-3 was being created (the engine refuses other names);
+    # the membership's command by name (the engine's --target-dependents would not load its
+    # provider).
+    refreshed = stack.calls[0][1]["target"]
+    assert refreshed and not any("gemnar-worker-3" in urn for urn in refreshed), refreshed
+    assert any(urn.endswith("::gemnar-membership-sync") for urn in refreshed), refreshed
+    assert not stack.calls[0][1].get("target_dependents")
     assert stack.deployed == 3, "the tick decides afresh; recovery applies nothing"
     assert store.load().in_flight is None
 
@@ -232,3 +239,24 @@ def test_recovery_that_fails_backs_off_and_forgets_the_flight(tmp_path: Path) ->
     assert state.in_flight is None and state.failures == 1
     assert state.next_attempt_at == pytest.approx(clock.now + 60)
     assert "up" not in stack.names()
+
+
+def test_recovery_repairs_a_cut_save_before_it_touches_the_stack(tmp_path: Path) -> None:
+    clock = Clock()
+    store = _interrupted(tmp_path, clock)
+    stack = FakeStack.with_workers(3)
+    actuator, _, _ = make(stack, tmp_path, clock)
+    order: list[str] = []
+
+    def repair() -> list[str]:
+        order.append("repair")
+        return ["stacks/gemnar/prod.json.attrs"]
+
+    actuator.repair = repair
+    stack.refresh_script = [lambda: order.append("refresh")]
+
+    outcome = actuator.recover(store.load())
+
+    assert outcome.status == "recovered"
+    assert order == ["repair", "refresh"]
+    assert "prod.json.attrs" in outcome.detail

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import pytest
 
 from components.worker_scope import MEMBERSHIP_NAME, MEMBERSHIP_TYPE
-from scaler.targets import scope_targets, strays, worker_indices
+from scaler.targets import refresh_targets, scope_targets, strays, worker_indices
 from tests.scaler.program_graph import Graph, graph
 
 
@@ -94,3 +94,16 @@ def test_without_a_membership_or_a_template_the_answer_is_a_full_up() -> None:
     only_membership = {"resources": [r for r in graph("local", 2).deployment()["resources"]
                                      if r.get("type") == MEMBERSHIP_TYPE]}
     assert scope_targets(only_membership, 0, 1) == []
+
+
+@pytest.mark.parametrize("platform", ["vultr", "local"])
+def test_a_refresh_names_what_exists_and_everything_under_it(platform: str) -> None:
+    # An interrupted 3 -> 4: worker-3 never reached the state.
+    g = graph(platform, 3)
+    wanted = scope_targets(g.deployment(), 3, 4)
+    named = refresh_targets(g.deployment(), wanted)
+    assert set(named) <= g.urns | {r["urn"] for r in g.deployment()["resources"]}
+    assert not any("gemnar-worker-3" in urn for urn in named)
+    # The engine's own closure (parents and dependencies) of what exists, nothing more.
+    assert set(named) == selected(g, wanted)
+    assert g.by_name(f"{MEMBERSHIP_NAME}-sync")["urn"] in named
