@@ -124,14 +124,14 @@ def test_two_concurrent_runs_only_one_acts(tmp_path: Path) -> None:
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     second = None
     try:
-        wait_until(lambda: list(marks.glob("acted-*")), timeout_s=20,
+        wait_until(lambda: list(marks.glob("acted-*")), timeout_s=120,
                    what="the first run acting",
                    abort=lambda: "first run ended before acting" if first.poll() is not None
                    else None)
         # The first run is now inside `up`, holding the lock.
-        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30)
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
         (marks / "release").touch()
-        first_out, _ = first.communicate(timeout=30)
+        first_out, _ = first.communicate(timeout=120)
     finally:
         for process in (first,):
             if process.poll() is None:

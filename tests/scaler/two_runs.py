@@ -16,7 +16,7 @@ def run(state_dir: str, marks: str) -> int:
 
     def hold_until_released() -> None:
         (marks_dir / f"acted-{os.getpid()}").touch()
-        wait_until(lambda: (marks_dir / "release").exists(), timeout_s=20,
+        wait_until(lambda: (marks_dir / "release").exists(), timeout_s=300,
                    what="the test releasing the update")
 
     # One worker configured against a minimum of two: the policy acts on the first tick.
