@@ -138,6 +138,19 @@ def test_tls_offers_only_aead_suites_with_forward_secrecy(tmp_path: Path) -> Non
     assert protocols["TLS1_2"].startswith("offered")
     assert protocols["TLS1_3"].startswith("offered")
     by_id = {f["id"]: f["finding"] for f in findings}
-    assert by_id["sessionresumption_ticket"] == "not supported"  # ssl_session_tickets off
     # Stapling is neither configured nor claimed: Let's Encrypt ended OCSP (docs/hardening.md).
     assert by_id["OCSP_stapling"] == "not offered"
+
+
+def test_tls12_sessions_get_no_ticket(site: ControllerSettings) -> None:
+    """``ssl_session_tickets off``: a TLS 1.2 handshake carries no ticket (resumption uses the
+    server's session cache, so there is no ticket key to rotate). (TLS 1.3 still announces
+    tickets: with tickets off OpenSSL makes them stateful, references into the same cache.)"""
+    openssl = require_executable("openssl")
+    result = subprocess.run(
+        [str(openssl), "s_client", "-connect", f"{site.private_address}:{site.ports.https}",
+         "-servername", site_host(site), "-tls1_2"],
+        input="", capture_output=True, text=True, timeout=30, check=False)
+    assert "Protocol  : TLSv1.2" in result.stdout, result.stderr[-500:]
+    assert "Session-ID: " in result.stdout
+    assert "TLS session ticket" not in result.stdout
