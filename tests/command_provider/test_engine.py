@@ -193,3 +193,42 @@ def test_remote_environment_refused_without_accept_env(engine: Engine, tmp_path:
         error, output = engine.failed_up("setenv", program)
         assert "could not set environment variable" in error
         assert "AcceptEnv" in output
+
+
+def test_preview_of_an_added_worker_with_unknown_connection(engine: Engine, tmp_path: Path) -> None:
+    # The shape of adding a worker: its remote command's `connection` (secret, as the SDK makes
+    # it) depends on a resource that does not exist yet, so the preview sends it unknown.
+    client_key = trusted_key(tmp_path)
+    workers = {"count": 1}
+
+    with running_sshd(
+        tmp_path / "sshd", tmp_path / "authorized_keys", extra=("AcceptEnv W",)
+    ) as sshd:
+
+        def program() -> None:
+            for index in range(1, workers["count"] + 1):
+                address = local.Command(f"worker-{index}-address", create=f"echo {sshd.address}")
+                remote.Command(
+                    f"worker-{index}-ready",
+                    connection=sshd.connection(client_key, host=address.stdout),
+                    create=pulumi.Output.concat("echo ready ", address.stdout),
+                    environment={"W": address.stdout},
+                    triggers=[address.stdout],
+                )
+
+        stack = engine.stack("added-worker", program)
+        log: list[str] = []
+        try:
+            assert _summary(stack.up(on_output=log.append)) == {"create": 3}
+            workers["count"] = 2
+            preview = stack.preview(on_output=log.append)
+            assert preview.change_summary.get(auto.OpType.CREATE) == 2
+            assert preview.change_summary.get(auto.OpType.SAME) == 3
+            assert set(preview.change_summary) == {auto.OpType.CREATE, auto.OpType.SAME}
+            assert _summary(stack.up(on_output=log.append)) == {"create": 2, "same": 3}
+            stack.destroy(on_output=log.append)
+        except Exception:
+            print("".join(log))
+            raise
+        finally:
+            stack.workspace.remove_stack("added-worker", force=True)

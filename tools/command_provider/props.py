@@ -1,8 +1,13 @@
-"""Helpers for Pulumi property values as decoded by `pulumi.runtime.rpc.deserialize_properties`.
+"""Decoding a request's Pulumi property values, and helpers for secrets and unknowns in them.
 
 Secrets arrive as `{SIG: SECRET_SIG, "value": ...}` dictionaries and unknowns (preview only) as
-`pulumi.output.Unknown` instances or the raw UNKNOWN sentinel string. These helpers unwrap,
-detect and re-wrap them without caring where in a value they sit.
+the raw UNKNOWN sentinel string (or `pulumi.output.Unknown` instances in values built by hand).
+These helpers decode, unwrap, detect and re-wrap them without caring where in a value they sit.
+
+`decode_properties` replaces the SDK's `rpc.deserialize_properties`, which loses unknowns inside
+a secret (pulumi 3.272 deserializes a secret's value without `keep_unknowns`, so an unknown
+becomes `None` and is dropped): during a preview the still-unknown `connection` of a new worker,
+which the SDK always marks secret, arrived as an empty secret and failed Check.
 """
 
 from __future__ import annotations
@@ -10,10 +15,49 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf import struct_pb2
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 PropertyMap = dict[str, Any]
+
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def decode_properties(struct: struct_pb2.Struct) -> PropertyMap:
+    """A request's properties, unknowns kept at any depth (secret or not) as the UNKNOWN string.
+
+    Otherwise as the SDK: a `null` is an absent key, and a map or list holding a secret becomes
+    one secret around the plain values (the shape the stand-in's state has always had). Other
+    signatures (assets, archives, resource references) are left to the SDK.
+    """
+    # Top-level properties keep their own wrappers: secretness is pushed up only inside values.
+    return _fields(struct)
+
+
+def _fields(struct: struct_pb2.Struct) -> PropertyMap:
+    fields = {k: _decode(v) for k, v in struct.items()}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, struct_pb2.ListValue):
+        items = [_decode(v) for v in value]
+        if any(is_secret(v) for v in items):
+            return make_secret([unwrap(v) for v in items])
+        return items
+    if not isinstance(value, struct_pb2.Struct):
+        return value
+    if SIG_KEY in value:
+        if value[SIG_KEY] == SECRET_SIG:
+            return make_secret(_decode(value["value"]))
+        return rpc.deserialize_properties(value, keep_unknowns=True)
+    fields = _fields(value)
+    if any(is_secret(v) for v in fields.values()):
+        return make_secret({k: unwrap(v) for k, v in fields.items()})
+    return fields
 
 
 def is_secret(value: Any) -> bool:

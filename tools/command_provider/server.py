@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 import paramiko
-from google.protobuf import empty_pb2, json_format, struct_pb2
+from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import engine_pb2, plugin_pb2, provider_pb2, provider_pb2_grpc
 
@@ -22,7 +22,7 @@ from .diff import diff
 from .engine_log import EngineLog
 from .execution import Cancelled, CancelRegistry, CommandFailed
 from .lifecycle import Context, Runners, create, delete, update
-from .props import PropertyMap
+from .props import PropertyMap, decode_properties
 
 RESOURCE_TYPES = (LOCAL_COMMAND, REMOTE_COMMAND)
 # Failures whose message is the whole story; anything else also gets its traceback.
@@ -66,53 +66,11 @@ def _aborting(
     return wrapper
 
 
-# Stands for a secret wrapper while the SDK decodes (see ``decode``).
-_SECRET_MARK = "__gemnar_secret__"
-
-
 def decode(struct: struct_pb2.Struct | None) -> PropertyMap:
-    """The properties as Python values, unknowns kept everywhere, secrets as wire wrappers.
-
-    The SDK (3.272) decodes a secret's inner value without ``keep_unknowns``, so a secret
-    whose value is unknown in preview (a connection carrying a host key not yet read) would
-    arrive as a secret ``None``, and Check would reject it. Secrets are therefore swapped for
-    plain marked objects, decoded keeping unknowns, and wrapped again exactly as the SDK
-    wraps them (a container holding a secret becomes a secret of plain values).
-    """
+    """The properties as Python values, unknowns kept everywhere (see `props.decode_properties`)."""
     if struct is None:
         return {}
-    marked = struct_pb2.Struct()
-    marked.update(_mark(json_format.MessageToDict(struct)))
-    decoded = rpc.deserialize_properties(marked, keep_unknowns=True)
-    return {key: _unmark(value) for key, value in decoded.items()}
-
-
-def _mark(value: Any) -> Any:
-    if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return {_SECRET_MARK: _mark(value.get("value"))}
-        return {k: _mark(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mark(v) for v in value]
-    return value
-
-
-def _unmark(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {_SECRET_MARK}:
-            return rpc.wrap_rpc_secret(_unmark(value[_SECRET_MARK]))
-        items = {k: _unmark(v) for k, v in value.items()}
-        if any(rpc.is_rpc_secret(v) for v in items.values()):
-            return rpc.wrap_rpc_secret({k: rpc.unwrap_rpc_secret(v) if rpc.is_rpc_secret(v)
-                                        else v for k, v in items.items()})
-        return items
-    if isinstance(value, list):
-        elements = [_unmark(v) for v in value]
-        if any(rpc.is_rpc_secret(v) for v in elements):
-            return rpc.wrap_rpc_secret([rpc.unwrap_rpc_secret(v) if rpc.is_rpc_secret(v) else v
-                                        for v in elements])
-        return elements
-    return value
+    return decode_properties(struct)
 
 
 def encode(props: Mapping[str, Any]) -> struct_pb2.Struct:
