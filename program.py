@@ -15,7 +15,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -25,9 +26,10 @@ from appdelivery.ops_push import INSTALL_OPS
 from appdelivery.push import INSTALL
 from appdelivery.source import AppSource
 from components.app_delivery import AppDelivery, AppDeliveryArgs
+from components.app_roll import LB_WAIT, ROLL, AppRoll, AppRollArgs
 from components.data_volume import DataVolume, DataVolumeArgs
 from components.first_boot import FirstBoot, FirstBootArgs
-from components.host_keys import connection_port, pin_nodes
+from components.host_keys import PinnedNodes, connection_port, pin_nodes
 from components.host_secrets import (
     APPLY_HOOK,
     WORKER_SECRETS,
@@ -41,7 +43,7 @@ from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
 from components.media_storage import MediaStorage, MediaStorageArgs
 from components.membership import LB_APPLY, Membership, MembershipArgs
-from components.nodes import Nodes, SshIdentity
+from components.nodes import NodeHandle, Nodes, SshIdentity
 from components.offsite_storage import BACKUP_ENV, OffsiteStorage, offsite_args
 from components.operations import ControllerOperations, ControllerOperationsArgs
 from components.ssh_agent import check_agent_socket
@@ -59,6 +61,7 @@ from components.worker_scope import (
     MEMBERSHIP_NAME,
     app_resource,
     readiness_resource,
+    roll_resource,
     secrets_resource,
     ssh_gate_resource,
 )
@@ -91,8 +94,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     access = pin_nodes(PROVISIONERS[cfg.platform](cfg, ssh))
     nodes = access.nodes
     seed = pulumi.Output.secret(cfg.secret_seed.value)
-    deliver = nodes.delivers_app and cfg.app_source == "bundled"
-    source_hash = AppSource.of_project(PROJECT_ROOT).content_hash if deliver else ""
+    bundled = cfg.app_source == "bundled"
+    # Pushed as an artifact where nodes install it themselves (prod, lab); a local node
+    # installs straight from the directory. Its content hash names the release either way.
+    deliver = nodes.delivers_app and bundled
+    app_dir = bundled_app_dir(cfg)
+    source_hash = AppSource.at(app_dir, PROJECT_ROOT).content_hash if bundled else ""
 
     controller = nodes.controller
     controller_ready: list[pulumi.Resource] = list(controller.ready_after)
@@ -193,7 +200,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     )
     gates: list[pulumi.Resource] = []
     previous_secrets: list[pulumi.Resource] = []
-    previous_delivery: list[pulumi.Resource] = []
+    previous_turn: list[pulumi.Resource] = []
     for index, (worker, worker_key) in enumerate(
         zip(nodes.workers, access.worker_keys, strict=True)
     ):
@@ -220,30 +227,35 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             )
         ready = worker.path(READY)
         delivered: list[pulumi.Resource] = []
-        if deliver:
-            delivery = AppDelivery(
-                app_resource(index),
-                AppDeliveryArgs(
-                    source_hash=source_hash,
-                    target_host=worker.connection.host,
-                    target_port=connection_port(worker.connection),
-                    target_host_key=worker_key,
-                    jump_host=nodes.controller.connection.host,
-                    jump_port=connection_port(nodes.controller.connection),
-                    jump_host_key=access.controller_key,
+        if bundled:
+            install_step = None
+            if deliver:
+                install_step = delivery_step(
+                    cfg, access, nodes, index, worker, worker_key, source_hash, app_dir,
+                    ssh, [*worker.ready_after, *worker_ready])
+            roll = AppRoll(
+                roll_resource(index),
+                AppRollArgs(
+                    worker=worker.name,
+                    worker_connection=worker.connection,
+                    controller_connection=controller.connection,
                     node_identity=worker.identity,
-                    user=cfg.ssh_user,
-                    private_key=ssh.private_key,
-                    artifacts_dir=worker.path(WorkerPaths().artifacts_dir),
-                    install=worker.path(INSTALL),
-                    ready=ready,
-                    secrets_file=worker.path(worker_secrets_path()),
+                    private_address=worker.private_address,
+                    app_port=cfg.app_port,
+                    release=source_hash,
+                    min_healthy=cfg.get("rollMinHealthy"),
+                    timeout_s=cfg.get("rollTimeout"),
+                    ssh_user=cfg.ssh_user,
+                    install_args=None if deliver else [str(app_dir), source_hash],
+                    roll_command=worker.path(ROLL),
+                    wait_command=controller.path(LB_WAIT),
                 ),
-                # One worker at a time: an app update rolls through the pool.
-                opts=pulumi.ResourceOptions(
-                    depends_on=[*worker.ready_after, *worker_ready, *previous_delivery]),
+                # One worker at a time: the previous worker's turn is over first.
+                # gemnar-lb-wait runs from the project the operations delivery installs.
+                after=[*worker.ready_after, *worker_ready, *controller_ops, *previous_turn],
+                install=install_step,
             )
-            delivered = previous_delivery = [delivery]
+            delivered = previous_turn = [roll.back]
         worker_secrets = HostSecrets(
             secrets_resource(index),
             HostSecretsArgs(
@@ -319,6 +331,48 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         ),
         **nodes.extras,
     }
+
+
+def bundled_app_dir(cfg: StackConfig) -> Path:
+    """The bundled app's directory: ``gemnar:appDir``, relative to the project."""
+    return (PROJECT_ROOT / str(cfg.get("appDir"))).resolve()
+
+
+def delivery_step(
+    cfg: StackConfig, access: PinnedNodes, nodes: Nodes, index: int, worker: NodeHandle,
+    worker_key: pulumi.Output[str], source_hash: str, app_dir: Path, ssh: SshIdentity,
+    ready_after: list[pulumi.Resource],
+) -> Callable[[Sequence[pulumi.Resource]], pulumi.Resource]:
+    """The artifact push as worker ``index``'s install step in its roll (prod, lab)."""
+
+    def step(after: Sequence[pulumi.Resource]) -> pulumi.Resource:
+        return AppDelivery(
+            app_resource(index),
+            AppDeliveryArgs(
+                source_hash=source_hash,
+                target_host=worker.connection.host,
+                target_port=connection_port(worker.connection),
+                target_host_key=worker_key,
+                jump_host=nodes.controller.connection.host,
+                jump_port=connection_port(nodes.controller.connection),
+                jump_host_key=access.controller_key,
+                node_identity=worker.identity,
+                user=cfg.ssh_user,
+                private_key=ssh.private_key,
+                artifacts_dir=worker.path(WorkerPaths().artifacts_dir),
+                install=worker.path(INSTALL),
+                ready=worker.path(READY),
+                secrets_file=worker.path(worker_secrets_path()),
+                worker=worker.name,
+                private_address=worker.private_address,
+                roll=worker.path(ROLL),
+                roll_timeout_s=cfg.get("rollTimeout"),
+                app_dir=str(app_dir),
+            ),
+            opts=pulumi.ResourceOptions(depends_on=[*ready_after, *after]),
+        )
+
+    return step
 
 
 LastOutputs = Callable[[], Mapping[str, Any]]

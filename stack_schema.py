@@ -254,6 +254,20 @@ SCHEMA: tuple[Key, ...] = (
     Key("appVersion", "string", "Git tag, branch or commit of appSource to deploy.",
         default="main", pattern=r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}",
         accepted="a git tag, branch or commit"),
+    Key("appDir", "string",
+        "The Django project bundled when appSource is bundled: a directory relative to the "
+        "project (or absolute, outside it: then the controller's scaler cannot rebuild it). Its "
+        "content hash names the release; a change rolls the workers one at a time.",
+        default="app", pattern=r"[A-Za-z0-9_./-]{1,255}",
+        accepted="a directory path of letters, digits, _ . / -"),
+    Key("rollMinHealthy", "integer",
+        "Rolling app updates: workers that must stay healthy in the load balancer besides the "
+        "one being updated; a worker's turn waits for them (at most rollTimeout).",
+        default=1, low=0, high=100),
+    Key("rollTimeout", "integer",
+        "Rolling app updates: seconds a worker may take to answer healthy on a new release "
+        "(else it is rolled back and the roll stops at it); also bounds each wait on the "
+        "load balancer.", default=300, low=5, high=3600),
     Key("backups", "boolean",
         "Vultr automatic backups of the controller instance (not its block storage).",
         default=True),

@@ -78,6 +78,11 @@ def main(argv: list[str]) -> int:
     push.add_argument("--install", default=INSTALL)
     push.add_argument("--ready", help="readiness command run with the target's address")
     push.add_argument("--secrets-file", help="the app waits for its secrets while this is absent")
+    push.add_argument("--roll", help="gemnar-worker-roll on the target: drain, install, healthy")
+    push.add_argument("--worker", default="", help="the worker's name, for the roll's messages")
+    push.add_argument("--address", default="", help="the worker's private address")
+    push.add_argument("--roll-timeout", type=int, default=300)
+    push.add_argument("--app-dir", type=Path, help="the bundled app (default: the project's)")
     scanner = sub.add_parser("scan")
     scanner.add_argument("host")
     scanner.add_argument("--port", type=int, default=22)
@@ -109,7 +114,9 @@ def main(argv: list[str]) -> int:
     try:
         pushed = plan(PROJECT_ROOT, args.source_hash, target, jump,
                       artifacts_dir=args.artifacts_dir, install=args.install,
-                      ready=args.ready, secrets_file=args.secrets_file)
+                      ready=args.ready, secrets_file=args.secrets_file, roll=args.roll,
+                      worker=args.worker, address=args.address,
+                      roll_timeout_s=args.roll_timeout, app_dir=args.app_dir)
         print(run(pushed, os.environ.get("GEMNAR_SSH_PRIVATE_KEY")))
     except PushError as error:
         print(f"appdelivery: {error}", file=sys.stderr)

@@ -34,13 +34,26 @@ class PushPlan:
     # Once the node holds its secrets the install restarts the app; then wait for it.
     ready: str | None = None
     secrets_file: str | None = None
+    # gemnar-worker-roll: drain first, install, healthy again (or rolled back).
+    roll: str | None = None
+    worker: str = ""
+    address: str = ""
+    roll_timeout_s: int = 300
+    release: str = ""
 
     @property
     def remote_path(self) -> str:
         return f"{self.artifacts_dir}/{self.artifact.name}"
 
     def install_command_plain(self) -> str:
-        """Install, then (once the node holds its secrets) wait for the app to be healthy."""
+        """Install, then (once the node holds its secrets) wait for the app to be healthy.
+
+        With ``roll``: the worker's turn in a rolling update (drain, install, healthy or
+        rolled back); a worker whose app has not started yet just installs."""
+        if self.roll:
+            return shlex.join([self.roll, self.worker, self.address or self.target.host,
+                               str(self.roll_timeout_s), self.release, self.remote_path,
+                               self.sha256])
         script = f"{shlex.quote(self.install)} {shlex.quote(self.remote_path)} {self.sha256}"
         if self.ready and self.secrets_file:
             script += (f" && if [ -f {shlex.quote(self.secrets_file)} ]; then "
@@ -51,8 +64,10 @@ class PushPlan:
 def plan(project_root: Path, expected_hash: str, target: Endpoint, jump: Endpoint | None,
          cache: Path | None = None, artifacts_dir: str = ARTIFACTS_DIR,
          install: str = INSTALL, ready: str | None = None,
-         secrets_file: str | None = None) -> PushPlan:
-    source = AppSource.of_project(project_root)
+         secrets_file: str | None = None, roll: str | None = None, worker: str = "",
+         address: str = "", roll_timeout_s: int = 300,
+         app_dir: Path | None = None) -> PushPlan:
+    source = AppSource.at(app_dir or project_root / "app", project_root)
     if source.content_hash != expected_hash:
         raise PushError(
             f"the app changed since the deploy was planned (now {source.content_hash}, "
@@ -60,7 +75,8 @@ def plan(project_root: Path, expected_hash: str, target: Endpoint, jump: Endpoin
         )
     artifact = build(source, cache)
     return PushPlan(artifact, sha256_of(artifact), target, jump, artifacts_dir, install, ready,
-                    secrets_file)
+                    secrets_file, roll, worker or target.host, address, roll_timeout_s,
+                    source.content_hash)
 
 
 def run(push: PushPlan, private_key: str | None) -> str:

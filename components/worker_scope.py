@@ -43,6 +43,11 @@ def app_resource(index: int) -> str:
     return f"{node_resource(index)}-app"
 
 
+def roll_resource(index: int) -> str:
+    """The worker's turn in a rolling app update."""
+    return f"{node_resource(index)}-roll"
+
+
 def in_scope(name: str, index: int) -> bool:
     """Whether the resource ``name`` exists for worker ``index``."""
     node = node_resource(index)

@@ -1,9 +1,10 @@
-"""``python -m healthmon run|apply --settings controller.json``.
+"""``python -m healthmon run|apply|wait --settings controller.json``.
 
 ``run`` is the controller's health-monitor daemon. ``apply`` is ``gemnar-lb-apply``: it reads a
 JSON list of ``"ip:port"`` members on stdin, stores it and reloads Nginx with exactly those
 members, exiting non-zero when ``nginx -t`` or the reload fails. Both render the upstream with
 the controller's own settings; probe timing comes from ``ControllerSettings.health``.
+``wait`` is ``gemnar-lb-wait``, the controller's side of a rolling update (healthmon.rollwait).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from backups.status import STATUS_FILE_NAME as BACKUP_STATUS_FILE_NAME
 from healthmon.checks import MemberHealth, Thresholds
 from healthmon.monitor import ApplyError, MonitorConfig, apply_membership, run
+from healthmon.rollwait import wait
 from provisioning.monitoring import worker_target_files
 from provisioning.nginx import render_nginx_upstream
 from provisioning.settings import ControllerSettings
@@ -69,8 +71,14 @@ def parse_members(text: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m healthmon", description=__doc__)
-    parser.add_argument("action", choices=["run", "apply"])
+    parser.add_argument("action", choices=["run", "apply", "wait"])
     parser.add_argument("--settings", type=Path, required=True, help="controller.json")
+    parser.add_argument("--mode", choices=["spare", "back"], help="wait: what to wait for")
+    parser.add_argument("--member", help="wait: the rolled worker's ip:port")
+    parser.add_argument("--count", type=int, default=1,
+                        help="wait --mode spare: healthy members needed besides --member")
+    parser.add_argument("--timeout", type=float, default=120, help="wait: seconds at most")
+    parser.add_argument("--release", default="", help="wait: the release being rolled out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe is noise
@@ -79,6 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def render(members: Sequence[MemberHealth]) -> str:
         return render_nginx_upstream(members, settings)
+
+    if args.action == "wait":
+        if not args.mode or not args.member:
+            parser.error("wait needs --mode and --member")
+        assert cfg.status_file is not None
+        outcome = wait(cfg.status_file, args.mode, args.member, args.count, args.timeout)
+        print(f"gemnar-lb-wait: {outcome.why}"
+              + (f" (rolling out {args.release})" if args.release else ""),
+              file=sys.stdout if outcome.done else sys.stderr)
+        return 0 if outcome.done else 1
 
     if args.action == "apply":
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from localnode.controller import ControllerNode, start_controller, stop_controller
-from localnode.worker import WorkerNode, start_worker, stop_worker
+from localnode.worker import SPEC_FILE, WorkerNode, install_app, start_worker, stop_worker
 from provisioning.settings_codec import controller_from_json, worker_from_json
 
 
@@ -69,6 +69,15 @@ def main(argv: list[str]) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    if argv[:1] == ["install-app"] and len(argv) >= 2:
+        # Run over SSH on the node (gemnar-install-app): the spec comes from the node's file.
+        spec = json.loads(Path(argv[1]).read_text())
+        try:
+            print(install_app(worker_node(spec), argv[2:]))
+        except ValueError as err:
+            print(f"gemnar-install-app: {err}", file=sys.stderr)
+            return 1
+        return 0
     if len(argv) != 1 or argv[0] not in {"start", "stop"}:
         print("usage: python -m localnode start|stop  (spec in GEMNAR_NODE_SPEC)", file=sys.stderr)
         return 2
@@ -83,6 +92,9 @@ def _main(argv: list[str]) -> int:
     else:
         worker = worker_node(spec)
         if argv[0] == "start":
+            spec_file = worker.root / SPEC_FILE
+            spec_file.parent.mkdir(parents=True, exist_ok=True)
+            spec_file.write_text(json.dumps(spec))
             start_worker(worker, {
                 "db_password": env["GEMNAR_DB_PASSWORD"],
                 "redis_password": env["GEMNAR_REDIS_PASSWORD"],

@@ -109,7 +109,8 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     files.make_dirs(node.supervised, node.log_dir, paths.state_dir, paths.static_root,
                       paths.media_root)
     files.install_rendered(
-        controller_files(settings), {"gemnar-lb-apply", Path(paths.settings_file).name}
+        controller_files(settings),
+        {"gemnar-lb-apply", "gemnar-lb-wait", Path(paths.settings_file).name},
     )
     start_sshd(
         settings.private_address, node.ssh_port, node.root, node.authorized_keys,

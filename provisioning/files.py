@@ -113,7 +113,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
     conf_dir = PurePosixPath(paths.postgres_conf_dir)
     python = f"{paths.project_dir}/.venv/bin/python"
     pg_owner = "postgres:postgres"
-    timers = ["gemnar-backup.timer", "gemnar-scaler.timer", "gemnar-healthmon.service"]
+    timers = ["gemnar-backup.timer", "gemnar-scaler.timer", "gemnar-heal.timer",
+              "gemnar-healthmon.service"]
     postgres_setup = commands / "gemnar-postgres-setup"
     files = [
         RenderedFile(str(conf_dir / "postgresql.conf"), render_postgresql_conf(settings),
@@ -199,6 +200,9 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         _script(commands / "gemnar-lb-apply", render(
             "controller/gemnar-lb-apply.sh",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
+        _script(commands / "gemnar-lb-wait", render(
+            "controller/gemnar-lb-wait.sh",
+            project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
         _unit(units, "gemnar-scaler.service", render(
             "controller/gemnar-scaler.service",
             project_dir=paths.project_dir, python=python,
@@ -210,11 +214,25 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         render_install_ops(settings),
         _unit(units, "gemnar-scaler.timer", render(
             "controller/gemnar-scaler.timer", interval=settings.scaler_interval_s)),
+        _unit(units, "gemnar-heal.service", render(
+            "controller/gemnar-heal.service",
+            project_dir=paths.project_dir, python=python,
+            state_directory=PurePosixPath(paths.scaler_state_dir).name,
+            tools_dir=paths.tools_dir,
+            secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env",
+            status_file=PurePosixPath(paths.state_dir) / "health.json",
+            bound_s=HEAL_BOUND_S)),
+        _unit(units, "gemnar-heal.timer", render(
+            "controller/gemnar-heal.timer", interval=HEAL_INTERVAL_S)),
     ]
     if settings.domain:
         files += _certbot_files(settings, scripts, units)
     return files
 
+
+# The healer (healthmon.heal): a worker unhealthy this long is replaced; runs this often.
+HEAL_BOUND_S = 300
+HEAL_INTERVAL_S = 60
 
 # How long the data volume may take to appear after Vultr reports it attached.
 DATA_VOLUME_TIMEOUT_S = 300
@@ -345,7 +363,8 @@ DRAIN_OUT_OF_ROTATION_S = 4
 
 def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
     """The commands Pulumi runs on a worker over SSH: readiness after create, drain before
-    delete. The local stack installs the same files under each node's root."""
+    delete, the worker's turn in a rolling app update. The local stack installs the same files
+    under each node's root."""
     paths = settings.paths
     commands = PurePosixPath(paths.commands_dir)
     return [
@@ -360,4 +379,9 @@ def worker_commands(settings: WorkerSettings) -> list[RenderedFile]:
             "worker/gemnar-worker-drain.sh",
             timeout_s=settings.graceful_shutdown_s, app_port=settings.ports.app,
             out_of_rotation_s=DRAIN_OUT_OF_ROTATION_S, drain_flag_file=paths.drain_flag_file)),
+        _script(commands / "gemnar-worker-roll", render(
+            "worker/gemnar-worker-roll.sh",
+            app_dir=paths.app_dir, secrets_env_file=paths.app_secrets_env_file,
+            install=commands / "gemnar-install-app", drain=commands / "gemnar-worker-drain",
+            ready=commands / "gemnar-worker-ready")),
     ]

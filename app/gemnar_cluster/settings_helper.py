@@ -151,6 +151,14 @@ def channel_layer_settings(env: Mapping[str, str], redis_url: str) -> dict[str, 
     }
 
 
+def release_of(base_dir: Path) -> str | None:
+    """The installed release's name, from ``SOURCE_HASH`` beside the app tree."""
+    try:
+        return (Path(base_dir).parent / "SOURCE_HASH").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]:
     """Every setting a stateless worker needs, from ``GEMNAR_*`` environment variables."""
     debug = flag(env, "DEBUG", False)
@@ -214,6 +222,9 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         "GEMNAR_MEDIA_DISK": str(media_disk) if media_disk else None,
         "FILE_UPLOAD_PERMISSIONS": 0o644,
         "GEMNAR_WORKER_NAME": worker_name,
+        # The release this code came from: the SOURCE_HASH file beside the app tree, which
+        # every installed release has (gemnar-install-app); None when run from a checkout.
+        "GEMNAR_RELEASE": release_of(base_dir),
         # What a database outage's 503 tells clients (gemnar_cluster.outage).
         "GEMNAR_DB_RETRY_AFTER": integer(env, "DB_RETRY_AFTER", 5, minimum=1, maximum=3600),
         "GEMNAR_HEALTH": {

@@ -25,6 +25,9 @@ async def health_response(request: HttpRequest) -> HttpResponse:
     worker = getattr(settings, "GEMNAR_WORKER_NAME", None)
     if worker and detailed:
         extra["worker"] = worker
+    if detailed:
+        # Which release answers: a rolling update waits for and checks this.
+        extra["release"] = getattr(settings, "GEMNAR_RELEASE", None)
     if config["drain_flag"] and Path(config["drain_flag"]).exists():
         # Draining: fail before any check, so the monitor takes this worker out of the load
         # balancer while it still serves what it already has.

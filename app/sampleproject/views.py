@@ -51,6 +51,7 @@ def whoami(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "worker": settings.GEMNAR_WORKER_NAME,
+            "release": settings.GEMNAR_RELEASE,
             "authenticated": bool(user.is_authenticated),
             "username": user.get_username() if user.is_authenticated else None,
             # What the proxy-trust rules made of this request.

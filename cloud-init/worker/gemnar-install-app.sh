@@ -1,6 +1,7 @@
 #!/bin/bash
-# gemnar-install-app [ARTIFACT SHA256]: install (or update) the app and point @{app_dir} and
-# @{venv_dir} at it, then restart the app if its secrets are already in place.
+# gemnar-install-app [ARTIFACT SHA256 | RELEASE_DIR]: install (or update) the app and point
+# @{app_dir} and @{venv_dir} at it, then restart the app if its secrets are already in place.
+# An installed release directory (under @{releases_dir}) is switched back to as it is.
 #   bundled:  ARTIFACT is a tarball pushed over SSH (app/, wheels/, requirements.txt); the
 #             venv is built from its wheels with --no-index: no package index is needed.
 #             Without an argument (first boot) there is nothing to install yet.
@@ -19,7 +20,10 @@ python='@{python}'
 @{unpack_release}
 
 install -d -m 0755 "$releases"
-if [ "$app_source" = bundled ]; then
+if [ -n "${1:-}" ] && [ -d "$1" ] && [ -e "$1/.installed" ]; then
+    # An installed release directory: switch back to it (gemnar-worker-roll's rollback).
+    release="$1"
+elif [ "$app_source" = bundled ]; then
     artifact="${1:-}"
     if [ -z "$artifact" ]; then
         echo "gemnar-install-app: no artifact yet; it is pushed over SSH by the deploy"
@@ -47,6 +51,8 @@ else
                 "refs/tags/$app_version:refs/tags/$app_version"
         fi
         git -C "$release/app" checkout --quiet --detach FETCH_HEAD
+        # What the app reports as its release (a bundled artifact carries its own).
+        echo "git-$app_version" > "$release/SOURCE_HASH"
         "$python" -m venv "$release/venv"
         if [ -f "$release/app/requirements.txt" ]; then
             "$release/venv/bin/pip" install --quiet -r "$release/app/requirements.txt"

@@ -233,7 +233,8 @@ def test_the_drain_flag_fails_health_first_and_probes_do_not_flood_the_log(
         lines_before = len(log_lines(worker))
         probes = [client.get("/health/") for _ in range(10)]
         assert [p.status_code for p in probes] == [503] * 10
-        assert probes[0].json() == {"status": "draining", "worker": "worker-drain"}
+        assert probes[0].json() == {"status": "draining", "worker": "worker-drain",
+                                    "release": None}
         # The site itself still serves while it drains.
         assert client.get("/").status_code == 200
         flag.unlink()

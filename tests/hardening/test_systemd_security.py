@@ -20,7 +20,8 @@ from tests.support.tooling import require_executable
 TARGETS = {"gemnar-app.service": 3.0}
 DEFAULT_TARGET = 5.0
 # Units that need no root run as a user of their own (static, or created per run).
-OWN_USER = {"gemnar-app.service": "User=gemnar", "gemnar-scaler.service": "DynamicUser=yes"}
+OWN_USER = {"gemnar-app.service": "User=gemnar", "gemnar-scaler.service": "DynamicUser=yes",
+            "gemnar-heal.service": "DynamicUser=yes"}
 
 
 def _units() -> dict[str, RenderedFile]:
@@ -53,7 +54,7 @@ def exposure(unit: RenderedFile, root: Path) -> float:
 def test_every_gemnar_service_is_scored() -> None:
     assert set(UNITS) == {"gemnar-app.service", "gemnar-backup.service",
                           "gemnar-certbot.service", "gemnar-healthmon.service",
-                          "gemnar-scaler.service"}
+                          "gemnar-scaler.service", "gemnar-heal.service"}
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))
@@ -74,6 +75,25 @@ def test_the_scaler_credentials_reach_only_its_process() -> None:
     lines = UNITS["gemnar-scaler.service"].content.splitlines()
     assert any(line.startswith("EnvironmentFile=-/etc/gemnar/secrets/") for line in lines)
     assert "DynamicUser=yes" in lines and "ProtectSystem=strict" in lines
+
+
+def test_the_healer_runs_as_the_scaler_with_its_state_and_credentials() -> None:
+    """The healer's `pulumi up` needs what the scaler's does: the same user (shared by name),
+    state directory and root-only credentials; its timer is installed and enabled."""
+    heal = UNITS["gemnar-heal.service"].content.splitlines()
+    scaler = UNITS["gemnar-scaler.service"].content.splitlines()
+    state = next(line for line in scaler if line.startswith("StateDirectory="))
+    assert state in heal and f"User={state.split('=')[1]}" in heal
+    assert [line for line in heal if line.startswith("EnvironmentFile=")] == [
+        line for line in scaler if line.startswith("EnvironmentFile=")]
+    # health.json lives in a root-only directory: systemd hands the run a copy.
+    assert "LoadCredential=health.json:/var/lib/gemnar/health.json" in heal
+    assert any(line.startswith("ExecStart=") and "-m healthmon.heal --stack prod "
+               "--status-file %d/health.json --bound 300" in line for line in heal)
+    files = {Path(f.path).name: f for f in controller_files(CONTROLLERS["prod-domain-big"])}
+    assert "OnUnitInactiveSec=60s" in files["gemnar-heal.timer"].content
+    assert any("gemnar-heal.timer" in f.content for f in files.values()
+               if f.path.endswith("gemnar-controller-setup.sh"))
 
 
 def test_the_scorer_tells_an_open_unit_from_a_sandboxed_one(tmp_path: Path) -> None:

@@ -133,12 +133,20 @@ def test_app_is_pushed_by_content_hash_one_worker_at_a_time() -> pulumi.Output[A
             assert f"--source-hash {expected}" in push.plain["create"]
             assert push.plain["triggers"][0] == expected
             assert push.plain["environment"]["GEMNAR_SSH_PRIVATE_KEY"]
+            # The push is the worker's turn in a roll: drain, install, healthy or rolled back.
+            assert "--roll /usr/local/sbin/gemnar-worker-roll --worker worker-" in push.plain[
+                "create"]
         deliveries = [_one(declared, f"gemnar-worker-{i}-app") for i in range(3)]
-        for earlier, later in itertools.pairwise(deliveries):
-            assert earlier.resource in (later.opts.depends_on or [])  # type: ignore[operator]
+        gates = [_one(declared, f"gemnar-worker-{i}-roll-gate") for i in range(3)]
+        backs = [_one(declared, f"gemnar-worker-{i}-roll-back") for i in range(3)]
         for i, delivery in enumerate(deliveries):
+            # gate (controller) -> push -> back in (controller) -> the next worker's gate.
+            assert gates[i].resource in (delivery.opts.depends_on or [])  # type: ignore[operator]
+            assert delivery.resource in (backs[i].opts.depends_on or [])  # type: ignore[operator]
             secrets = _one(declared, f"gemnar-worker-{i}-secrets")
-            assert delivery.resource in (secrets.opts.depends_on or [])  # type: ignore[operator]
+            assert backs[i].resource in (secrets.opts.depends_on or [])  # type: ignore[operator]
+        for earlier, later in itertools.pairwise(range(3)):
+            assert backs[earlier].resource in (gates[later].opts.depends_on or [])  # type: ignore[operator]
 
     return _declare(_config(workerCount="3", sshPrivateKey=PRIVATE_KEY)).apply(check)
 
@@ -182,3 +190,14 @@ def test_no_credentials_file_without_credentials() -> pulumi.Output[Any]:
         assert not [d for d in declared if d.name.endswith("-scaler-credentials")]
 
     return _declare(_config()).apply(check)
+
+
+def test_roll_and_wait_command_lines() -> None:
+    from components.app_roll import roll_command, wait_command
+
+    assert roll_command("/usr/local/sbin/gemnar-worker-roll", "worker-1", "10.0.0.11", 60,
+                        "abc", ["/srv/app dir", "abc"]) == (
+        "/usr/local/sbin/gemnar-worker-roll worker-1 10.0.0.11 60 abc '/srv/app dir' abc")
+    assert wait_command("/usr/local/sbin/gemnar-lb-wait", "spare", "10.0.0.11:8000", 1, 60,
+                        "abc") == ("/usr/local/sbin/gemnar-lb-wait --mode spare --member "
+                                   "10.0.0.11:8000 --count 1 --timeout 60 --release abc")

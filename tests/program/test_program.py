@@ -93,6 +93,10 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (COMMAND, "-hostkey-scan"),
         (f"{infra}AppDelivery", "-app"),
         ("command:local:Command", "-app-push"),
+        # The worker's turn in a rolling update; its install step is the push above.
+        (f"{infra}AppRoll", "-roll"),
+        (COMMAND, "-roll-gate"),
+        (COMMAND, "-roll-back"),
     ]
     names |= {
         (typ, f"gemnar-worker-{i}{suffix}") for i in range(count) for typ, suffix in per_worker
