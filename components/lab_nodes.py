@@ -42,6 +42,10 @@ LAB_DATA_DISK_MB = 2048
 # Vultr assigns VPC addresses; the lab assigns them the same way every time.
 CONTROLLER_HOST_INDEX = 3
 WORKER_HOST_BASE = 10
+# Every Vultr instance has a public IPv4 as well; a worker's is 192.0.2.(20+i) in the lab. The
+# program never uses it (workers are reached through the controller and their nftables accept
+# only the controller); it is the worker's way out, e.g. to the object storage for media.
+WORKER_PUBLIC_BASE = 20
 
 
 def data_device() -> str:
@@ -54,6 +58,10 @@ def controller_vpc_address(net: LabNetwork) -> str:
 
 def worker_vpc_address(net: LabNetwork, index: int) -> str:
     return net.vpc_host(WORKER_HOST_BASE + index)
+
+
+def worker_public_address(net: LabNetwork, index: int) -> str:
+    return net.public_host(WORKER_PUBLIC_BASE + index)
 
 
 def hypervisor_argv(action: str, net: LabNetwork, name: str) -> list[str]:
@@ -194,6 +202,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
                     cfg, controller.private_address, hostname, net.controller_public
                 ),
                 public_keys=cfg.ssh_public_keys,
+                public_address=worker_public_address(net, index),
             ),
         )
         workers.append(

@@ -140,4 +140,6 @@ def remove(stack: LabStack) -> None:
     hypervisor.destroy_all(stack.net, stack.stack_dir)
     stack.timings["destroy-all"] = time.monotonic() - started
     shutil.rmtree(tool_paths().state_dir / "work" / stack.name, ignore_errors=True)
-    print(f"lab stack {stack.name} timings: {stack.timings}", file=sys.stderr)
+    # Past pytest's capture: the figures are wanted on a passing run too.
+    print(f"\nlab stack {stack.name} timings (s): "
+          f"{ {k: round(v, 1) for k, v in stack.timings.items()} }", file=sys.__stderr__)

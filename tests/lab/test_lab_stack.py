@@ -1,21 +1,25 @@
 """End-to-end: the lab stack through the real engine — Debian machines booted from the prod
 user data, checked from inside each machine and from a lab address outside the VPC.
 
-One stack for the module, brought up from whatever image cache there is (CI starts cold);
-the teardown destroys it and fails if a machine, namespace, mount, loop device or process is
-left. Times (image, up, one more worker, destroy) are printed at the end.
+One stack for the module, brought up from whatever image cache there is (CI starts cold), its
+state in the lab's own S3 server; the teardown destroys it and fails if a machine, namespace,
+mount, loop device or process is left. Times (image, up, one more worker, destroy) are printed
+at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from components.lab_nodes import worker_public_address
 from lab import image
 from tests.lab.conftest import leftovers
 from tests.lab.stack import PROJECT_ROOT, LabStack, network_up, new_lab_stack, remove
@@ -24,12 +28,16 @@ from tests.support.waiting import WaitTimeout, wait_until
 pytestmark = pytest.mark.e2e
 
 PRIVATE_PORTS = (5432, 6432, 6379, 8000, 9100)
-# What the prod cloud-configs block here is not in this file: their NFS export cannot run on
-# this kernel (no nfsd), so the controller's first boot ends in error and `up` stops there
-# (docs/lab.md). The checks for a complete `up` -- up succeeds, controller cloud-init, no
-# failed units, listeners, site, one more worker -- are on branch lab-e2e-full, to be added
-# back once media has left NFS.
+# The prod cloud-configs still share media over NFS and this kernel has no nfsd: the
+# controller's setup stops at `systemctl enable --now nfs-server` (so its first boot ends in
+# error and the rest of `up` never runs), and nfs-common leaves run-rpc_pipefs.mount failed and
+# rpcbind on 0.0.0.0:111 on every node. Strict: these turn into failures once media has moved
+# to object storage (docs/lab.md, "Shared media"), which is the signal to drop the marks.
+NFS = pytest.mark.xfail(
+    strict=True, reason="prod media still on NFS; the lab kernel has no nfsd (docs/lab.md)"
+)
 MACHINES = ("controller", "worker-0", "worker-1")
+VPC_INDEX = {"controller": 3, "worker-0": 10, "worker-1": 11}
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +58,45 @@ def lab_stack(lab_available: None, tmp_path_factory: pytest.TempPathFactory) -> 
         with contextlib.suppress(WaitTimeout):
             wait_until(lambda: not leftovers(stack.net, stack.stack_dir), timeout_s=30,
                        interval_s=0.5, what="nothing of the lab stack left")
-        assert leftovers(stack.net, stack.stack_dir) == []
+        left = leftovers(stack.net, stack.stack_dir)
+        assert left == [], f"destroy left parts of lab stack {stack.name} behind: {left}"
 
 
-@pytest.mark.parametrize("name", ["worker-0", "worker-1"])
+def engine_tail(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout[-6000:]
+
+
+@NFS
+def test_up_succeeds(lab_stack: LabStack) -> None:
+    result = lab_stack.results["up"]
+    assert result.returncode == 0, f"lab `up` with 2 workers failed:\n{engine_tail(result)}"
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("controller", marks=NFS), "worker-0", "worker-1"]
+)
 def test_cloud_init_finished_without_errors(lab_stack: LabStack, name: str) -> None:
     # `--wait`: when `up` stops early, a worker may still be in its final stage.
     status = lab_stack.inside(name, "cloud-init", "status", "--wait", "--long", timeout=600)
-    assert "status: done" in status.stdout, status.stdout
-    assert "errors: []" in status.stdout or "error" not in status.stdout.lower(), status.stdout
+    assert "status: done" in status.stdout, f"{name}: cloud-init did not finish:\n{status.stdout}"
+    assert "errors: []" in status.stdout or "error" not in status.stdout.lower(), (
+        f"{name}: cloud-init reported errors:\n{status.stdout}")
+
+
+@NFS
+@pytest.mark.parametrize("name", MACHINES)
+def test_no_failed_units(lab_stack: LabStack, name: str) -> None:
+    failed = lab_stack.inside(name, "systemctl", "--failed", "--no-legend", "--plain")
+    assert failed.stdout.strip() == "", f"{name}: failed units:\n{failed.stdout}"
 
 
 @pytest.mark.parametrize("name", MACHINES)
 def test_nftables_is_active_with_a_ruleset(lab_stack: LabStack, name: str) -> None:
-    assert lab_stack.inside(name, "systemctl", "is-active", "nftables").stdout.strip() == "active"
+    active = lab_stack.inside(name, "systemctl", "is-active", "nftables").stdout.strip()
+    assert active == "active", f"{name}: nftables.service is {active!r}"
     ruleset = lab_stack.inside(name, "nft", "list", "ruleset").stdout
-    assert "chain input" in ruleset and "policy drop" in ruleset, ruleset
+    assert "chain input" in ruleset and "policy drop" in ruleset, (
+        f"{name}: no input chain dropping by default:\n{ruleset}")
 
 
 def listeners(stack: LabStack, name: str) -> set[tuple[str, int]]:
@@ -77,32 +108,40 @@ def listeners(stack: LabStack, name: str) -> set[tuple[str, int]]:
     return found
 
 
-VPC_ADDRESSES = {"controller": 3, "worker-0": 10, "worker-1": 11}
+@NFS
+def test_controller_listens_as_designed(lab_stack: LabStack) -> None:
+    vpc = lab_stack.net.vpc_host(VPC_INDEX["controller"])
+    found = listeners(lab_stack, "controller")
+    for port in (5432, 6432, 6379, 9100):
+        bound = {address for address, p in found if p == port}
+        assert bound and bound <= {"127.0.0.1", vpc, "::1"}, (
+            f"controller: port {port} bound on {bound or 'nothing'}; all: {sorted(found)}")
+    public = {port for address, port in found if address in ("0.0.0.0", "*", "::")}
+    assert public <= {22, 80, 443}, f"controller: on every address: {sorted(public)}"
 
 
-# The controller's node exporter is restarted on its VPC address after the NFS step, so it
-# is on lab-e2e-full too.
+@NFS
 @pytest.mark.parametrize("name", ["worker-0", "worker-1"])
-def test_private_services_listen_only_on_loopback_and_the_vpc(
-    lab_stack: LabStack, name: str
-) -> None:
-    allowed = {"127.0.0.1", "::1", lab_stack.net.vpc_host(VPC_ADDRESSES[name])}
+def test_worker_listens_as_designed(lab_stack: LabStack, name: str) -> None:
+    vpc = lab_stack.net.vpc_host(VPC_INDEX[name])
     found = listeners(lab_stack, name)
-    assert found, "nothing listens at all"
-    for address, port in found:
-        if port in PRIVATE_PORTS:
-            assert address in allowed, (address, port)
-
-
-@pytest.mark.parametrize("name", ["worker-0", "worker-1"])
-def test_a_worker_runs_none_of_the_controllers_daemons(lab_stack: LabStack, name: str) -> None:
-    ports = {port for _, port in listeners(lab_stack, name)}
-    assert not {5432, 6432, 6379} & ports, ports
+    for port in (8000, 9100):
+        bound = {address for address, p in found if p == port}
+        assert bound and bound <= {"127.0.0.1", vpc}, (
+            f"{name}: port {port} bound on {bound or 'nothing'}; all: {sorted(found)}")
+    wildcard = {port for address, port in found if address in ("0.0.0.0", "*", "::")}
+    assert wildcard <= {22}, f"{name}: on every address: {sorted(wildcard)}"
+    controller_only = {5432, 6432, 6379} & {port for _, port in found}
+    assert not controller_only, f"{name} runs controller daemons on {controller_only}"
 
 
 @pytest.mark.parametrize("port", PRIVATE_PORTS)
 def test_private_ports_are_closed_from_outside_the_vpc(lab_stack: LabStack, port: int) -> None:
-    assert not lab_stack.tcp_open(lab_stack.net.controller_public, port)
+    # The controller's public address and each worker's (every Vultr instance has one).
+    targets = [lab_stack.net.controller_public,
+               *(worker_public_address(lab_stack.net, i) for i in (0, 1))]
+    open_on = [address for address in targets if lab_stack.tcp_open(address, port)]
+    assert open_on == [], f"port {port} answers from outside the VPC on {open_on}"
 
 
 def test_ssh_refuses_password_login(lab_stack: LabStack) -> None:
@@ -113,7 +152,59 @@ def test_ssh_refuses_password_login(lab_stack: LabStack) -> None:
          f"root@{lab_stack.net.controller_public}", "true"],
         capture_output=True, text=True, timeout=30,
     )
-    assert result.returncode != 0
+    assert result.returncode != 0, "SSH let a client in without a key"
     methods = re.search(r"Permission denied \(([^)]*)\)", result.stderr)
-    assert methods is not None, result.stderr
-    assert "password" not in methods.group(1) and "keyboard-interactive" not in methods.group(1)
+    assert methods is not None, f"SSH did not refuse as expected: {result.stderr}"
+    offered = methods.group(1)
+    assert "password" not in offered and "keyboard-interactive" not in offered, (
+        f"SSH offers {offered}")
+
+
+def create_site_user(stack: LabStack) -> tuple[str, str]:
+    """A user in the lab's database, made on worker-0 with the app's own environment."""
+    username, password = f"lab-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    script = (
+        "set -a; . /etc/gemnar/app.env; . /etc/gemnar/secrets.env; set +a; cd /opt/gemnar/app; "
+        f"DJANGO_SUPERUSER_PASSWORD={password} /opt/gemnar/venv/bin/python manage.py "
+        f"createsuperuser --noinput --username {username} --email lab@example.com"
+    )
+    made = stack.inside("worker-0", "sh", "-c", script)
+    assert made.returncode == 0, f"createsuperuser on worker-0 failed: {made.stderr[-2000:]}"
+    return username, password
+
+
+@NFS
+def test_site_through_the_controllers_lab_address(lab_stack: LabStack) -> None:
+    """A page, /health/, a login that holds on both workers, a WebSocket echo, a static file
+    and an uploaded media file fetched back, all through the controller's Nginx."""
+    username, password = create_site_user(lab_stack)
+    site = f"https://{lab_stack.net.controller_public}"
+    seen = json.loads(lab_stack.python_in_lab(
+        "import runpy, sys\n"
+        f"sys.argv = ['site_probe', {site!r}, {username!r}, {password!r}]\n"
+        "runpy.run_module('tests.lab.site_probe', run_name='__main__')\n", timeout=180))
+    assert seen["page"]["status"] == 200, f"the home page: {seen['page']}"
+    assert seen["health"]["status"] == 200, f"/health/: {seen['health']}"
+    assert seen["login"]["status"] == 302, f"login: {seen['login']}"
+    assert set(seen["whoami"]) == {"worker-0", "worker-1"}, (
+        f"/whoami/ answered from {sorted(seen['whoami'])}, not both workers")
+    for worker, me in seen["whoami"].items():
+        assert me == {"authenticated": True, "username": username}, (
+            f"the session does not hold on {worker}: {me}")
+    assert "ping through the lab" in seen["websocket"], f"WebSocket echo: {seen['websocket']}"
+    assert seen.get("static", {}).get("status") == 200, f"static file: {seen.get('static')}"
+    assert seen["upload"]["status"] == 201, f"upload: {seen['upload']}"
+    assert seen["media"] == {**seen["media"], "status": 200, "same": True}, (
+        f"the uploaded file fetched back: {seen['media']}")
+
+
+@NFS
+def test_adding_one_worker(lab_stack: LabStack) -> None:
+    lab_stack.set_config("gemnar:workerCount", "3")
+    result = lab_stack.engine("up", label="up-3-workers")
+    assert result.returncode == 0, f"`up` to 3 workers failed:\n{engine_tail(result)}"
+    status = lab_stack.inside("worker-2", "cloud-init", "status").stdout.strip()
+    assert status == "status: done", f"worker-2: {status}"
+    lab_stack.set_config("gemnar:workerCount", "2")
+    result = lab_stack.engine("up", label="up-back-to-2")
+    assert result.returncode == 0, f"`up` back to 2 workers failed:\n{engine_tail(result)}"

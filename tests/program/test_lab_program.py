@@ -96,7 +96,8 @@ def test_lab_declares_machines_and_no_cloud_resource() -> pulumi.Output[None]:
         assert "lab.hypervisor delete" in controller.inputs["delete"]
         worker = commands["gemnar-worker-1-machine"].inputs["create"]
         assert "--role worker" in worker and "--vpc-address 10.20.0.11" in worker
-        assert "--public-address" not in worker
+        # A public address as every Vultr instance has (the way out, e.g. to object storage).
+        assert "--public-address 192.0.2.21" in worker
         # Same machine name and addresses: the old one must be gone before the new one boots.
         assert controller.opts.delete_before_replace
 
