@@ -112,6 +112,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                 opts=pulumi.ResourceOptions(depends_on=list(controller.ready_after)),
             )
         )
+    # Booted: cloud-init done, so its host firewall is loaded (tunnels to workers wait for it).
+    controller_booted = list(controller_ready)
     if controller.data_device is not None:
         controller_ready.append(
             DataVolume(
@@ -213,7 +215,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                 host=worker.private_address,
                 port=worker.connection.port or 22,
             ),
-            opts=pulumi.ResourceOptions(depends_on=[*controller.ready_after, *worker.ready_after]),
+            # After the controller's first boot: its host firewall must be loaded before any
+            # tunnel through it opens. A tunnel opened earlier is unknown to its conntrack, so
+            # the worker's next packets arrive as a new flow from port 22, are dropped, and
+            # the session hangs for good (seen in the lab; docs/lab.md).
+            opts=pulumi.ResourceOptions(depends_on=[*controller_booted, *worker.ready_after]),
         )
         worker_ready: list[pulumi.Resource] = [ssh_gate]
         if worker.first_boot:

@@ -22,6 +22,10 @@ systemctl restart nftables
 # Debian's package started a cluster in /var/lib; ours is configured by the files cloud-init
 # has written and lives on the volume. Without the volume mounted it stays down.
 systemctl stop postgresql
+# That stop fails for the packaged cluster (pg_ctlcluster reads the written config, whose data
+# directory is on the volume) and systemd ends its processes anyway; forget the failure, or
+# postgresql@15-main stays listed as failed until PostgreSQL is restarted on the volume.
+systemctl reset-failed 'postgresql@*'
 if mountpoint -q "$mount_point"; then
     '@{postgres_setup}'
 fi
@@ -53,7 +57,9 @@ chown postgres:postgres '@{pgbouncer_auth_file}'
 chmod 0600 '@{pgbouncer_auth_file}'
 
 systemctl daemon-reload
-systemctl restart ssh
+# The sshd drop-in applies to new connections: reload (SIGHUP re-executes the listener) and
+# leave the sessions open right now alone -- the deployer's first-boot wait is one of them.
+systemctl reload-or-restart ssh
 systemctl restart redis-server pgbouncer
 systemctl enable prometheus-node-exporter
 systemctl restart prometheus-node-exporter

@@ -14,7 +14,9 @@ install -d -m 0755 '@{static_root}'
 touch '@{app_env_file}'
 '@{install_script}'
 systemctl daemon-reload
-systemctl restart ssh
+# The sshd drop-in applies to new connections: reload (SIGHUP re-executes the listener) and
+# leave the sessions open right now alone -- the deployer's first-boot wait is one of them.
+systemctl reload-or-restart ssh
 systemctl enable --now prometheus-node-exporter
 systemctl restart prometheus-node-exporter
 # The app starts once its secrets exist; the readiness step delivers them and starts it.
