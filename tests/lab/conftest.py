@@ -88,3 +88,11 @@ def lab_net(lab_available: None, tmp_path: Path) -> Iterator[tuple[LabNetwork, P
             machine.delete(net, stack_dir, name)
         netns.delete(net)
     assert leftovers(net, stack_dir) == []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The lab stacks' step times (image, up, one more worker, destroy): wanted on a pass too."""
+    from tests.lab.stack import TIMINGS
+
+    for name, timings in TIMINGS.items():
+        terminalreporter.write_line(f"lab stack {name} timings (s): {timings}")

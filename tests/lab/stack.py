@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
 # Bounds one engine run: a hung SSH session must not eat the CI budget. On timeout the whole
 # process group (engine, CLI, provider) is killed; teardown still removes every machine.
 ENGINE_TIMEOUT_S = 360
+# Seconds per step of each lab stack this session, shown in pytest's summary (tests/lab/conftest).
+TIMINGS: dict[str, dict[str, float]] = {}
 
 
 @dataclass
@@ -140,6 +141,4 @@ def remove(stack: LabStack) -> None:
     hypervisor.destroy_all(stack.net, stack.stack_dir)
     stack.timings["destroy-all"] = time.monotonic() - started
     shutil.rmtree(tool_paths().state_dir / "work" / stack.name, ignore_errors=True)
-    # Past pytest's capture: the figures are wanted on a passing run too.
-    print(f"\nlab stack {stack.name} timings (s): "
-          f"{ {k: round(v, 1) for k, v in stack.timings.items()} }", file=sys.__stderr__)
+    TIMINGS[stack.name] = {k: round(v, 1) for k, v in stack.timings.items()}
