@@ -10,9 +10,11 @@ at the end.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -26,11 +28,6 @@ from tests.support.waiting import WaitTimeout, wait_until
 pytestmark = pytest.mark.e2e
 
 PRIVATE_PORTS = (5432, 6432, 6379, 8000, 9100)
-# The prod cloud-configs still share media over NFS and this kernel has no nfsd: the
-# controller's setup stops at `systemctl enable --now nfs-server`, so its first boot ends in
-# error and the rest of `up` never runs (docs/lab.md). The checks of a complete `up` (up
-# succeeds, controller cloud-init, failed units, listeners, the site, one more worker) come
-# with media on object storage; the suite allows no xfail (tests/suite/test_skips.py).
 MACHINES = ("controller", "worker-0", "worker-1")
 VPC_INDEX = {"controller": 3, "worker-0": 10, "worker-1": 11}
 
@@ -57,13 +54,28 @@ def lab_stack(lab_available: None, tmp_path_factory: pytest.TempPathFactory) -> 
         assert left == [], f"destroy left parts of lab stack {stack.name} behind: {left}"
 
 
-@pytest.mark.parametrize("name", ["worker-0", "worker-1"])
+def engine_tail(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout[-6000:]
+
+
+def test_up_succeeds(lab_stack: LabStack) -> None:
+    result = lab_stack.results["up"]
+    assert result.returncode == 0, f"lab `up` with 2 workers failed:\n{engine_tail(result)}"
+
+
+@pytest.mark.parametrize("name", MACHINES)
 def test_cloud_init_finished_without_errors(lab_stack: LabStack, name: str) -> None:
-    # `--wait`: when `up` stops early, a worker may still be in its final stage.
+    # `--wait`: when `up` stops early, a machine may still be in its final stage.
     status = lab_stack.inside(name, "cloud-init", "status", "--wait", "--long", timeout=600)
     assert "status: done" in status.stdout, f"{name}: cloud-init did not finish:\n{status.stdout}"
     assert "errors: []" in status.stdout or "error" not in status.stdout.lower(), (
         f"{name}: cloud-init reported errors:\n{status.stdout}")
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_no_failed_units(lab_stack: LabStack, name: str) -> None:
+    failed = lab_stack.inside(name, "systemctl", "--failed", "--no-legend", "--plain")
+    assert failed.stdout.strip() == "", f"{name}: failed units:\n{failed.stdout}"
 
 
 @pytest.mark.parametrize("name", MACHINES)
@@ -84,17 +96,27 @@ def listeners(stack: LabStack, name: str) -> set[tuple[str, int]]:
     return found
 
 
-# Until the controller completes (NFS, above): the workers' private services on loopback and
-# their VPC address only, and none of the controller's daemons on a worker.
+def test_controller_listens_as_designed(lab_stack: LabStack) -> None:
+    vpc = lab_stack.net.vpc_host(VPC_INDEX["controller"])
+    found = listeners(lab_stack, "controller")
+    for port in (5432, 6432, 6379, 9100):
+        bound = {address for address, p in found if p == port}
+        assert bound and bound <= {"127.0.0.1", vpc, "::1"}, (
+            f"controller: port {port} bound on {bound or 'nothing'}; all: {sorted(found)}")
+    public = {port for address, port in found if address in ("0.0.0.0", "*", "::")}
+    assert public <= {22, 80, 443}, f"controller: on every address: {sorted(public)}"
+
+
 @pytest.mark.parametrize("name", ["worker-0", "worker-1"])
-def test_worker_services_listen_only_on_loopback_and_the_vpc(
-    lab_stack: LabStack, name: str
-) -> None:
-    allowed = {"127.0.0.1", "::1", lab_stack.net.vpc_host(VPC_INDEX[name])}
+def test_worker_listens_as_designed(lab_stack: LabStack, name: str) -> None:
+    vpc = lab_stack.net.vpc_host(VPC_INDEX[name])
     found = listeners(lab_stack, name)
-    assert found, f"{name}: nothing listens at all"
-    wrong = sorted((a, p) for a, p in found if p in PRIVATE_PORTS and a not in allowed)
-    assert wrong == [], f"{name}: private ports on other addresses: {wrong}"
+    for port in (8000, 9100):
+        bound = {address for address, p in found if p == port}
+        assert bound and bound <= {"127.0.0.1", vpc}, (
+            f"{name}: port {port} bound on {bound or 'nothing'}; all: {sorted(found)}")
+    wildcard = {port for address, port in found if address in ("0.0.0.0", "*", "::")}
+    assert wildcard <= {22}, f"{name}: on every address: {sorted(wildcard)}"
     controller_only = {5432, 6432, 6379} & {port for _, port in found}
     assert not controller_only, f"{name} runs controller daemons on {controller_only}"
 
@@ -122,3 +144,51 @@ def test_ssh_refuses_password_login(lab_stack: LabStack) -> None:
     offered = methods.group(1)
     assert "password" not in offered and "keyboard-interactive" not in offered, (
         f"SSH offers {offered}")
+
+
+def create_site_user(stack: LabStack) -> tuple[str, str]:
+    """A user in the lab's database, made on worker-0 with the app's own environment."""
+    username, password = f"lab-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    script = (
+        "set -a; . /etc/gemnar/app.env; . /etc/gemnar/secrets.env; set +a; cd /opt/gemnar/app; "
+        f"DJANGO_SUPERUSER_PASSWORD={password} /opt/gemnar/venv/bin/python manage.py "
+        f"createsuperuser --noinput --username {username} --email lab@example.com"
+    )
+    made = stack.inside("worker-0", "sh", "-c", script)
+    assert made.returncode == 0, f"createsuperuser on worker-0 failed: {made.stderr[-2000:]}"
+    return username, password
+
+
+def test_site_through_the_controllers_lab_address(lab_stack: LabStack) -> None:
+    """A page, /health/, a login that holds on both workers, a WebSocket echo, a static file
+    and an uploaded media file fetched back, all through the controller's Nginx."""
+    username, password = create_site_user(lab_stack)
+    site = f"https://{lab_stack.net.controller_public}"
+    seen = json.loads(lab_stack.python_in_lab(
+        "import runpy, sys\n"
+        f"sys.argv = ['site_probe', {site!r}, {username!r}, {password!r}]\n"
+        "runpy.run_module('tests.lab.site_probe', run_name='__main__')\n", timeout=180))
+    assert seen["page"]["status"] == 200, f"the home page: {seen['page']}"
+    assert seen["health"]["status"] == 200, f"/health/: {seen['health']}"
+    assert seen["login"]["status"] == 302, f"login: {seen['login']}"
+    assert set(seen["whoami"]) == {"worker-0", "worker-1"}, (
+        f"/whoami/ answered from {sorted(seen['whoami'])}, not both workers")
+    for worker, me in seen["whoami"].items():
+        assert me == {"authenticated": True, "username": username}, (
+            f"the session does not hold on {worker}: {me}")
+    assert "ping through the lab" in seen["websocket"], f"WebSocket echo: {seen['websocket']}"
+    assert seen.get("static", {}).get("status") == 200, f"static file: {seen.get('static')}"
+    assert seen["upload"]["status"] == 201, f"upload: {seen['upload']}"
+    assert seen["media"] == {**seen["media"], "status": 200, "same": True}, (
+        f"the uploaded file fetched back: {seen['media']}")
+
+
+def test_adding_one_worker(lab_stack: LabStack) -> None:
+    lab_stack.set_config("gemnar:workerCount", "3")
+    result = lab_stack.engine("up", label="up-3-workers")
+    assert result.returncode == 0, f"`up` to 3 workers failed:\n{engine_tail(result)}"
+    status = lab_stack.inside("worker-2", "cloud-init", "status").stdout.strip()
+    assert status == "status: done", f"worker-2: {status}"
+    lab_stack.set_config("gemnar:workerCount", "2")
+    result = lab_stack.engine("up", label="up-back-to-2")
+    assert result.returncode == 0, f"`up` back to 2 workers failed:\n{engine_tail(result)}"
