@@ -1,8 +1,9 @@
-"""``python -m appdelivery push|hash|scan``: what the deploy runs on the operator's machine.
+"""``python -m appdelivery push|hash|build|scan``: what the deploy runs on the operator's machine.
 
 push      build (or reuse) the app artifact and install it on one worker over SSH
 push-ops  the controller's project, venv wheels and pinned Pulumi CLI, installed over SSH
 hash      print the app's (or with --ops the project's) content hash
+build     build (or reuse) the app artifact (or with --ops the ops bundle) and print its path
 scan      wait until HOST:PORT answers SSH and print its ed25519 host key (first contact)
 """
 
@@ -16,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from appdelivery.operations import OpsSource
+from appdelivery.artifact import build as build_artifact
+from appdelivery.operations import OpsSource, build_bundle
 from appdelivery.ops_push import INSTALL_OPS, OPS_DIR, plan_ops, run_ops
 from appdelivery.push import ARTIFACTS_DIR, INSTALL, PushError, plan, run
 from appdelivery.source import AppSource
@@ -57,6 +59,10 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     hasher = sub.add_parser("hash")
     hasher.add_argument("--ops", action="store_true")
+    # Builds (and caches) the app artifact or the ops bundle now, e.g. before the engine runs
+    # where no package index is reachable (inside the lab's network namespace).
+    builder = sub.add_parser("build")
+    builder.add_argument("--ops", action="store_true")
     ops = sub.add_parser("push-ops")
     ops.add_argument("--target", required=True, help="host[:port] of the controller")
     ops.add_argument("--user", default="root")
@@ -91,6 +97,12 @@ def main(argv: list[str]) -> int:
     if args.action == "hash":
         source = OpsSource if args.ops else AppSource
         print(source.of_project(PROJECT_ROOT).content_hash)
+        return 0
+    if args.action == "build":
+        if args.ops:
+            print(build_bundle(OpsSource.of_project(PROJECT_ROOT)))
+        else:
+            print(build_artifact(AppSource.of_project(PROJECT_ROOT)))
         return 0
     if args.action == "push-ops":
         controller = _endpoint(args.target, args.user, os.environ.get("GEMNAR_TARGET_HOST_KEY"))

@@ -35,6 +35,10 @@ CONTROLLER_PACKAGES = [
     "redis-server",
     # Nginx resolves the media bucket's host name through it, on loopback (provisioning.media).
     "unbound",
+    # unbound's DNSSEC root key (/usr/share/dns/root.key, copied to /var/lib/unbound at start):
+    # only a Recommends of unbound, so an install without recommends leaves unbound failing
+    # "unable to open /var/lib/unbound/root.key" (found in the lab, whose image has none).
+    "dns-root-data",
     "certbot",
     "openssl",
     "python3-venv",

@@ -13,6 +13,12 @@ ACTION="${1:-up}"
 bash "$ROOT/tools/bootstrap.sh" lab-image
 cd "$ROOT"
 hypervisor() { PYTHONPATH="$ROOT" .venv/bin/python -m lab.hypervisor "$@"; }
+# The deployer's artifacts are built here, where the package index is reachable: inside the
+# lab's namespace (where the engine runs) there is no internet, as on a private network.
+if [[ $ACTION == up ]]; then
+  .venv/bin/python -m appdelivery build >/dev/null
+  .venv/bin/python -m appdelivery build --ops >/dev/null
+fi
 # The engine runs inside the lab's namespace: only there do the lab's addresses exist.
 namespace="$(hypervisor net-up --stack "$STACK")"
 in_lab() { nsenter --net="/run/netns/$namespace" -- "$@"; }

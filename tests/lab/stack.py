@@ -24,6 +24,7 @@ from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import stack_env
 from lab import hypervisor, machine, netns, s3
 from lab.netns import LabNetwork
+from worker_count import next_generation
 
 PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
 # Bounds one engine run: a hung SSH session must not eat the CI budget. On timeout the whole
@@ -78,6 +79,13 @@ class LabStack:
     def set_config(self, key: str, value: str) -> None:
         self.cli("config", "set", key, value)
 
+    def request_count(self, workers: int) -> None:
+        """Ask for ``workers`` as an operator does (``python -m scaler set-count``): a newer
+        generation, or the stack keeps its own count (docs/scaler.md)."""
+        outputs = json.loads(self.cli("stack", "output", "--json").stdout or "{}")
+        self.set_config("gemnar:workerCount", str(workers))
+        self.set_config("gemnar:workerCountGeneration", str(next_generation(outputs)))
+
     def inside(
         self, name: str, *argv: str, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
@@ -126,7 +134,13 @@ def new_lab_stack(log_dir: Path, workers: int = 2) -> LabStack:
 
 
 def network_up(stack: LabStack) -> None:
-    """What `tools/lab.sh` does first: the lab's namespace and its S3 server (the state)."""
+    """What `tools/lab.sh up` does first: the deployer's artifacts, built where the package
+    index is reachable (the lab has no internet), then the lab's namespace and its S3 server
+    (the state)."""
+    for kind in ([], ["--ops"]):
+        built = subprocess.run([PYTHON, "-m", "appdelivery", "build", *kind], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=1200)
+        assert built.returncode == 0, f"building the deployer's artifacts failed: {built.stderr}"
     netns.create(stack.net)
     s3.start(stack.net, stack.stack_dir)
 
