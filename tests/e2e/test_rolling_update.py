@@ -4,7 +4,7 @@ A new release is a copy of the bundled app with one more file (so a new content 
 the stack's ``gemnar:appDir``; ``up`` then rolls it through the workers one at a time (gate on
 the controller, drain, install, healthy, back in: components/app_roll.py). A deliberately
 broken release (its ASGI module raises) must stop at the first worker, which is rolled back,
-and the error must name it. Each test puts the committed app back before it ends.
+and the error must name it. The test puts the committed app back before it ends.
 """
 
 from __future__ import annotations
@@ -116,13 +116,16 @@ def committed_app(two_workers: LocalStack) -> Iterator[LocalStack]:
         assert {worker_health(stack, i).get("release") for i in (0, 1)} == {COMMITTED}
 
 
-def test_a_rolling_update_of_every_worker_costs_no_request(
+def test_a_rolling_update_costs_no_request_and_a_broken_release_stops_at_the_first_worker(
     committed_app: LocalStack, site_user: tuple[str, str]
 ) -> None:
+    """Both acceptance cases in one test: the broken release follows the good one, so the
+    stack is put back (a roll of both workers) once, not twice (e2e time)."""
     stack = committed_app
+    cookies = logged_in_cookies(stack, site_user)
     app_dir, release = make_release(stack)
     stack.ensure(workers=2, config={"gemnar:appDir": str(app_dir), "gemnar:rollTimeout": "60"})
-    with Load(stack, cookies=logged_in_cookies(stack, site_user), post_every=5) as load:
+    with Load(stack, cookies=cookies, post_every=5) as load:
         wait_for(lambda: len(load.samples) > 60, 30, "a steady load")
         started = time.monotonic()
         with RollWatch(stack, release) as watch:
@@ -147,17 +150,14 @@ def test_a_rolling_update_of_every_worker_costs_no_request(
     assert sorted(turns) == [0, 1], (watch.drained_at, watch.healthy_at)
     assert watch.drained_at[1] > watch.healthy_at[0]
 
-
-def test_a_broken_release_stops_at_the_first_worker_and_the_site_keeps_serving(
-    committed_app: LocalStack, site_user: tuple[str, str]
-) -> None:
-    stack = committed_app
-    app_dir, release = make_release(stack, broken=True)
+    # A deliberately broken release next: it must stop at worker-0, which is rolled back.
+    good = release
+    broken_dir, broken = make_release(stack, broken=True)
     timeout_s = 15
     untouched = supervisor_pid(stack, 1)
-    stack.ensure(workers=2, config={"gemnar:appDir": str(app_dir),
+    stack.ensure(workers=2, config={"gemnar:appDir": str(broken_dir),
                                     "gemnar:rollTimeout": str(timeout_s)})
-    with Load(stack, cookies=logged_in_cookies(stack, site_user), post_every=5) as load:
+    with Load(stack, cookies=cookies, post_every=5) as load:
         wait_for(lambda: len(load.samples) > 60, 30, "a steady load")
         started = time.monotonic()
         with pytest.raises(auto.CommandError) as failed:
@@ -166,14 +166,14 @@ def test_a_broken_release_stops_at_the_first_worker_and_the_site_keeps_serving(
         after = len(load.samples)
         wait_for(lambda: len(load.samples) > after + 30, 30, "requests after the roll")
     message = str(failed.value)
-    print(f"\nbroken release {release}: {load.summary()}; the roll failed after {took:.1f}s"
+    print(f"\nbroken release {broken}: {load.summary()}; the roll failed after {took:.1f}s"
           f" (bound {timeout_s}s); failed POSTs: {len(load.failed('POST'))}")
     assert "the roll stops at worker-0" in message, message[-2000:]
-    assert "rolled back to" in message, message[-2000:]
+    assert f"rolled back to {good}" in message, message[-2000:]
     assert "worker-1 (" not in message, message[-2000:]
     assert supervisor_pid(stack, 1) == untouched, "worker-1's app was restarted"
     assert load.failed("GET") == [], load.failed("GET")[:5]
-    # worker-0 serves the committed release again; worker-1 was never touched.
-    assert worker_health(stack, 0).get("release") == COMMITTED
-    assert worker_health(stack, 1).get("release") == COMMITTED
+    # worker-0 serves the good release again; worker-1 was never touched.
+    assert worker_health(stack, 0).get("release") == good
+    assert worker_health(stack, 1).get("release") == good
     wait_for(lambda: not member_down(stack, 0), 30, "worker-0 back in the upstream")
