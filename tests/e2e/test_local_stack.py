@@ -13,13 +13,17 @@ import re
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import websockets
+from pulumi import automation as auto
 
+from components.worker_scope import MEMBERSHIP_NAME, in_scope
 from localnode.supervise import read_pid, stop_pid
-from tests.e2e.conftest import LocalStack, SteadyLoad, served_by
+from scaler.apply import event_record
+from tests.e2e.conftest import LocalStack, SteadyLoad, request_count, served_by
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -32,6 +36,33 @@ def test_requests_reach_both_workers(two_workers: LocalStack) -> None:
 def test_a_second_up_changes_nothing(two_workers: LocalStack) -> None:
     result = two_workers.up()
     assert set(result.summary.resource_changes or {}) == {"same"}, result.summary.resource_changes
+
+
+def test_a_preview_adding_a_worker_shows_its_creates(two_workers: LocalStack) -> None:
+    """The new worker's remote commands have a `connection` still unknown in preview (secret,
+    the node not made yet): the command stand-in must let it through (it failed Check with
+    "connection must be an object"). The preview creates worker-2's resources and updates only
+    the membership."""
+    events: list[dict[str, Any]] = []
+
+    def keep(event: auto.EngineEvent) -> None:
+        if (found := event_record(event)) is not None:
+            events.append(found)
+
+    request_count(two_workers.stack, 3)  # as `python -m scaler set-count 3`
+    preview = two_workers.stack.preview(on_event=keep, color="never")
+    steps = [(e["op"], e["urn"].rsplit("::", 1)[1]) for e in events
+             if e["kind"] == "resource_pre_event"]
+    created = sorted(name for op, name in steps if op == "create")
+    updated = sorted(name for op, name in steps if op == "update")
+    print("preview:", dict(preview.change_summary), "created:", created, "updated:", updated)
+    assert created and all(in_scope(name, 2) for name in created), created
+    # Only the membership's sync command changes (the balancer learns of worker-2).
+    assert updated == [f"{MEMBERSHIP_NAME}-sync"], updated
+    assert preview.change_summary.get(auto.OpType.CREATE) == len(created)
+    assert any(name.endswith("-ready") for name in created), created  # a remote command
+    assert not {op for op, _ in steps} & {"delete", "replace", "create-replacement"}, steps
+    # The next fixture's `ensure` restores the committed count; nothing was deployed.
 
 
 def test_http_redirects_to_https(two_workers: LocalStack) -> None:
