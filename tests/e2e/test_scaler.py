@@ -284,6 +284,24 @@ def command_lines() -> dict[int, str]:
     return found
 
 
+def descendants(pgid: int) -> set[int]:
+    """Every process of group ``pgid`` and everything they started (in any group)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = (int(fields[1]), int(fields[2]))
+    found = {pid for pid, (_, group) in parents.items() if group == pgid}
+    grew = True
+    while grew:
+        more = {pid for pid, (parent, _) in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
 def orphans(stack: LocalStack, count: int) -> list[str]:
     """Node processes no recorded daemon accounts for: any of a worker outside ``count``, and
     any of a worker inside it that is not in the session of one of its recorded daemons."""
@@ -346,13 +364,22 @@ def test_an_update_killed_while_creating_a_worker_converges_on_the_next_tick(
                    what="the engine's create step of worker-2's node")
         wait_until(lambda: running(sshd), timeout_s=60, abort=exited,
                    what="worker-2's node half made")
-        run.kill()  # the scaler, and its update with the pulumi CLI and its plugins
+        # The engine starts its plugins in process groups of their own: they outlive the
+        # group's kill, idle, and are ended below (the node's start is left to finish).
+        plugins = {pid for pid in descendants(update.pgid)
+                   if "tools.command_provider" in command_lines().get(pid, "")}
+        run.kill()  # the scaler, and its update with the pulumi CLI
         os.killpg(update.pgid, signal.SIGKILL)
         run.communicate()
         wait_until(lambda: not process_group.alive(update), timeout_s=30,
                    what="the killed update's process group gone")
         assert NEW_NODE in pending_creates(local_stack), "killed mid-create"
         fcntl.flock(deploy_lock, fcntl.LOCK_UN)
+        # A plugin stops once its in-flight create (the node's start, now unblocked) returns.
+        for pid in plugins & set(command_lines()):
+            os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: not plugins & set(command_lines()), timeout_s=120,
+                   what="the killed update's plugins gone")
 
         # The next ticks recover (the dead run's lock, its pending create) and decide afresh.
         records: list[dict[str, Any]] = []
