@@ -4,9 +4,7 @@ At each size N the bench asks for N + 1 workers as the scaler does (a newer coun
 ``scaler set-count``'s rule) and times
 
 * ``preview``: a whole preview of the stack at N, as an operator runs it (it diffs every
-  resource; nothing to change). A preview that ADDS a worker fails on the local stack: the
-  command-provider stand-in rejects the new worker's still-unknown SSH connection ("connection
-  must be an object"), which the upstream provider accepts;
+  resource; nothing to change);
 * ``up``: the scaler's targeted update (``scaler.targets.scope_targets``: the new worker's
   scope and the membership, ``target_dependents``), the path the scaler takes in prod.
 

@@ -185,13 +185,14 @@ class LocalStack:
 
     def node_processes(self) -> list[str]:
         out = subprocess.run(
-            ["ps", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True
+            # -ww: whole command lines (the state directory can sit past ps's 80 columns).
+            ["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True, check=True
         ).stdout
         marker = str(self.state_dir)
         return [
             line for line in out.splitlines()
             if (marker in line or f"{self.prefix}." in line)
-            and " Z" not in line and "ps -eo" not in line
+            and " Z" not in line and "ps -ww -eo" not in line
         ]
 
 
