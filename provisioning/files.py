@@ -331,6 +331,8 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
             app_dir=paths.app_dir,
             app_env_file=paths.app_env_file, secrets_env_file=paths.app_secrets_env_file,
             script=uvicorn, stop_timeout_s=settings.graceful_shutdown_s + 15,
+            venv_dir=paths.venv_dir, static_root=paths.static_root,
+            start_timeout_s=READY_TIMEOUT_S,
             metrics_runtime_dir=PurePosixPath(paths.metrics_dir).name)),
     ]
     files.append(_script(scripts / "gemnar-worker-setup.sh", render(

@@ -10,7 +10,8 @@ systemctl enable nftables
 systemctl restart nftables
 install -d -o gemnar -g gemnar -m 0755 '@{run_dir}'
 install -d -m 0700 '@{artifacts_dir}'
-install -d -m 0755 '@{static_root}'
+# The app's collectstatic writes here (its unit's ExecStartPre, as the gemnar user).
+install -d -o gemnar -g gemnar -m 0755 '@{static_root}'
 touch '@{app_env_file}'
 '@{install_script}'
 systemctl daemon-reload

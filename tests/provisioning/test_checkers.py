@@ -103,7 +103,12 @@ def test_units_pass_systemd_analyze_verify(which: str, tmp_path: Path) -> None:
         python.symlink_to("/usr/bin/python3")
     else:
         worker = WORKERS["prod-git"]
-        files = worker_files(replace(worker, paths=WorkerPaths.under(root)))
+        paths = WorkerPaths.under(root)
+        files = worker_files(replace(worker, paths=paths))
+        # The installed release's venv python (the app unit's ExecStartPre runs manage.py).
+        python = Path(paths.venv_dir) / "bin/python"
+        python.parent.mkdir(parents=True)
+        python.symlink_to("/usr/bin/python3")
     units = _materialise(files, root)
     assert units
     env = {**os.environ, "SYSTEMD_LOG_LEVEL": "warning"}

@@ -122,3 +122,23 @@ def test_no_node_serves_or_mounts_nfs(name: str) -> None:
     media = next(f["content"] for f in controller["write_files"]
                  if f["path"] == CONTROLLERS[name].paths.nginx_media_file)
     assert "return 503;" in media
+
+
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_app_unit_migrates_and_collects_static_before_it_serves(name: str) -> None:
+    """Every start of the app (roll, secrets, reboot) applies the release's migrations, then
+    writes its static files, then serves; only the static root is writable for it."""
+    settings = WORKERS[name]
+    worker = yaml.safe_load(worker_user_data(settings))
+    unit = next(f["content"] for f in worker["write_files"]
+                if f["path"].endswith("/gemnar-app.service"))
+    lines = [line for line in unit.splitlines() if line.startswith(("ExecStartPre=", "ExecStart="))]
+    manage = f"{settings.paths.venv_dir}/bin/python {settings.paths.app_dir}/manage.py"
+    assert lines[0] == f"ExecStartPre={manage} migrate --noinput", lines
+    assert lines[1] == f"ExecStartPre={manage} collectstatic --noinput -v 0", lines
+    assert lines[2].startswith("ExecStart=") and len(lines) == 3, lines
+    assert f"ReadWritePaths={settings.paths.static_root}" in unit.splitlines()
+    assert re.search(r"^TimeoutStartSec=[1-9][0-9]+$", unit, re.MULTILINE)
+    setup = next(f["content"] for f in worker["write_files"]
+                 if f["path"].endswith("/gemnar-worker-setup.sh"))
+    assert f"install -d -o gemnar -g gemnar -m 0755 '{settings.paths.static_root}'" in setup
