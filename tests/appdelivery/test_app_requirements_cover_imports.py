@@ -23,6 +23,9 @@ import subprocess
 import sys
 from importlib import metadata
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from appdelivery.source import app_requirements
 from project import PROJECT_ROOT
 
@@ -58,14 +61,6 @@ print(json.dumps(imported))
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _pinned_name(line: str) -> str:
-    return _canonical(re.split(r"[\[=<>!~; ]", line, maxsplit=1)[0])
-
-
 def _third_party_modules(third_party: set[str]) -> list[str]:
     """The dotted names in the app's sources whose top level is a ``third_party`` module."""
     named: set[str] = set()
@@ -81,30 +76,26 @@ def _third_party_modules(third_party: set[str]) -> list[str]:
     return sorted(name for name in named if name.split(".")[0] in third_party)
 
 
-def _extras(line: str) -> set[str]:
-    found = re.match(r"[^\[=<>!~; ]+\[([^\]]*)\]", line)
-    return {e.strip() for e in found.group(1).split(",")} if found else set()
-
-
 def _requires_closure(pins: list[str]) -> set[str]:
-    """The distributions ``pins`` need, following hard requirements and the extras they name."""
-    seen: set[str] = set()
-    pending = [(_pinned_name(line), _extras(line)) for line in pins]
+    """The distributions ``pins`` need, following requirements whose markers hold for the
+    extras asked for (packaging evaluates them as pip does)."""
+    seen: set[tuple[str, str]] = set()
+    pending = [(Requirement(line), "") for line in pins]
     while pending:
-        name, extras = pending.pop()
-        if name in seen:
+        requirement, wanted_by = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate({"extra": wanted_by}):
             continue
-        seen.add(name)
-        try:
-            requires = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        for requirement in requires:
-            marker = re.search(r"extra\s*==\s*[\"']([^\"']+)[\"']", requirement)
-            if marker and marker.group(1) not in extras:
+        name = canonicalize_name(requirement.name)
+        for extra in ("", *sorted(requirement.extras)):
+            if (name, extra) in seen:
                 continue
-            pending.append((_pinned_name(requirement), _extras(requirement)))
-    return seen
+            seen.add((name, extra))
+            try:
+                requires = metadata.requires(name) or []
+            except metadata.PackageNotFoundError:
+                continue
+            pending.extend((Requirement(line), extra) for line in requires)
+    return {name for name, _ in seen}
 
 
 def _shipped() -> set[str]:
@@ -126,7 +117,7 @@ def test_every_imported_distribution_ships_in_the_app_artifact() -> None:
     top_level = {name.split(".")[0] for name in imported_modules}
     own = {p.name for p in APP_DIR.iterdir() if p.is_dir()}
     imported = {
-        _canonical(dist)
+        canonicalize_name(dist)
         for module in top_level - own - set(sys.stdlib_module_names)
         for dist in distributions_of.get(module, [])
     }
@@ -139,4 +130,4 @@ def test_every_imported_distribution_ships_in_the_app_artifact() -> None:
 def test_the_probe_names_a_distribution_outside_the_app_section() -> None:
     # The same mapping flags a module the app section does not carry (paramiko is the deployer's).
     assert "paramiko" not in _shipped()
-    assert _canonical(metadata.packages_distributions()["paramiko"][0]) == "paramiko"
+    assert canonicalize_name(metadata.packages_distributions()["paramiko"][0]) == "paramiko"
