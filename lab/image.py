@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,16 +177,28 @@ def _offline_apt(root: Path) -> None:
     _write(root, "/etc/apt/sources.list", f"deb [trusted=yes] file:{LOCAL_REPO} ./\n")
 
 
+def _build_atomically(final: Path, what: str, make: Callable[[Path], Path]) -> Path:
+    """``final``, made by ``make(work)`` in a scratch directory beside it and renamed into
+    place whole: the cache never holds a half-built tree, and the scratch always goes."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        print(f"lab image: building {what}", flush=True)
+        make(work).rename(final)
+        print(f"lab image: ready at {final}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
 def build(spec: ImageSpec, cache: Path | None = None) -> Path:
     """The image for ``spec``: from the cache, or built there first (atomically)."""
     final = image_path(spec, cache)
     if (final / "etc" / "os-release").exists():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{spec.key}-", dir=final.parent))
-    root = work / "root"
-    try:
-        print(f"lab image: building {final} (first use; Debian {spec.suite})", flush=True)
+
+    def make(work: Path) -> Path:
+        root = work / "root"
         _run(
             [
                 "debootstrap", "--variant=minbase",
@@ -195,11 +207,9 @@ def build(spec: ImageSpec, cache: Path | None = None) -> Path:
             ]
         )
         _bake_base(root, spec)
-        root.rename(final)
-        print(f"lab image: ready at {final}", flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final
+        return root
+
+    return _build_atomically(final, f"{final} (first use; Debian {spec.suite})", make)
 
 
 def build_role(base: ImageSpec, role: str, cache: Path | None = None) -> Path:
@@ -212,12 +222,11 @@ def build_role(base: ImageSpec, role: str, cache: Path | None = None) -> Path:
     final = (cache or cache_dir()) / role_key(base, role)
     if (final / "etc").exists():
         return final
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    upper, scratch, merged = work / "upper", work / "work", work / "merged"
-    for directory in (upper, scratch, merged):
-        directory.mkdir()
-    try:
-        print(f"lab image: building the {role} layer {final} (first use)", flush=True)
+
+    def make(work: Path) -> Path:
+        upper, scratch, merged = work / "upper", work / "work", work / "merged"
+        for directory in (upper, scratch, merged):
+            directory.mkdir()
         _run(["mount", "-t", "overlay", "overlay", "-o",
               f"lowerdir={base_root},upperdir={upper},workdir={scratch}", str(merged)])
         try:
@@ -225,11 +234,9 @@ def build_role(base: ImageSpec, role: str, cache: Path | None = None) -> Path:
             _offline_apt(merged)
         finally:
             _run(["umount", str(merged)])
-        upper.rename(final)
-        print(f"lab image: ready at {final}", flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final
+        return upper
+
+    return _build_atomically(final, f"the {role} layer {final} (first use)", make)
 
 
 def lower_dirs(base: ImageSpec, role: str, cache: Path | None = None) -> str:

@@ -31,6 +31,7 @@ from lab.seed import (
     SeedSpec,
     seed_files,
 )
+from localnode.supervise import alive
 
 # Where the data volume appears inside the machine: Vultr's block storage naming.
 DATA_DEVICE_PREFIX = "/dev/disk/by-id/virtio-"
@@ -84,21 +85,6 @@ def load_state(stack_dir: Path, name: str) -> MachineState | None:
 
 def _run(argv: Sequence[str]) -> str:
     return subprocess.run(list(argv), check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (nspawn exited, parent not reaped yet) is not a running machine.
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return status.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def init_pid(nspawn_pid: int) -> int:
@@ -262,17 +248,17 @@ def delete(net: LabNetwork, stack_dir: Path, name: str) -> None:
 
 
 def _stop(pid: int) -> None:
-    if not _alive(pid):
+    if not alive(pid):
         return
     # nspawn turns SIGTERM into a clean shutdown of the booted system.
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         os.killpg(pid, signal.SIGKILL)
-        while _alive(pid):
+        while alive(pid):
             _reap(pid)
             time.sleep(0.1)
     _reap(pid)

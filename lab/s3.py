@@ -34,6 +34,7 @@ from pathlib import Path
 
 from lab import netns
 from lab.netns import LabNetwork
+from localnode.supervise import alive
 
 # 192.0.2.2 in the lab: the address the "object storage" answers on (the namespace is .1).
 S3_HOST_INDEX = 2
@@ -129,16 +130,6 @@ def _save(stack_dir: Path, server: LabS3) -> None:
     tmp.replace(path)
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _client(net: LabNetwork, server: LabS3, script: str, timeout: float = 30) -> str:
     """Run a boto3 ``script`` (``c`` is the client) inside the lab namespace; its stdout."""
     prelude = (
@@ -167,7 +158,7 @@ def answers(net: LabNetwork, server: LabS3) -> bool:
 def start(net: LabNetwork, stack_dir: Path) -> LabS3:
     """Start the stack's server (idempotent: a running one is kept) with its buckets."""
     running = load(stack_dir)
-    if running is not None and _alive(running.pid) and answers(net, running):
+    if running is not None and alive(running.pid) and answers(net, running):
         return running
     if running is not None:
         stop(stack_dir)
@@ -202,11 +193,11 @@ def start(net: LabNetwork, stack_dir: Path) -> LabS3:
 def stop(stack_dir: Path) -> None:
     """Stop the stack's server and forget it; idempotent."""
     server = load(stack_dir)
-    if server is not None and _alive(server.pid):
+    if server is not None and alive(server.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(server.pid) and time.monotonic() < deadline:
+        while alive(server.pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(server.pid, os.WNOHANG)
             time.sleep(0.1)

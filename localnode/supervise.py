@@ -39,6 +39,10 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (not a zombie). Pids up to 0 name no single
+    process (kill(0, 0) would signal this process group), so they are never alive."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

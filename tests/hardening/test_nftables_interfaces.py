@@ -10,8 +10,6 @@ as a half-open (SYN-RECV) or established connection in the controller's kernel.
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +18,8 @@ import pytest
 
 from provisioning.nftables import render_nftables_controller
 from provisioning.settings import ControllerSettings
-from tests.support.netns import Namespace, add_addresses, link, network_namespace
-from tests.support.tooling import require_executable
+from tests.support.firewall_probe import attempt, holding, load_rules, reached, star
+from tests.support.netns import Namespace, add_addresses
 
 SUBNET = "10.20.0.0/24"
 CONTROLLER_VPC = "10.20.0.3"
@@ -30,13 +28,6 @@ FORGED = "10.20.0.77"
 SETTINGS = ControllerSettings(private_address=CONTROLLER_VPC, vpc_subnet=SUBNET,
                               memory_mb=2048, vcpus=2, max_workers=2)
 PORT = SETTINGS.ports.redis
-# Listens and never accepts: connections stay in the kernel's queues where ss sees them.
-LISTENER = (
-    "import socket, sys\n"
-    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    f"s.bind(('{CONTROLLER_VPC}', {PORT})); s.listen(16)\n"
-    "print('ready', flush=True); sys.stdin.read()\n"
-)
 
 
 @dataclass(frozen=True)
@@ -48,14 +39,8 @@ class Net:
 
 @contextlib.contextmanager
 def network(rules: str, root: Path) -> Iterator[Net]:
-    require_executable("nft", "/usr/sbin")
-    require_executable("ss", "/usr/sbin", "/usr/bin")
     with contextlib.ExitStack() as stack:
-        ctl = stack.enter_context(network_namespace("gemnar-fw-c"))
-        worker = stack.enter_context(network_namespace("gemnar-fw-w"))
-        outsider = stack.enter_context(network_namespace("gemnar-fw-o"))
-        link(ctl, "vpc0", worker, "vpc0")
-        link(ctl, "pub0", outsider, "pub0")
+        ctl, worker, outsider = star(stack, "gemnar-fw", [("vpc0", "vpc0"), ("pub0", "pub0")])
         add_addresses(ctl, "vpc0", [f"{CONTROLLER_VPC}/24"])
         add_addresses(ctl, "pub0", ["198.51.100.20/24"])
         add_addresses(worker, "vpc0", [f"{WORKER_VPC}/24"])
@@ -63,39 +48,17 @@ def network(rules: str, root: Path) -> Iterator[Net]:
         add_addresses(outsider, "pub0", ["198.51.100.99/24", f"{FORGED}/32"])
         outsider.run(["ip", "route", "add", f"{CONTROLLER_VPC}/32", "dev", "pub0",
                       "src", FORGED])
-        path = root / "nftables.conf"
-        path.write_text(rules)
-        ctl.run(["nft", "-f", str(path)])
-        listener = subprocess.Popen(ctl.argv([sys.executable, "-c", LISTENER]),
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        stack.callback(listener.wait, 10)
-        stack.callback(listener.kill)
-        assert listener.stdout and listener.stdout.readline().strip() == "ready"
+        load_rules(ctl, rules, root)
+        stack.enter_context(holding(ctl, [PORT], CONTROLLER_VPC))
         yield Net(ctl, worker, outsider)
-
-
-def connect_from(ns: Namespace, source: str) -> None:
-    """One connection attempt bounded at 1 s; its outcome is read on the controller's side."""
-    code = ("import socket\n"
-            "s = socket.socket(); s.settimeout(1)\n"
-            f"s.bind(('{source}', 0))\n"
-            f"try: s.connect(('{CONTROLLER_VPC}', {PORT}))\n"
-            "except OSError: pass\n")
-    ns.run([sys.executable, "-c", code])
-
-
-def seen_by_controller(ctl: Namespace, source: str) -> bool:
-    """Whether a connection from ``source`` reached the controller's TCP stack."""
-    out = ctl.run(["ss", "-Htn", "state", "all", f"dst {source}"], check=False).stdout
-    return bool(out.strip())
 
 
 def test_vpc_ports_take_vpc_sources_only_on_the_vpc_link(tmp_path: Path) -> None:
     with network(render_nftables_controller(SETTINGS), tmp_path) as net:
-        connect_from(net.worker, WORKER_VPC)
-        assert seen_by_controller(net.ctl, WORKER_VPC)
-        connect_from(net.outsider, FORGED)
-        assert not seen_by_controller(net.ctl, FORGED)
+        attempt(net.worker, WORKER_VPC, CONTROLLER_VPC, PORT, timeout_s=1)
+        assert reached(net.ctl, WORKER_VPC)
+        attempt(net.outsider, FORGED, CONTROLLER_VPC, PORT, timeout_s=1)
+        assert not reached(net.ctl, FORGED)
 
 
 def test_without_the_interface_match_the_forged_source_gets_in(tmp_path: Path) -> None:
@@ -103,8 +66,8 @@ def test_without_the_interface_match_the_forged_source_gets_in(tmp_path: Path) -
     rules = "\n".join(line for line in render_nftables_controller(SETTINGS).splitlines()
                       if "fib saddr" not in line)
     with network(rules, tmp_path) as net:
-        connect_from(net.outsider, FORGED)
-        assert seen_by_controller(net.ctl, FORGED)
+        attempt(net.outsider, FORGED, CONTROLLER_VPC, PORT, timeout_s=1)
+        assert reached(net.ctl, FORGED)
 
 
 @pytest.mark.parametrize("port", [SETTINGS.ports.node_exporter, SETTINGS.ports.postgres])
