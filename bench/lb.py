@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench import wrk
-from bench.stats import at_least, fmt, ratio
+from bench.stats import at_least, fmt, markdown_table, ratio
 from healthmon.__main__ import monitor_config
 from healthmon.monitor import MonitorConfig, membership_lock, run_command
 from provisioning.settings_codec import controller_from_json
@@ -172,16 +172,13 @@ def measure(controller_json: Path, site: str, controller: str, worker_ip: str,
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    head = ("| upstream | conns | LB rps | direct rps | LB / direct rps | LB p50 / p99 ms | "
-            "direct p50 / p99 ms | errors LB / direct |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    body = "".join(
-        f"| {r['variant']} | {r['connections']} | {r['lb']['rps']:.0f} | "
-        f"{r['direct']['rps']:.0f} | {fmt(r['rps_ratio'])}"
-        f"{'' if r['like_for_like'] else ' (not like for like)'} | "
-        f"{r['lb']['p50_ms']:.1f} / {r['lb']['p99_ms']:.1f} | "
-        f"{r['direct']['p50_ms']:.1f} / {r['direct']['p99_ms']:.1f} | "
-        f"{r['lb']['errors'] + r['lb']['timeouts']} / "
-        f"{r['direct']['errors'] + r['direct']['timeouts']} |\n"
-        for r in rows)
-    return head + body
+    head = ("upstream", "conns", "LB rps", "direct rps", "LB / direct rps", "LB p50 / p99 ms",
+            "direct p50 / p99 ms", "errors LB / direct")
+    return markdown_table(head, (
+        (r["variant"], r["connections"], f"{r['lb']['rps']:.0f}", f"{r['direct']['rps']:.0f}",
+         fmt(r["rps_ratio"]) + ("" if r["like_for_like"] else " (not like for like)"),
+         f"{r['lb']['p50_ms']:.1f} / {r['lb']['p99_ms']:.1f}",
+         f"{r['direct']['p50_ms']:.1f} / {r['direct']['p99_ms']:.1f}",
+         f"{r['lb']['errors'] + r['lb']['timeouts']} / "
+         f"{r['direct']['errors'] + r['direct']['timeouts']}")
+        for r in rows))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fleet import BootModel
-from bench.stats import at_most, fmt, verdict
+from bench.stats import at_most, fmt, markdown_table, verdict
 from bench.timeline import Phases, Request, TracePoint, bins, demand_trace, phases, trace
 
 TARGET_REACTION_S = 300.0
@@ -101,26 +101,21 @@ def lb_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def health_markdown(h: Mapping[str, Any]) -> str:
-    lines = ["| phase | probes | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['phase']} | {r['probes']} | {r['p50_ms']} | {r['p99_ms']} |"
-              for r in h["rows"]]
-    return "\n".join(lines) + "\n"
+    return markdown_table(("phase", "probes", "p50 ms", "p99 ms"),
+                          ((r["phase"], r["probes"], r["p50_ms"], r["p99_ms"]) for r in h["rows"]))
 
 
 def engine_markdown(e: Mapping[str, Any]) -> str:
-    lines = ["| workers N | preview (s) | up +1 worker (s) | up / up at N=2 | "
-             "preview / preview at N=2 |", "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['workers']} | {r['preview_s']} | {r['up_plus_one_s']} | {r['up_ratio']} "
-              f"| {r['preview_ratio']} |" for r in e["rows"]]
-    return "\n".join(lines) + "\n"
+    head = ("workers N", "preview (s)", "up +1 worker (s)", "up / up at N=2",
+            "preview / preview at N=2")
+    return markdown_table(head, ((r["workers"], r["preview_s"], r["up_plus_one_s"], r["up_ratio"],
+                                  r["preview_ratio"]) for r in e["rows"]), text_columns=0)
 
 
 def tick_markdown(t: Mapping[str, Any]) -> str:
-    lines = ["| exporters | ticks | median ms | p90 ms | median / median at 1 |",
-             "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['exporters']} | {r['ticks']} | {r['median_ms']} | {r['p90_ms']} | "
-              f"{r['ratio_to_smallest']} |" for r in t["rows"]]
-    return "\n".join(lines) + "\n"
+    head = ("exporters", "ticks", "median ms", "p90 ms", "median / median at 1")
+    return markdown_table(head, ((r["exporters"], r["ticks"], r["median_ms"], r["p90_ms"],
+                                  r["ratio_to_smallest"]) for r in t["rows"]), text_columns=0)
 
 
 def targets(data: Mapping[str, Any]) -> list[dict[str, Any]]:

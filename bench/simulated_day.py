@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from bench.fleet import IDLE_PCT, BootModel, fleet_for_peak, worker_memory
+from bench.stats import markdown_table
 from bench.trace import DAY_S, DayShape, demand, sampled
 from scaler.config import ScalingConfig, load_settings
 from scaler.model import Sample
@@ -220,19 +221,15 @@ def replay(load: Callable[[float], float], idle: float, peak: float,
 
 
 def markdown(results: Sequence[dict[str, Any]]) -> str:
-    header = ("| trace | scenario | worker-hours | fixed peak fleet | saved | min above up | "
-              "longest above (limit) | peak mem % | ups / ins |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
-    rows = "".join(
-        f"| {r.get('trace', 'synthetic')} | {r['scenario']} | {r['worker_hours']:.1f} | "
-        f"{r['fixed_fleet_workers']} x 24 h = "
-        f"{r['fixed_fleet_worker_hours']:.0f} | {r['worker_hours_saved_fraction']:.0%} | "
-        f"{r['minutes_above_up_threshold']:.0f} | {r['longest_above_minutes']:.1f} "
-        f"({r['detection_plus_boot_minutes']:.1f}) | {r['peak_memory_pct']:.0f} | "
-        f"{r['scale_ups']} / {r['scale_ins']} |\n"
-        for r in results
-    )
-    return header + rows
+    head = ("trace", "scenario", "worker-hours", "fixed peak fleet", "saved", "min above up",
+            "longest above (limit)", "peak mem %", "ups / ins")
+    return markdown_table(head, (
+        (r.get("trace", "synthetic"), r["scenario"], f"{r['worker_hours']:.1f}",
+         f"{r['fixed_fleet_workers']} x 24 h = {r['fixed_fleet_worker_hours']:.0f}",
+         f"{r['worker_hours_saved_fraction']:.0%}", f"{r['minutes_above_up_threshold']:.0f}",
+         f"{r['longest_above_minutes']:.1f} ({r['detection_plus_boot_minutes']:.1f})",
+         f"{r['peak_memory_pct']:.0f}", f"{r['scale_ups']} / {r['scale_ins']}")
+        for r in results), text_columns=2)
 
 
 def plot(runs: Sequence[DayRun], fixed: int, path: Path, title: str) -> None:

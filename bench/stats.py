@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -39,3 +39,12 @@ def verdict(ok: bool) -> str:
 
 def fmt(value: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def markdown_table(
+    head: Sequence[str], rows: Iterable[Sequence[object]], text_columns: int = 1
+) -> str:
+    """A Markdown table: the first ``text_columns`` columns left-aligned, numbers right."""
+    align = "|" + "---|" * text_columns + "---:|" * (len(head) - text_columns) + "\n"
+    cells = ("| " + " | ".join(str(cell) for cell in line) + " |\n" for line in rows)
+    return "| " + " | ".join(head) + " |\n" + align + "".join(cells)

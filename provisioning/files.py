@@ -116,6 +116,13 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
     timers = ["gemnar-backup.timer", "gemnar-scaler.timer", "gemnar-heal.timer",
               "gemnar-healthmon.service"]
     postgres_setup = commands / "gemnar-postgres-setup"
+    # The scaler and the healer both run the Pulumi engine: one user, state and credentials.
+    engine_unit = {
+        "project_dir": paths.project_dir, "python": python,
+        "state_directory": PurePosixPath(paths.scaler_state_dir).name,
+        "tools_dir": paths.tools_dir,
+        "secrets_env": PurePosixPath(paths.secrets_dir) / "scaler.env",
+    }
     files = [
         RenderedFile(str(conf_dir / "postgresql.conf"), render_postgresql_conf(settings),
                      owner=pg_owner),
@@ -204,22 +211,14 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             "controller/gemnar-lb-wait.sh",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),
         _unit(units, "gemnar-scaler.service", render(
-            "controller/gemnar-scaler.service",
-            project_dir=paths.project_dir, python=python,
-            state_directory=PurePosixPath(paths.scaler_state_dir).name,
-            tools_dir=paths.tools_dir,
-            secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env",
+            "controller/gemnar-scaler.service", **engine_unit,
             metrics_file=PurePosixPath(paths.node_exporter_textfile_dir) / SCALER_METRICS_NAME,
             textfile_dir=paths.node_exporter_textfile_dir)),
         render_install_ops(settings),
         _unit(units, "gemnar-scaler.timer", render(
             "controller/gemnar-scaler.timer", interval=settings.scaler_interval_s)),
         _unit(units, "gemnar-heal.service", render(
-            "controller/gemnar-heal.service",
-            project_dir=paths.project_dir, python=python,
-            state_directory=PurePosixPath(paths.scaler_state_dir).name,
-            tools_dir=paths.tools_dir,
-            secrets_env=PurePosixPath(paths.secrets_dir) / "scaler.env",
+            "controller/gemnar-heal.service", **engine_unit,
             status_file=PurePosixPath(paths.state_dir) / "health.json",
             bound_s=HEAL_BOUND_S)),
         _unit(units, "gemnar-heal.timer", render(

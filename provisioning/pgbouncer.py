@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from provisioning.postgres import pool_plan
 from provisioning.settings import ControllerSettings
 from provisioning.templates import render
@@ -18,7 +20,6 @@ ADMIN_VERIFIER_ENV = "GEMNAR_PGBOUNCER_ADMIN_VERIFIER"
 def render_pgbouncer_ini(settings: ControllerSettings) -> str:
     """``pgbouncer.ini``; the credentials are in ``auth_file``, delivered over SSH."""
     paths = settings.paths
-    plan = pool_plan(settings)
     return render(
         "controller/pgbouncer.ini",
         database=settings.db.database,
@@ -33,12 +34,8 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
         auth_file=paths.pgbouncer_auth_file,
         hba_file=paths.pgbouncer_hba_file,
         admin_user=settings.db.admin_user,
-        max_client_conn=plan.max_client_conn,
-        default_pool_size=plan.default_pool_size,
-        min_pool_size=plan.min_pool_size,
-        reserve_pool_size=plan.reserve_pool_size,
-        max_db_connections=plan.max_db_connections,
-        max_user_connections=plan.max_user_connections,
+        # The pool limits, each under its PgBouncer setting's name.
+        **asdict(pool_plan(settings)),
         server_login_retry=SERVER_LOGIN_RETRY_S,
         server_connect_timeout=SERVER_CONNECT_TIMEOUT_S,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
 from provisioning.pool_sizing import PoolPlan, plan_pools
@@ -54,7 +54,6 @@ def render_postgresql_conf(settings: ControllerSettings) -> str:
     """The full ``postgresql.conf`` (Debian's cluster layout, data on the block volume)."""
     paths = settings.paths
     plan = pool_plan(settings)
-    memory = postgres_memory(settings.memory_mb, plan.max_connections)
     conf_dir = PurePosixPath(paths.postgres_conf_dir)
     return render(
         "controller/postgresql.conf",
@@ -65,13 +64,10 @@ def render_postgresql_conf(settings: ControllerSettings) -> str:
         listen_addresses=",".join(settings.listen_addresses),
         port=settings.ports.postgres,
         socket_dir=paths.postgres_run_dir,
-        max_connections=plan.max_connections,
-        superuser_reserved=plan.superuser_reserved,
         memory_mb=settings.memory_mb,
-        shared_buffers_mb=memory.shared_buffers_mb,
-        effective_cache_size_mb=memory.effective_cache_size_mb,
-        work_mem_mb=memory.work_mem_mb,
-        maintenance_work_mem_mb=memory.maintenance_work_mem_mb,
+        # The connection limits and memory sizes, each under its template name.
+        **asdict(plan),
+        **asdict(postgres_memory(settings.memory_mb, plan.max_connections)),
         max_worker_processes=max(8, settings.vcpus),
         max_parallel_workers=settings.vcpus,
         max_parallel_workers_per_gather=max(1, settings.vcpus // 2),

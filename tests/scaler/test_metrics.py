@@ -67,28 +67,24 @@ def node_exporter() -> Iterator[str]:
             process.wait()
 
 
+# What each path of the misbehaving exporter answers (body, status); any other path: good text.
+_ANSWERS: dict[str, tuple[bytes, int]] = {
+    "/500": (b"internal error", 500),
+    "/garbage": (b"\x00\xff{this is not} exposition format\n{{{ 12 x", 200),
+    "/missing": (b"# TYPE node_load1 gauge\nnode_load1 0.5\n", 200),
+    "/health-bad": (b"unhealthy", 503),
+    "/health-memory": (b'{"status": "fail", "failed": ["memory"]}', 503),
+    "/health-db": (b'{"status": "fail", "failed": ["database", "redis", "disk"]}', 503),
+}
+
+
 class _Handler(BaseHTTPRequestHandler):
     release = threading.Event()
 
     def do_GET(self) -> None:
-        path = self.path
-        if path == "/slow":
+        if self.path == "/slow":
             self.release.wait(5)
-            body, status = GOOD_TEXT.encode(), 200
-        elif path == "/500":
-            body, status = b"internal error", 500
-        elif path == "/garbage":
-            body, status = b"\x00\xff{this is not} exposition format\n{{{ 12 x", 200
-        elif path == "/missing":
-            body, status = b"# TYPE node_load1 gauge\nnode_load1 0.5\n", 200
-        elif path == "/health-bad":
-            body, status = b"unhealthy", 503
-        elif path == "/health-memory":
-            body, status = b'{"status": "fail", "failed": ["memory"]}', 503
-        elif path == "/health-db":
-            body, status = b'{"status": "fail", "failed": ["database", "redis", "disk"]}', 503
-        else:
-            body, status = GOOD_TEXT.encode(), 200
+        body, status = _ANSWERS.get(self.path, (GOOD_TEXT.encode(), 200))
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -13,7 +13,7 @@ values they wrap, including the `connection` object the SDK always marks secret.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,17 +79,27 @@ def _check_strings(inputs: Mapping[str, Any]) -> list[CheckFailure]:
     return failures
 
 
+def _known(check: Callable[[Any], list[CheckFailure]]) -> Callable[[Any], list[CheckFailure]]:
+    """``check`` applied to the revealed value; an absent or not yet known value passes."""
+
+    def checked(value: Any) -> list[CheckFailure]:
+        value = reveal(value)
+        if value is None or is_unknown(value):
+            return []
+        return check(value)
+
+    return checked
+
+
+@_known
 def _check_logging(value: Any) -> list[CheckFailure]:
-    value = reveal(value)
-    if value is None or is_unknown(value) or value in LOGGING_VALUES:
+    if value in LOGGING_VALUES:
         return []
     return [CheckFailure("logging", f"logging must be one of {', '.join(LOGGING_VALUES)}")]
 
 
+@_known
 def _check_environment(value: Any) -> list[CheckFailure]:
-    value = reveal(value)
-    if value is None or is_unknown(value):
-        return []
     if not isinstance(value, Mapping):
         return [CheckFailure("environment", "environment must be a map of strings")]
     return [
@@ -99,16 +109,12 @@ def _check_environment(value: Any) -> list[CheckFailure]:
     ]
 
 
+@_known
 def _check_interpreter(value: Any) -> list[CheckFailure]:
-    value = reveal(value)
-    if value is None or is_unknown(value):
-        return []
     # An empty list is accepted and means the default interpreter, as upstream.
-    if not isinstance(value, list):
-        return [CheckFailure("interpreter", "interpreter must be a list of strings")]
-    if not all(isinstance(v, str) or is_unknown(v) for v in value):
-        return [CheckFailure("interpreter", "interpreter must be a list of strings")]
-    return []
+    if isinstance(value, list) and all(isinstance(v, str) or is_unknown(v) for v in value):
+        return []
+    return [CheckFailure("interpreter", "interpreter must be a list of strings")]
 
 
 def _with_connection_defaults(value: Any, path: str, failures: list[CheckFailure]) -> Any:
