@@ -148,6 +148,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             "gemnar-controller-ops",
             ControllerOperationsArgs(
                 source_hash=OpsSource.of_project(PROJECT_ROOT).content_hash,
+                stack=pulumi.get_stack(),
                 host=controller.connection.host,
                 port=connection_port(controller.connection),
                 host_key=access.controller_key,

@@ -4,9 +4,11 @@
   deployed revision (keyed by its content hash), a venv from wheels, the pinned Pulumi CLI
   (this deployer's own, sent once per version) and the provider plugins: fetched the official
   way where the platform says the controller can (Vultr), else the project's stand-in.
-- ``scaler-credentials``: the scaler's state-backend keys, config passphrase and Vultr API
-  key from stack secrets into a root-only env file, over the pinned SSH connection; the
-  scaler's unit reads it with ``EnvironmentFile=``. Nothing is written when none is set.
+- ``scaler-credentials``: the stack's name (``GEMNAR_STACK``: the units name no stack of
+  their own) and the scaler's state-backend keys, config passphrase and Vultr API key from
+  stack secrets into a root-only env file, over the pinned SSH connection; the scaler's and
+  the healer's units read it with ``EnvironmentFile=``. Nothing is written when no credential
+  is set (the units are then skipped).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from project import PROJECT_ROOT
 
 # Pulumi's S3 backend wants a region; Vultr Object Storage ignores it.
 SCALER_ENV_DEFAULTS = {"AWS_REGION": "us-east-1"}
+# The scaler's and the healer's units pass it as --stack (scaler/cli.py reads it too).
+STACK_VARIABLE = "GEMNAR_STACK"
 
 
 def push_ops_command(
@@ -57,6 +61,8 @@ def credentials_script(path: str) -> str:
 @dataclass(frozen=True)
 class ControllerOperationsArgs:
     source_hash: str
+    # The deployed stack's name, which the controller's scaler and healer operate on.
+    stack: str
     host: pulumi.Input[str]
     port: pulumi.Input[int]
     host_key: pulumi.Input[str]
@@ -105,8 +111,8 @@ class ControllerOperations(pulumi.ComponentResource):
             keys = sorted(args.credentials)
 
             def env_file(values: list[str]) -> str:
-                return render_env_file(
-                    {**SCALER_ENV_DEFAULTS, **dict(zip(keys, values, strict=True))})
+                return render_env_file({**SCALER_ENV_DEFAULTS, STACK_VARIABLE: args.stack,
+                                        **dict(zip(keys, values, strict=True))})
 
             rendered: pulumi.Input[str] = pulumi.Output.all(
                 *[args.credentials[k] for k in keys]).apply(env_file)

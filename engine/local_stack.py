@@ -114,3 +114,20 @@ def ensure_generated_secrets(stack: auto.Stack) -> list[str]:
         stack.set_config("gemnar:sshPublicKeys[0]", auto.ConfigValue(public), path=True)
         generated += ["gemnar:sshPrivateKey", "gemnar:sshPublicKeys"]
     return generated
+
+
+def scaler_secrets(env: dict[str, str]) -> dict[str, str]:
+    """The stack secrets (``gemnar:scaler*``) whose values are in ``env``, the environment the
+    controller's scaler needs (pure): the program writes them back into that environment."""
+    from stack_config import SCALER_CREDENTIALS  # pure; keeps this module's imports light
+
+    return {f"gemnar:{key}": env[name] for key, name in SCALER_CREDENTIALS.items() if name in env}
+
+
+def sync_secrets(stack: auto.Stack, wanted: dict[str, str]) -> list[str]:
+    """Set each secret whose value differs from ``wanted``; return the keys that were set."""
+    config = stack.get_all_config()
+    changed = [k for k, v in sorted(wanted.items()) if k not in config or config[k].value != v]
+    for key in changed:
+        stack.set_config(key, auto.ConfigValue(wanted[key], secret=True))
+    return changed

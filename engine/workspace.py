@@ -7,6 +7,7 @@ Python language host: the Automation API serves the program to the engine over g
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from engine.local_stack import (
     ensure_generated_secrets,
     is_local_stack,
     prepare_work_dir,
+    scaler_secrets,
     stack_platform,
+    sync_secrets,
 )
 from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
 from lab import s3
@@ -26,6 +29,12 @@ PROJECT_NAME = "gemnar"
 # real (every local secret is generated per machine) and is documented in the README; prod
 # stacks must set PULUMI_CONFIG_PASSPHRASE themselves.
 LOCAL_PASSPHRASE = "gemnar-local-stack"
+# Where a stack's config comes from. Unset: the project's stack file (or the local working
+# copy). "state" (set by the controller's scaler and healer units): the release there is
+# read-only and holds no stack file of its own, so the working copy lives under the state
+# directory and takes the config the stack's last update recorded (`pulumi config refresh`).
+CONFIG_SOURCE_VARIABLE = "GEMNAR_STACK_CONFIG"
+CONFIG_FROM_STATE = "state"
 
 
 def pulumi_env(paths: ToolPaths | None = None, passphrase: str | None = None) -> dict[str, str]:
@@ -33,7 +42,9 @@ def pulumi_env(paths: ToolPaths | None = None, passphrase: str | None = None) ->
     paths = paths or tool_paths()
     env = {
         "PULUMI_HOME": str(paths.pulumi_home),
-        "PULUMI_BACKEND_URL": paths.backend_url,
+        # The environment's backend wins: the operator's `pulumi login` target for prod, the
+        # controller's scaler.env (from stack secrets). Else the project's own file backend.
+        "PULUMI_BACKEND_URL": os.environ.get("PULUMI_BACKEND_URL") or paths.backend_url,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "false",
@@ -80,9 +91,18 @@ def open_stack(
     work_dir: Path = PROJECT_ROOT,
     extra_env: Mapping[str, str] | None = None,
     paths: ToolPaths | None = None,
+    refresh_config: bool = False,
 ) -> auto.Stack:
-    """Create or select ``stack_name`` of the project in ``work_dir`` with an inline program."""
+    """Create or select ``stack_name`` of the project in ``work_dir`` with an inline program.
+
+    With ``$GEMNAR_STACK_CONFIG=state`` (the controller): select only, never create, in a
+    working copy under the state directory whose config is the last update's, fetched when
+    the copy is new or ``refresh_config`` asks (a scaler tick; its update child then uses the
+    copy with the tick's count request in it).
+    """
     paths = paths or tool_paths()
+    if os.environ.get(CONFIG_SOURCE_VARIABLE) == CONFIG_FROM_STATE:
+        return open_deployed_stack(stack_name, program, paths, refresh_config)
     paths.backend_dir.mkdir(parents=True, exist_ok=True)
     paths.pulumi_home.mkdir(parents=True, exist_ok=True)
     existing_work = paths.state_dir / "work" / stack_name
@@ -114,9 +134,45 @@ def open_stack(
     opened.append(stack)
     if local:
         ensure_generated_secrets(stack)
+        if stack_platform(stack_name, work_dir) == "lab":
+            # What the operator sets by hand on prod (docs/prod.md): the scaler's backend, its
+            # keys and the passphrase, here the lab's S3 server's (new keys on a new server).
+            sync_secrets(stack, scaler_secrets(
+                {**lab_backend_env(stack_name, paths),
+                 "PULUMI_CONFIG_PASSPHRASE": env["PULUMI_CONFIG_PASSPHRASE"]}))
         stack_file = Path(work_dir) / f"Pulumi.{stack_name}.yaml"
         if stack_file.exists():
             stack_file.chmod(0o600)  # as prepare_work_dir left it, whatever Pulumi rewrote
+    return stack
+
+
+def open_deployed_stack(
+    stack_name: str,
+    program: Callable[[], None] | None,
+    paths: ToolPaths,
+    refresh_config: bool,
+) -> auto.Stack:
+    """The deployed stack from a working copy ``<state>/work/<stack>`` (see ``open_stack``)."""
+    work_dir = paths.state_dir / "work" / stack_name
+    fresh = not (work_dir / f"Pulumi.{stack_name}.yaml").exists()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.chmod(0o700)
+    shutil.copyfile(PROJECT_ROOT / "Pulumi.yaml", work_dir / "Pulumi.yaml")
+    paths.pulumi_home.mkdir(parents=True, exist_ok=True)
+    opened: list[auto.Stack] = []
+    opts = auto.LocalWorkspaceOptions(
+        work_dir=str(work_dir),
+        env_vars=pulumi_env(paths),
+        pulumi_home=str(paths.pulumi_home),
+        pulumi_command=pulumi_command(paths),
+    )
+    # Selecting never creates: a stack missing from the backend is an error, not a new stack
+    # (a tick once made an empty `prod` in a local backend this way).
+    stack = auto.select_stack(stack_name=stack_name, project_name=PROJECT_NAME,
+                              program=program or project_program(opened), opts=opts)
+    opened.append(stack)
+    if fresh or refresh_config:
+        stack.refresh_config()
     return stack
 
 

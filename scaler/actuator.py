@@ -91,7 +91,8 @@ def open_real_stack(stack_name: str) -> StackLike:
     """The project's stack with its isolated Pulumi home and backend."""
     from engine.workspace import open_stack  # imported late: it needs the Pulumi toolchain
 
-    stack: StackLike = open_stack(stack_name)
+    # A tick starts from the stack's recorded config where that is the source (the controller).
+    stack: StackLike = open_stack(stack_name, refresh_config=True)
     return stack
 
 

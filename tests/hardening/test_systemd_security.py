@@ -88,7 +88,7 @@ def test_the_healer_runs_as_the_scaler_with_its_state_and_credentials() -> None:
         line for line in scaler if line.startswith("EnvironmentFile=")]
     # health.json lives in a root-only directory: systemd hands the run a copy.
     assert "LoadCredential=health.json:/var/lib/gemnar/health.json" in heal
-    assert any(line.startswith("ExecStart=") and "-m healthmon.heal --stack prod "
+    assert any(line.startswith("ExecStart=") and "-m healthmon.heal --stack ${GEMNAR_STACK} "
                "--status-file %d/health.json --bound 300" in line for line in heal)
     files = {Path(f.path).name: f for f in controller_files(CONTROLLERS["prod-domain-big"])}
     assert "OnUnitInactiveSec=60s" in files["gemnar-heal.timer"].content

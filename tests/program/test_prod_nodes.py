@@ -177,6 +177,8 @@ def test_controller_operations_are_delivered_with_the_scaler_credentials(
         assert "AWS_ACCESS_KEY_ID='AKIDTEST'" in env and "VULTR_API_KEY='VULTRKEYFORTEST'" in env
         assert "PULUMI_BACKEND_URL='s3://state?endpoint=fra1.vultrobjects.com&x=1'" in env
         assert "/etc/gemnar/secrets/scaler.env" in written.plain["create"]
+        # The units take the stack's name from this file (the mocks' stack is prod).
+        assert "GEMNAR_STACK='prod'" in env.splitlines()
         membership = _one(declared, "gemnar-membership")
         ops = _one(declared, "gemnar-controller-ops").resource
         assert ops in (membership.opts.depends_on or [])  # type: ignore[operator]
