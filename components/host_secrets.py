@@ -35,6 +35,8 @@ APPLY_HOOK = "/usr/local/sbin/gemnar-apply-secrets"
 CONTROLLER_SECRETS = {
     "GEMNAR_DB_PASSWORD": "postgres-app-password",
     "GEMNAR_REDIS_PASSWORD": "redis-password",
+    # Redis's ACL user for the Prometheus exporter (provisioning.redis.EXPORTER_USER).
+    "GEMNAR_REDIS_EXPORTER_PASSWORD": "redis-exporter-password",
     "GEMNAR_SECRET_KEY": "django-secret-key",
 }
 # What a worker's secrets file is rendered from (provisioning.app_env names the variables).

@@ -134,7 +134,8 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
 
     files.make_dirs(paths.redis_data_dir, paths.redis_run_dir,
                       Path(paths.redis_log_file).parent)
-    files.write_file(paths.redis_secrets_file, render_redis_secrets(redis_password), 0o600)
+    files.write_file(paths.redis_secrets_file, render_redis_secrets(
+        redis_password, secrets["GEMNAR_REDIS_EXPORTER_PASSWORD"]), 0o600)
     conf = files.write_file(paths.redis_conf_file, render_redis_conf(settings), 0o640)
     _start_port_daemon(node, "redis", ["redis-server", str(conf)], settings.ports.redis)
 
@@ -158,7 +159,7 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
             [sys.executable, "-m", "healthmon", "run", "--settings", paths.settings_file],
             healthmon_pid, node.log_dir / "healthmon.log", cwd=PROJECT_ROOT,
         )
-    start_monitoring(node)
+    start_monitoring(node, secrets["GEMNAR_REDIS_EXPORTER_PASSWORD"])
 
 
 def stop_controller(node: ControllerNode) -> None:

@@ -2,13 +2,17 @@
 supervised processes, with the configs and arguments cloud-init gives the prod units.
 
 Each exporter runs as the system user its prod unit runs as: PostgreSQL's exporter logs in by
-peer authentication as ``prometheus`` (the monitoring role). The controller's node exporter is
+peer authentication as ``prometheus`` (the monitoring role). Redis's exporter gets its ACL
+user's password in its environment (``REDIS_PASSWORD``), as the prod unit does from its
+root-only environment file; never on its command line. The controller's node exporter is
 the real prometheus-node-exporter, so on a local stack it reports the host machine's figures, not a
 VPS's; its textfile collector reads the node's own directory (backups, health monitor).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -55,6 +59,9 @@ def processes(settings: ControllerSettings) -> list[tuple[str, list[str], str, i
             "env", f"DATA_SOURCE_NAME={postgres_exporter_dsn(settings)}",
             "prometheus-postgres-exporter", *args["postgres"],
         ]), loopback, ports.postgres_exporter),
+        ("redis-exporter", _runuser(MONITOR_OS_USER, [
+            "prometheus-redis-exporter", *args["redis"],
+        ]), loopback, ports.redis_exporter),
         ("nginx-exporter", ["prometheus-nginx-exporter", *args["nginx"]],
          loopback, ports.nginx_exporter),
         ("alertmanager", ["prometheus-alertmanager", *alertmanager_args(settings)],
@@ -75,7 +82,15 @@ def ensure_monitor_role(settings: ControllerSettings) -> None:
         services.psql(settings, f'CREATE ROLE "{role}" LOGIN IN ROLE pg_monitor')
 
 
-def start_monitoring(node: Node) -> None:
+def process_env(name: str, redis_exporter_password: str) -> Mapping[str, str] | None:
+    """The environment of process ``name``: the Redis exporter's holds its password; the
+    others inherit this one."""
+    if name != "redis-exporter":
+        return None
+    return {**os.environ, "REDIS_PASSWORD": redis_exporter_password}
+
+
+def start_monitoring(node: Node, redis_exporter_password: str) -> None:
     """Write the configs and start every monitoring process not running yet."""
     settings, paths = node.settings, node.settings.paths
     files.install_rendered(controller_files(settings), CONFIG_NAMES)
@@ -85,7 +100,8 @@ def start_monitoring(node: Node) -> None:
     for name, argv, address, port in processes(settings):
         pidfile = node.supervised / f"{name}.pid"
         if not running(pidfile):
-            start_detached(argv, pidfile, node.log_dir / f"{name}.log")
+            start_detached(argv, pidfile, node.log_dir / f"{name}.log",
+                           env=process_env(name, redis_exporter_password))
         wait_for(lambda a=address, p=port: services.port_open(a, p), 30,  # type: ignore[misc]
                  f"{name} on {address}:{port}")
 

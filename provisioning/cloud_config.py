@@ -46,12 +46,13 @@ CONTROLLER_PACKAGES = [
     # The scaler runs as a DynamicUser=; its uid must resolve (ssh refuses an unknown uid).
     "libnss-systemd",
     # Monitoring (docs/monitoring.md), Debian 12's versions: Prometheus 2.42, Alertmanager
-    # 0.25, postgres_exporter 0.11, nginx exporter 0.11. Named
+    # 0.25, postgres_exporter 0.11, redis_exporter 1.45, nginx exporter 0.11. Named
     # without versions like every package here: bookworm's security updates apply
     # (unattended-upgrades), the release is the pin.
     "prometheus",
     "prometheus-alertmanager",
     "prometheus-postgres-exporter",
+    "prometheus-redis-exporter",
     "prometheus-nginx-exporter",
 ]
 WORKER_PACKAGES = ["python3-venv", "git"]

@@ -19,7 +19,8 @@ from provisioning.nginx import render_nginx_conf, render_nginx_upstream
 from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
 from provisioning.redis import APP_USER as REDIS_APP_USER
-from provisioning.redis import app_acl_rules, render_redis_conf
+from provisioning.redis import EXPORTER_USER as REDIS_EXPORTER_USER
+from provisioning.redis import app_acl_rules, exporter_acl_rules, render_redis_conf
 from provisioning.settings import (
     VPC_ADDRESS_AT_BOOT,
     ControllerPaths,
@@ -203,7 +204,9 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             pg_run_dir=paths.postgres_run_dir, pg_port=settings.ports.postgres,
             pgbouncer_auth_file=paths.pgbouncer_auth_file,
             redis_secrets=paths.redis_secrets_file,
-            redis_app_user=REDIS_APP_USER, redis_app_rules=app_acl_rules())),
+            redis_app_user=REDIS_APP_USER, redis_app_rules=app_acl_rules(),
+            redis_exporter_user=REDIS_EXPORTER_USER, redis_exporter_rules=exporter_acl_rules(),
+            redis_exporter_env=paths.redis_exporter_env_file)),
         _script(commands / "gemnar-lb-apply", render(
             "controller/gemnar-lb-apply.sh",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),

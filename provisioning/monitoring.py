@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in requirements
 
+from provisioning.redis import EXPORTER_USER as REDIS_EXPORTER_USER
 from provisioning.settings import ControllerSettings, MonitoringSettings
 from provisioning.templates import render
 
@@ -33,6 +34,7 @@ EXPORTER_JOBS = {
     "prometheus": "prometheus",
     "alertmanager": "alertmanager",
     "postgres": "postgres_exporter",
+    "redis": "redis_exporter",
     "nginx": "nginx_exporter",
 }
 
@@ -142,8 +144,9 @@ def nginx_status_url(settings: ControllerSettings) -> str:
 
 def exporter_args(settings: ControllerSettings) -> dict[str, list[str]]:
     """Each controller exporter's arguments (Debian: ``ARGS`` in its /etc/default file).
-    Credentials are not arguments: each exporter reaches its daemon over a unix socket as
-    its own system user (PostgreSQL, PgBouncer)."""
+    Credentials are not arguments: the PostgreSQL exporter reaches its daemon over a unix
+    socket as its own system user; the Redis exporter logs in as its ACL user with the
+    password from its root-only environment file (``REDIS_PASSWORD``)."""
     loopback, ports = settings.loopback_address, settings.ports
     return {
         "nginx": [
@@ -153,6 +156,11 @@ def exporter_args(settings: ControllerSettings) -> dict[str, list[str]]:
             f"-web.listen-address={loopback}:{ports.nginx_exporter}",
         ],
         "postgres": [f"--web.listen-address={loopback}:{ports.postgres_exporter}"],
+        "redis": [
+            f"-redis.addr=redis://{loopback}:{ports.redis}",
+            f"-redis.user={REDIS_EXPORTER_USER}",
+            f"-web.listen-address={loopback}:{ports.redis_exporter}",
+        ],
     }
 
 
@@ -265,6 +273,8 @@ def alert_rules(settings: ControllerSettings) -> dict[str, Any]:
         _alert("DatabaseDown", 'pg_up == 0 or up{job="postgres"} == 0 '
                'or up{job="pgbouncer"} == 0 or pgbouncer_up == 0', hold, "critical",
                "PostgreSQL or PgBouncer does not answer."),
+        _alert("RedisDown", 'redis_up == 0 or up{job="redis"} == 0', hold, "critical",
+               "Redis does not answer (cache and channel layer)."),
         _alert("PostgresConnectionsNearLimit",
                "sum(pg_stat_activity_count) / max(pg_settings_max_connections) "
                f"> {m.connections_ratio}", hold, "warning",
@@ -298,6 +308,7 @@ MONITORING_UNITS = (
     "prometheus",
     "prometheus-nginx-exporter",
     "prometheus-postgres-exporter",
+    "prometheus-redis-exporter",
 )
 
 
@@ -314,6 +325,11 @@ def sandbox_dropins(settings: ControllerSettings) -> dict[str, str]:
             "controller/monitoring-sandbox.conf", extra=local_only),
         "prometheus-nginx-exporter.service": render(
             "controller/monitoring-sandbox.conf", extra=local_only),
+        # Its password: written by gemnar-apply-secrets after boot; until then the exporter
+        # runs without one and reports redis_up 0.
+        "prometheus-redis-exporter.service": render(
+            "controller/monitoring-sandbox.conf",
+            extra=f"{local_only}\nEnvironmentFile=-{settings.paths.redis_exporter_env_file}"),
     }
 
 
@@ -337,6 +353,8 @@ def monitoring_files(settings: ControllerSettings) -> list[tuple[str, str]]:
         ("/etc/default/prometheus-nginx-exporter",
          default_file(args["nginx"], "Prometheus Nginx exporter")),
         ("/etc/default/prometheus-postgres-exporter", postgres_default),
+        ("/etc/default/prometheus-redis-exporter",
+         default_file(args["redis"], "Prometheus Redis exporter")),
         *((str(PurePosixPath(paths.systemd_dir) / f"{unit}.d" / SANDBOX_DROPIN), text)
           for unit, text in sandbox_dropins(settings).items()),
     ]

@@ -5,6 +5,11 @@ the Channels layer's commands on their own key prefixes only: no admin or danger
 (FLUSHALL, CONFIG, ACL, SHUTDOWN, KEYS, ...), no pub/sub channels, and of scripting only
 EVAL/EVALSHA, which channels_redis needs for group sends and receives (a script's commands
 and keys are checked against the same rules).
+
+The Prometheus exporter authenticates as ``EXPORTER_USER``: no key, no channel, and only the
+commands redis_exporter 1.45 sends with its default flags (INFO, CONFIG GET, SLOWLOG,
+LATENCY LATEST, CLIENT SETNAME; PING for ``-ping-on-connect``), read off its debug log and
+Redis's command statistics.
 """
 
 from __future__ import annotations
@@ -22,6 +27,17 @@ APP_COMMAND_RULES = (
     "-@all +@read +@write +@keyspace +@connection +@transaction "
     "-@dangerous -@admin -@scripting -@pubsub +eval +evalsha +info"
 )
+
+
+EXPORTER_USER = "gemnar-exporter"
+EXPORTER_COMMAND_RULES = (
+    "-@all +info +ping +config|get +client|setname +slowlog|get +slowlog|len +latency|latest"
+)
+
+
+def exporter_acl_rules() -> str:
+    """Everything after ``user <EXPORTER_USER> on <password>``: no keys, no channels."""
+    return f"resetkeys resetchannels {EXPORTER_COMMAND_RULES}"
 
 
 def app_acl_rules() -> str:
@@ -60,10 +76,18 @@ def render_redis_conf(settings: ControllerSettings, password: str | None = None)
     )
 
 
-def render_redis_secrets(password: str) -> str:
-    """The root-only ``secrets.conf`` that ``redis.conf`` includes: the default user off and
-    the app's user, whose password is kept as its SHA-256 (no plain text on disk)."""
+def _digest(password: str) -> str:
     if not password or any(c.isspace() or c in "\"'" for c in password):
         raise ValueError("the Redis password may not be empty or contain whitespace or quotes")
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return f"user default off\nuser {APP_USER} on #{digest} {app_acl_rules()}\n"
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def render_redis_secrets(password: str, exporter_password: str | None = None) -> str:
+    """The root-only ``secrets.conf`` that ``redis.conf`` includes: the default user off, the
+    app's user and, given its password, the exporter's; passwords are kept as their SHA-256
+    (no plain text on disk)."""
+    lines = ["user default off", f"user {APP_USER} on #{_digest(password)} {app_acl_rules()}"]
+    if exporter_password is not None:
+        lines.append(
+            f"user {EXPORTER_USER} on #{_digest(exporter_password)} {exporter_acl_rules()}")
+    return "\n".join(lines) + "\n"

@@ -102,6 +102,9 @@ class ControllerPaths:
     redis_run_dir: str = "/run/redis"
     redis_pid_file: str = "/run/redis/redis-server.pid"
     redis_log_file: str = "/var/log/redis/redis-server.log"
+    # Root-only: the Redis exporter's password (REDIS_PASSWORD), which systemd reads as
+    # EnvironmentFile= before the unit drops to the prometheus user.
+    redis_exporter_env_file: str = "/etc/gemnar/secrets/redis-exporter.env"
     # Nginx
     nginx_conf_file: str = "/etc/nginx/nginx.conf"
     nginx_upstream_file: str = "/etc/nginx/gemnar/upstream.conf"

@@ -32,7 +32,7 @@ APT_PACKAGES=(
   debootstrap systemd-container
   testssl.sh
   prometheus prometheus-alertmanager prometheus-postgres-exporter
-  prometheus-pgbouncer-exporter prometheus-nginx-exporter
+  prometheus-pgbouncer-exporter prometheus-redis-exporter prometheus-nginx-exporter
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -4,7 +4,8 @@
 # computes the SCRAM verifier itself; the same verifier in PgBouncer's auth file (the plain
 # password never reaches PgBouncer), beside the admin console's verifier (restore --swap pauses
 # the app there, with the password from backup.env); Redis's requirepass, replacing the random
-# one the first boot locked Redis with. Needs nothing but what the node's packages installed.
+# one the first boot locked Redis with, and the Redis exporter's password in its root-only
+# environment file. Needs nothing but what the node's packages installed.
 set -euo pipefail
 umask 077
 secrets_file='@{secrets_file}'
@@ -13,8 +14,9 @@ admin_user='@{admin_user}'
 # shellcheck disable=SC1090
 . "$secrets_file"
 : "${GEMNAR_DB_PASSWORD:?missing from the secrets file}" "${GEMNAR_REDIS_PASSWORD:?missing}"
+: "${GEMNAR_REDIS_EXPORTER_PASSWORD:?missing from the secrets file}"
 : "${GEMNAR_PGBOUNCER_ADMIN_VERIFIER:?missing from the secrets file}"
-case "$GEMNAR_DB_PASSWORD$GEMNAR_REDIS_PASSWORD" in
+case "$GEMNAR_DB_PASSWORD$GEMNAR_REDIS_PASSWORD$GEMNAR_REDIS_EXPORTER_PASSWORD" in
     *[!A-Za-z0-9_-]*) echo "gemnar-apply-secrets: passwords must be [A-Za-z0-9_-]" >&2; exit 1 ;;
 esac
 # A SCRAM verifier: the scheme name, then $<iterations>:<salt>$<StoredKey>:<ServerKey> with
@@ -52,11 +54,12 @@ chmod 0600 "$auth_file.new"
 mv -f "$auth_file.new" "$auth_file"
 
 redis_secrets='@{redis_secrets}'
-# ACL users (provisioning.redis): the default user off, the app's user with its password's
-# SHA-256 and its command and key rules.
+# ACL users (provisioning.redis): the default user off, the app's and the exporter's users
+# with their passwords' SHA-256 and their command and key rules.
 redis_hash="$(printf '%s' "$GEMNAR_REDIS_PASSWORD" | sha256sum | cut -d' ' -f1)"
-printf 'user default off\nuser @{redis_app_user} on #%s @{redis_app_rules}\n' "$redis_hash" \
-    >"$redis_secrets.new"
+exporter_hash="$(printf '%s' "$GEMNAR_REDIS_EXPORTER_PASSWORD" | sha256sum | cut -d' ' -f1)"
+printf 'user default off\nuser @{redis_app_user} on #%s @{redis_app_rules}\nuser @{redis_exporter_user} on #%s @{redis_exporter_rules}\n' \
+    "$redis_hash" "$exporter_hash" >"$redis_secrets.new"
 chown redis:redis "$redis_secrets.new"
 chmod 0600 "$redis_secrets.new"
 # Redis reads its users only when it starts, and a restart drops every client: restart it
@@ -65,6 +68,15 @@ redis_changed=1
 if cmp -s "$redis_secrets.new" "$redis_secrets"; then redis_changed=0; fi
 mv -f "$redis_secrets.new" "$redis_secrets"
 
+# The exporter's unit reads this (EnvironmentFile=, as root) before it drops privileges.
+exporter_env='@{redis_exporter_env}'
+printf 'REDIS_PASSWORD=%s\n' "$GEMNAR_REDIS_EXPORTER_PASSWORD" >"$exporter_env.new"
+chmod 0600 "$exporter_env.new"
+exporter_changed=1
+if cmp -s "$exporter_env.new" "$exporter_env"; then exporter_changed=0; fi
+mv -f "$exporter_env.new" "$exporter_env"
+
 systemctl reload pgbouncer
 if ((redis_changed)); then systemctl restart redis-server; fi
+if ((exporter_changed)); then systemctl restart prometheus-redis-exporter; fi
 echo "gemnar-apply-secrets: applied"

@@ -25,7 +25,7 @@ from tests.e2e.test_failures import outage
 from tests.support.waiting import wait_until
 
 # Controller jobs, one target each; node and app have one target per worker (node: + controller).
-CONTROLLER_JOBS = {"prometheus", "alertmanager", "postgres", "nginx"}
+CONTROLLER_JOBS = {"prometheus", "alertmanager", "postgres", "redis", "nginx"}
 
 
 def api(stack: LocalStack, path: str, **params: str) -> Any:
@@ -46,7 +46,7 @@ def expected_targets(stack: LocalStack, workers: int) -> set[tuple[str, str]]:
     return {
         *((job, f"{stack.controller}:{port}") for job, port in (
             ("prometheus", 9090), ("alertmanager", 9093), ("postgres", 9187),
-("nginx", 9113), ("node", 9100))),
+            ("redis", 9121), ("nginx", 9113), ("node", 9100))),
         *(("node", f"{h}:9100") for h in hosts),
         *(("app", f"{h}:9101") for h in hosts),
     }
@@ -63,7 +63,7 @@ def test_every_target_is_up(two_workers: LocalStack) -> None:
                what="every monitoring target up", detail=lambda: str(targets(stack)))
     assert {job for job, _ in targets(stack)} == CONTROLLER_JOBS | {"node", "app"}
     # The exporters reach their daemons, not only answer: each one's own "up" is 1.
-    for metric in ("pg_up", "nginx_up"):
+    for metric in ("pg_up", "redis_up", "nginx_up"):
         values = [float(r["value"][1]) for r in api(stack, "query", query=metric)["result"]]
         assert values == [1.0], (metric, values)
     healthy = api(stack, "query", query="gemnar_worker_healthy")["result"]

@@ -159,6 +159,11 @@ CASES: dict[str, tuple[tuple[list[dict[str, str]], str, dict[str, str]],
         ([_series("pg_up", {"job": "postgres"}, "1x10"),
           _series("up", {"job": "postgres"}, "1x10")], "5m"),
     ),
+    "RedisDown": (
+        ([_series("redis_up", {"job": "redis"}, "0x10")], "5m", {"job": "redis"}),
+        ([_series("redis_up", {"job": "redis"}, "1x10"),
+          _series("up", {"job": "redis"}, "1x10")], "5m"),
+    ),
     "PostgresConnectionsNearLimit": (
         ([_series("pg_stat_activity_count", {"datname": "gemnar", "state": "idle"}, "90x10"),
           _series("pg_settings_max_connections", {}, "100x10")], "5m", {}),

@@ -1,8 +1,9 @@
-"""The controller's gemnar-apply-secrets hook restarts Redis only when Redis's password changed.
+"""The controller's gemnar-apply-secrets hook restarts Redis only when a Redis password changed.
 
 The hook runs whenever the controller's secrets file changed, which may be for a value Redis
 never reads; a Redis restart drops every client (cache, channel layer), so it is kept for a
-changed `requirepass`. PostgreSQL and PgBouncer are only given the new password (a reload).
+changed ACL user (the app's or the exporter's); the exporter restarts only when its own
+password changed. PostgreSQL and PgBouncer are only given the new password (a reload).
 The system commands (`runuser`, `chown`, `systemctl`) are shims that record their calls; the
 script itself is the rendered template, run by bash.
 """
@@ -14,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from provisioning.redis import APP_USER, app_acl_rules, render_redis_secrets
+from provisioning.redis import (
+    APP_USER,
+    EXPORTER_USER,
+    app_acl_rules,
+    exporter_acl_rules,
+    render_redis_secrets,
+)
 from provisioning.templates import render
 from tests.support.tooling import require_executable
 
@@ -49,6 +56,9 @@ def _hook(tmp_path: Path) -> Path:
             redis_secrets=tmp_path / "redis-secrets.conf",
             redis_app_user=APP_USER,
             redis_app_rules=app_acl_rules(),
+            redis_exporter_user=EXPORTER_USER,
+            redis_exporter_rules=exporter_acl_rules(),
+            redis_exporter_env=tmp_path / "redis-exporter.env",
         )
     )
     hook.chmod(0o755)
@@ -56,12 +66,14 @@ def _hook(tmp_path: Path) -> Path:
 
 
 def _run(
-    tmp_path: Path, hook: Path, db: str, redis: str, admin: str = ADMIN_VERIFIER
+    tmp_path: Path, hook: Path, db: str, redis: str, admin: str = ADMIN_VERIFIER,
+    exporter: str = "exporter1",
 ) -> subprocess.CompletedProcess[str]:
     calls = tmp_path / "calls.log"
     calls.write_text("")
     (tmp_path / "controller.env").write_text(
         f"GEMNAR_DB_PASSWORD='{db}'\nGEMNAR_REDIS_PASSWORD='{redis}'\n"
+        f"GEMNAR_REDIS_EXPORTER_PASSWORD='{exporter}'\n"
         f"GEMNAR_PGBOUNCER_ADMIN_VERIFIER='{admin}'\n"
     )
     bash = require_executable("bash")
@@ -71,8 +83,10 @@ def _run(
     )
 
 
-def _apply(tmp_path: Path, hook: Path, db: str, redis: str) -> list[str]:
-    result = _run(tmp_path, hook, db, redis)
+def _apply(
+    tmp_path: Path, hook: Path, db: str, redis: str, exporter: str = "exporter1"
+) -> list[str]:
+    result = _run(tmp_path, hook, db, redis, exporter=exporter)
     assert result.returncode == 0, result.stderr
     return (tmp_path / "calls.log").read_text().splitlines()
 
@@ -83,14 +97,25 @@ def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
     assert _apply(tmp_path, hook, "db1", "redis1") == [
         "reload pgbouncer",
         "restart redis-server",
+        "restart prometheus-redis-exporter",
     ]
     # The shell writes exactly what provisioning.redis renders (users and rules).
-    assert (tmp_path / "redis-secrets.conf").read_text() == render_redis_secrets("redis1")
+    assert (tmp_path / "redis-secrets.conf").read_text() == render_redis_secrets(
+        "redis1", "exporter1")
+    exporter_env = tmp_path / "redis-exporter.env"
+    assert exporter_env.read_text() == "REDIS_PASSWORD=exporter1\n"
+    assert exporter_env.stat().st_mode & 0o777 == 0o600
     # Only the database password changed: Redis keeps running.
     assert _apply(tmp_path, hook, "db2", "redis1") == ["reload pgbouncer"]
     assert _apply(tmp_path, hook, "db2", "redis2") == [
         "reload pgbouncer",
         "restart redis-server",
+    ]
+    # The exporter's password: Redis learns the new user, the exporter its password.
+    assert _apply(tmp_path, hook, "db2", "redis2", "exporter2") == [
+        "reload pgbouncer",
+        "restart redis-server",
+        "restart prometheus-redis-exporter",
     ]
     # The app role's verifier from PostgreSQL, the admin console's from controller.env.
     assert (tmp_path / "userlist.txt").read_text() == (

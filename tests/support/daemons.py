@@ -225,11 +225,14 @@ def running_pgbouncer(settings: ControllerSettings, userlist: str) -> Iterator[D
 
 
 @contextlib.contextmanager
-def running_redis(settings: ControllerSettings, password: str) -> Iterator[Daemon]:
+def running_redis(
+    settings: ControllerSettings, password: str, exporter_password: str | None = None
+) -> Iterator[Daemon]:
     """Redis with the rendered ``redis.conf`` including a root-only secrets file."""
     paths = settings.paths
     make_dirs(paths.redis_data_dir, paths.redis_run_dir, Path(paths.redis_log_file).parent)
-    write_file(paths.redis_secrets_file, render_redis_secrets(password), 0o600)
+    write_file(paths.redis_secrets_file, render_redis_secrets(password, exporter_password),
+               0o600)
     conf = write_file(paths.redis_conf_file, render_redis_conf(settings), 0o640)
     log = Path(paths.redis_log_file)
     process = _spawn(["redis-server", str(conf)], log.with_suffix(".stdout"))
