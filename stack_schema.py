@@ -374,6 +374,11 @@ SCHEMA: tuple[Key, ...] = (
         "A Vultr API key for the controller's scaler, limited to the controller's address in "
         "Vultr's access control (set with --secret).",
         default="", secret=True, accepted="a Vultr API key (optional)"),
+    Key("labHypervisorToken", "string",
+        "Lab platform only. The token of the lab hypervisor's API (lab/agent.py), which "
+        "creates and deletes the lab's machines as Vultr's API does prod's; the engine sets it "
+        "(--secret) from the stack's agent.",
+        default="", secret=True, accepted="a token (optional)"),
     Key("localAddressPrefix", "string",
         "Local platform only. First three octets of the loopback /24 the nodes use: the "
         "controller is .1, worker-i is .(10+i).",

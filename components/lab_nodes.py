@@ -1,8 +1,10 @@
 """The ``lab`` platform: each node is a Debian 12 machine (systemd-nspawn) booted from the
 user data the Vultr platform renders, in a network namespace the project owns.
 
-Only "how a node comes to exist" differs from prod: a ``local.Command`` runs the lab's
-hypervisor (``python -m lab.hypervisor create|delete``) where prod calls Vultr's API. The user
+Only "how a node comes to exist" differs from prod: a ``local.Command`` calls the lab
+hypervisor's API (``lab/agent.py``, with ``curl`` and the stack's ``gemnar:labHypervisorToken``)
+where prod calls Vultr's API with its key, so the same program creates and deletes machines from
+the operator's host and from the controller's scaler. The user
 data comes from the same functions as on Vultr, byte for byte; what Vultr supplies through its
 metadata service (instance id, SSH keys, the VPC address, the public address) reaches the
 machine through cloud-init's NoCloud seed. Secrets, readiness, drain and membership then take
@@ -31,6 +33,7 @@ from components.offsite_storage import ExternalS3
 from components.user_data import controller_user_data, worker_user_data
 from components.vultr_nodes import site_url
 from components.worker_pool import worker_hostname
+from lab import agent
 from lab.netns import LabNetwork
 from project import PROJECT_ROOT
 from stack_config import StackConfig
@@ -64,10 +67,21 @@ def worker_public_address(net: LabNetwork, index: int) -> str:
     return net.public_host(WORKER_PUBLIC_BASE + index)
 
 
-def hypervisor_argv(action: str, net: LabNetwork, name: str) -> list[str]:
-    python = str(PROJECT_ROOT / ".venv" / "bin" / "python")
-    return [python, "-m", "lab.hypervisor", action, "--stack", net.stack,
-            "--vpc-subnet", net.vpc_subnet, "--name", name]
+# The request's token is read from a here-document on fd 3: it never appears in an argv.
+_CURL = ("curl --fail-with-body --silent --show-error --max-time {timeout} -H @/dev/fd/3 "
+         "{args} 3<<EOF\nAuthorization: Bearer ${{GEMNAR_LAB_TOKEN}}\nEOF\n")
+
+
+def agent_create_command(net: LabNetwork) -> str:
+    """The API call that creates a machine; its JSON body comes on stdin (pure)."""
+    return _CURL.format(timeout=agent.CREATE_TIMEOUT_S, args=shlex.join(
+        ["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", "@-",
+         agent.url(net)]))
+
+
+def agent_delete_command(net: LabNetwork, name: str) -> str:
+    return _CURL.format(timeout=300, args=shlex.join(
+        ["-X", "DELETE", f"{agent.url(net)}/{name}"]))
 
 
 class LabObjectStorage(pulumi.ComponentResource):
@@ -107,6 +121,8 @@ class LabMachineArgs:
     vpc_address: str
     user_data: pulumi.Input[str]
     public_keys: Sequence[str]
+    # The hypervisor API's token (gemnar:labHypervisorToken).
+    token: pulumi.Input[str]
     public_address: str = ""
     data_disk_mb: int = 0
     data_disk_id: str = ""
@@ -123,23 +139,19 @@ class LabMachine(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gemnar:infra:LabMachine", name, None, opts)
         machine = name.removeprefix("gemnar-")
-        create = [
-            *hypervisor_argv("create", args.network, machine), "--vpc-address", args.vpc_address,
-            "--role", args.role,
-        ]
-        if args.public_address:
-            create += ["--public-address", args.public_address]
-        if args.data_disk_mb:
-            create += ["--data-disk-mb", str(args.data_disk_mb),
-                       "--data-disk-id", args.data_disk_id]
-        for key in args.public_keys:
-            create += ["--public-key", key]
+        body = pulumi.Output.from_input(args.user_data).apply(lambda user_data: json.dumps({
+            "name": machine, "role": args.role, "vpcAddress": args.vpc_address,
+            "publicAddress": args.public_address, "dataDiskMb": args.data_disk_mb,
+            "dataDiskId": args.data_disk_id, "publicKeys": list(args.public_keys),
+            "userData": user_data}, sort_keys=True))
         command = local.Command(
             f"{name}-machine",
-            create=shlex.join(create),
-            delete=shlex.join(hypervisor_argv("delete", args.network, machine)),
-            environment={"GEMNAR_USER_DATA": args.user_data, "PYTHONPATH": str(PROJECT_ROOT)},
-            dir=str(PROJECT_ROOT),
+            create=agent_create_command(args.network),
+            delete=agent_delete_command(args.network, machine),
+            # Anything else changed (a new token): the machine stays as it is, with its id.
+            update='printf %s "$PULUMI_COMMAND_STDOUT"',
+            stdin=body,
+            environment={"GEMNAR_LAB_TOKEN": pulumi.Output.secret(args.token)},
             # As on Vultr, new user data or addresses mean a new machine.
             triggers=[args.user_data, args.vpc_address, args.public_address,
                       *args.public_keys],
@@ -162,6 +174,12 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             "the lab platform needs gemnar:sshPrivateKey (secret) and gemnar:sshPublicKeys; "
             "`bash tools/lab.sh up` sets both on first use"
         )
+    if cfg.lab_hypervisor_token is None:
+        raise ValueError(
+            "the lab platform needs gemnar:labHypervisorToken (secret): the engine sets it from "
+            "the stack's hypervisor agent, which `bash tools/lab.sh up` starts"
+        )
+    token = pulumi.Output.secret(cfg.lab_hypervisor_token.value)
     net = LabNetwork(stack=pulumi.get_stack(), vpc_subnet=cfg.vpc_subnet)
     controller = LabMachine(
         "gemnar-controller",
@@ -171,6 +189,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             vpc_address=controller_vpc_address(net),
             user_data=controller_user_data(cfg),
             public_keys=cfg.ssh_public_keys,
+            token=token,
             public_address=net.controller_public,
             data_disk_mb=LAB_DATA_DISK_MB,
             data_disk_id=LAB_DATA_DISK_ID,
@@ -202,6 +221,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
                     cfg, controller.private_address, hostname, net.controller_public
                 ),
                 public_keys=cfg.ssh_public_keys,
+                token=token,
                 public_address=worker_public_address(net, index),
             ),
         )

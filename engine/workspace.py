@@ -22,7 +22,7 @@ from engine.local_stack import (
     sync_secrets,
 )
 from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
-from lab import s3
+from lab import agent, s3
 
 PROJECT_NAME = "gemnar"
 # The local stack's config secrets are encrypted with this passphrase. It protects nothing
@@ -65,6 +65,18 @@ def lab_backend_env(stack_name: str, paths: ToolPaths | None = None) -> dict[str
             "(or `python -m lab.hypervisor net-up --stack NAME`) first"
         )
     return server.backend_env()
+
+
+def lab_hypervisor_token(stack_name: str, paths: ToolPaths | None = None) -> str:
+    """The token of the lab stack's hypervisor API (``lab/agent.py``)."""
+    paths = paths or tool_paths()
+    record = agent.load(paths.state_dir / "lab" / stack_name)
+    if record is None:
+        raise RuntimeError(
+            f"lab stack {stack_name} has no hypervisor agent: run `bash tools/lab.sh` "
+            "(or `python -m lab.hypervisor net-up --stack NAME`) first"
+        )
+    return record.token
 
 
 def stack_env(stack_name: str, work_dir: Path, paths: ToolPaths | None = None) -> dict[str, str]:
@@ -137,9 +149,11 @@ def open_stack(
         if stack_platform(stack_name, work_dir) == "lab":
             # What the operator sets by hand on prod (docs/prod.md): the scaler's backend, its
             # keys and the passphrase, here the lab's S3 server's (new keys on a new server).
+            # And the hypervisor API's token, the lab's Vultr API key.
             sync_secrets(stack, scaler_secrets(
                 {**lab_backend_env(stack_name, paths),
-                 "PULUMI_CONFIG_PASSPHRASE": env["PULUMI_CONFIG_PASSPHRASE"]}))
+                 "PULUMI_CONFIG_PASSPHRASE": env["PULUMI_CONFIG_PASSPHRASE"]})
+                | {"gemnar:labHypervisorToken": lab_hypervisor_token(stack_name, paths)})
         stack_file = Path(work_dir) / f"Pulumi.{stack_name}.yaml"
         if stack_file.exists():
             stack_file.chmod(0o600)  # as prepare_work_dir left it, whatever Pulumi rewrote

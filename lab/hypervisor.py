@@ -1,8 +1,9 @@
-"""The lab's "hypervisor": the command the Pulumi program calls to create and delete machines.
+"""The lab's "hypervisor" on the host: network, S3 server, API agent and machines of a stack.
 
-On prod the program calls Vultr's API; on the lab it runs this command (locally, or over SSH
-on the lab host). Everything a machine needs comes in as arguments and, for the user data,
-the environment variable ``GEMNAR_USER_DATA`` (it is long and must reach the seed byte for byte).
+On prod the program calls Vultr's API; on the lab it calls the API this command's ``net-up``
+starts (``lab/agent.py``). ``create``/``delete``/``exec`` are the operator's and the tests'
+tools: everything a machine needs comes in as arguments and, for the user data, the
+environment variable ``GEMNAR_USER_DATA`` (it is long and must reach the seed byte for byte).
 
     python -m lab.hypervisor net-up|net-down --stack S --vpc-subnet CIDR
     python -m lab.hypervisor image
@@ -13,9 +14,11 @@ the environment variable ``GEMNAR_USER_DATA`` (it is long and must reach the see
     python -m lab.hypervisor destroy-all --stack S --vpc-subnet CIDR
     python -m lab.hypervisor object-storage --stack S
 
-``net-up`` also starts the stack's S3 server (``lab/s3.py``: state, media, backups) and
-``destroy-all`` stops it; ``object-storage`` prints its endpoint and keys as JSON, which the
-program reads as it reads Vultr's ``ObjectStorage`` outputs.
+``net-up`` also starts the stack's S3 server (``lab/s3.py``: state, media, backups) and its
+hypervisor API (``lab/agent.py``: what the program calls to create and delete machines, from
+the host or the controller), and ``destroy-all`` stops both; ``object-storage`` prints the S3
+server's endpoint and keys as JSON, which the program reads as it reads Vultr's
+``ObjectStorage`` outputs.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import sys
 from pathlib import Path
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
-from lab import image, machine, netns, s3
+from lab import agent, image, machine, netns, s3
 from lab.netns import LabNetwork
+from stack_schema import KEYS
 
 
 def stack_dir(stack: str) -> Path:
@@ -37,11 +41,14 @@ def stack_dir(stack: str) -> Path:
 
 
 def _network(args: argparse.Namespace) -> LabNetwork:
-    return LabNetwork(stack=args.stack, vpc_subnet=args.vpc_subnet)
+    # The hypervisor API checks addresses against the VPC: the stack's default when not given.
+    subnet = args.vpc_subnet or str(KEYS["vpcSubnet"].default)
+    return LabNetwork(stack=args.stack, vpc_subnet=subnet)
 
 
 def destroy_all(net: LabNetwork, directory: Path) -> None:
     """Every machine of the stack, then its namespace: ``destroy`` leaves nothing behind."""
+    agent.stop(directory)  # first: nothing may create a machine while they go
     for name in machine.names(directory):
         machine.delete(net, directory, name)
     s3.stop(directory)
@@ -99,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "net-up":
         netns.create(net)
         s3.start(net, directory)
+        agent.start(net, directory)
         print(net.namespace)
     elif args.action == "net-down":
+        agent.stop(directory)
         s3.stop(directory)
         netns.delete(net)
     elif args.action == "destroy-all":

@@ -21,18 +21,15 @@ find it if it were ever left behind).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import netns
+from lab import netns, service
 from lab.netns import LabNetwork
 from localnode.supervise import alive
 
@@ -45,7 +42,6 @@ STATE_BUCKET = "gemnar-lab-state"
 MEDIA_BUCKET = "gemnar-lab-media"
 BUCKETS = (STATE_BUCKET, MEDIA_BUCKET)
 START_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -166,15 +162,9 @@ def start(net: LabNetwork, stack_dir: Path) -> LabS3:
     directory.mkdir(parents=True, exist_ok=True)
     server = plan(net, secrets.token_hex(10), secrets.token_urlsafe(30))
     netns.add_address(net, server.address)
-    log = (directory / "server.log").open("ab")
-    process = subprocess.Popen(
-        ["nsenter", f"--net={net.netns_path}", "--", sys.executable, "-m", "lab.s3", "serve",
-         "--address", server.address, "--port", str(server.port),
-         "--stack-dir", str(stack_dir)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True, cwd=Path(__file__).resolve().parent.parent,
-    )
-    log.close()
+    process = service.spawn(
+        net, ["lab.s3", "serve", "--address", server.address, "--port", str(server.port),
+              "--stack-dir", str(stack_dir)], directory / "server.log")
     server = LabS3(**{**asdict(server), "pid": process.pid})
     _save(stack_dir, server)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -193,18 +183,8 @@ def start(net: LabNetwork, stack_dir: Path) -> LabS3:
 def stop(stack_dir: Path) -> None:
     """Stop the stack's server and forget it; idempotent."""
     server = load(stack_dir)
-    if server is not None and alive(server.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while alive(server.pid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(server.pid, os.WNOHANG)
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(server.pid, 0)
+    if server is not None:
+        service.stop(server.pid)
     _record(stack_dir).unlink(missing_ok=True)
 
 

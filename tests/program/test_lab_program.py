@@ -10,6 +10,8 @@ addresses) travels as metadata, not user data.
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pytest
 
@@ -31,12 +33,14 @@ from tests.program.harness import (
 )
 
 MACHINE = "command:local:Command"
+LAB_TOKEN = "mock-lab-hypervisor-token"
 
 
 def config(platform: str, **extra: str) -> StackConfig:
     return parse_stack_config(
-        {**BASE_VALUES, "platform": platform, "sshPrivateKey": PRIVATE_KEY, **extra},
-        secret_keys={"secretSeed", "sshPrivateKey"},
+        {**BASE_VALUES, "platform": platform, "sshPrivateKey": PRIVATE_KEY,
+         "labHypervisorToken": LAB_TOKEN, **extra},
+        secret_keys={"secretSeed", "sshPrivateKey", "labHypervisorToken"},
     )
 
 
@@ -65,8 +69,8 @@ def test_lab_user_data_is_the_vultr_user_data_byte_for_byte() -> pulumi.Output[N
 
         def check(lab_resources: list[Declared]) -> None:
             got = {
-                d.name.removesuffix("-machine"): reveal(d.inputs["environment"])[
-                    "GEMNAR_USER_DATA"
+                d.name.removesuffix("-machine"): json.loads(reveal(d.inputs["stdin"]))[
+                    "userData"
                 ]
                 for d in lab_resources
                 if d.type == MACHINE and d.name.endswith("-machine")
@@ -90,14 +94,26 @@ def test_lab_declares_machines_and_no_cloud_resource() -> pulumi.Output[None]:
         assert sorted(machines) == ["gemnar-controller", "gemnar-worker-0", "gemnar-worker-1"]
         commands = {d.name: d for d in resources if d.type == MACHINE}
         controller = commands["gemnar-controller-machine"]
-        create = controller.inputs["create"]
-        assert "lab.hypervisor create" in create and "--role controller" in create
-        assert "--data-disk-id" in create and "--public-address 192.0.2.10" in create
-        assert "lab.hypervisor delete" in controller.inputs["delete"]
-        worker = commands["gemnar-worker-1-machine"].inputs["create"]
-        assert "--role worker" in worker and "--vpc-address 10.20.0.11" in worker
+        # The hypervisor's API, as Vultr's: the same call from the host and the controller.
+        api = "http://192.0.2.1:8070/v1/machines"
+        assert controller.inputs["create"].startswith("curl ")
+        assert f"-X POST -H 'Content-Type: application/json' --data-binary @- {api}" in (
+            controller.inputs["create"])
+        assert f"-X DELETE {api}/controller" in controller.inputs["delete"]
+        # The token travels in the environment, secret, and reaches curl on a descriptor.
+        environment = controller.inputs["environment"]
+        assert is_secret(environment)
+        assert reveal(environment)["GEMNAR_LAB_TOKEN"] == LAB_TOKEN
+        assert LAB_TOKEN not in controller.inputs["create"]
+        assert "Authorization: Bearer ${GEMNAR_LAB_TOKEN}" in controller.inputs["create"]
+        body = json.loads(reveal(controller.inputs["stdin"]))
+        assert body["role"] == "controller" and body["dataDiskId"] == "gemnar-lab-pgdata"
+        assert body["publicAddress"] == "192.0.2.10" and body["dataDiskMb"] == 2048
+        worker = json.loads(reveal(commands["gemnar-worker-1-machine"].inputs["stdin"]))
+        assert worker["role"] == "worker" and worker["vpcAddress"] == "10.20.0.11"
         # A public address as every Vultr instance has (the way out, e.g. to object storage).
-        assert "--public-address 192.0.2.21" in worker
+        assert worker["publicAddress"] == "192.0.2.21" and worker["dataDiskMb"] == 0
+        assert worker["name"] == "worker-1"
         # Same machine name and addresses: the old one must be gone before the new one boots.
         assert controller.opts.delete_before_replace
 
@@ -110,6 +126,16 @@ def test_lab_platform_needs_its_ssh_key() -> None:
         secret_keys={"secretSeed"},
     )
     with pytest.raises(ValueError, match="sshPrivateKey"):
+        program.build(cfg)
+
+
+def test_lab_platform_needs_its_hypervisor_token() -> None:
+    """The lab's Vultr API key: without it no machine can be created (or deleted)."""
+    cfg = parse_stack_config(
+        {**BASE_VALUES, "platform": "lab", "sshPrivateKey": PRIVATE_KEY},
+        secret_keys={"secretSeed", "sshPrivateKey"},
+    )
+    with pytest.raises(ValueError, match="labHypervisorToken"):
         program.build(cfg)
 
 

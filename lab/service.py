@@ -1,0 +1,48 @@
+"""A lab stack's long-running host processes (its S3 server, its hypervisor agent): started
+inside the lab's network namespace in a session of their own, stopped by process group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.netns import LabNetwork
+from localnode.supervise import alive
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STOP_TIMEOUT_S = 10
+
+
+def spawn(net: LabNetwork, module_argv: Sequence[str], log_path: Path,
+          stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
+    """``python -m <module_argv>`` in the lab namespace; stderr (and stdout unless piped) to
+    ``log_path``. ``nsenter`` execs the program, so the pid is the server's own."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            ["nsenter", f"--net={net.netns_path}", "--", sys.executable, "-m", *module_argv],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if stdout_pipe else log,
+            stderr=log, start_new_session=True, cwd=PROJECT_ROOT,
+        )
+
+
+def stop(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """End the process group ``pid`` leads: TERM, then KILL after ``timeout_s``; reaps it."""
+    if not pid or not alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
