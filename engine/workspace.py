@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from pulumi import automation as auto
 
@@ -24,6 +25,7 @@ from engine.local_stack import (
 from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
 from lab import agent, s3
 
+T = TypeVar("T")
 PROJECT_NAME = "gemnar"
 # The local stack's config secrets are encrypted with this passphrase. It protects nothing
 # real (every local secret is generated per machine) and is documented in the README; prod
@@ -54,29 +56,27 @@ def pulumi_env(paths: ToolPaths | None = None, passphrase: str | None = None) ->
     return env
 
 
+def _lab_service(stack_name: str, paths: ToolPaths | None, load: Callable[[Path], T | None],
+                 what: str) -> T:
+    """The record of one of a lab stack's host services, or an error saying how to start it."""
+    record = load((paths or tool_paths()).state_dir / "lab" / stack_name)
+    if record is None:
+        raise RuntimeError(
+            f"lab stack {stack_name} has no {what}: run `bash tools/lab.sh` "
+            "(or `python -m lab.hypervisor net-up --stack NAME`) first"
+        )
+    return record
+
+
 def lab_backend_env(stack_name: str, paths: ToolPaths | None = None) -> dict[str, str]:
     """A lab stack's state backend: its S3 server inside the lab network, as prod's is Vultr
     Object Storage (docs/lab.md). The caller must run inside the lab's namespace."""
-    paths = paths or tool_paths()
-    server = s3.load(paths.state_dir / "lab" / stack_name)
-    if server is None:
-        raise RuntimeError(
-            f"lab stack {stack_name} has no S3 server for its state: run `bash tools/lab.sh` "
-            "(or `python -m lab.hypervisor net-up --stack NAME`) first"
-        )
-    return server.backend_env()
+    return _lab_service(stack_name, paths, s3.load, "S3 server for its state").backend_env()
 
 
 def lab_hypervisor_token(stack_name: str, paths: ToolPaths | None = None) -> str:
     """The token of the lab stack's hypervisor API (``lab/agent.py``)."""
-    paths = paths or tool_paths()
-    record = agent.load(paths.state_dir / "lab" / stack_name)
-    if record is None:
-        raise RuntimeError(
-            f"lab stack {stack_name} has no hypervisor agent: run `bash tools/lab.sh` "
-            "(or `python -m lab.hypervisor net-up --stack NAME`) first"
-        )
-    return record.token
+    return _lab_service(stack_name, paths, agent.load, "hypervisor agent").token
 
 
 def stack_env(stack_name: str, work_dir: Path, paths: ToolPaths | None = None) -> dict[str, str]:

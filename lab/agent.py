@@ -108,27 +108,13 @@ class AgentRecord:
     pid: int = 0
 
 
-def agent_dir(stack_dir: Path) -> Path:
-    return stack_dir / "agent"
-
-
 def _record_path(stack_dir: Path) -> Path:
-    return agent_dir(stack_dir) / "agent.json"
+    # Root only (service.save_record): it holds the token.
+    return stack_dir / "agent" / "agent.json"
 
 
 def load(stack_dir: Path) -> AgentRecord | None:
-    path = _record_path(stack_dir)
-    if not path.exists():
-        return None
-    return AgentRecord(**json.loads(path.read_text()))
-
-
-def _save(stack_dir: Path, record: AgentRecord) -> None:
-    path = _record_path(stack_dir)
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)  # the token: root only
-    tmp.write_text(json.dumps(asdict(record), sort_keys=True))
-    tmp.replace(path)
+    return service.load_record(_record_path(stack_dir), AgentRecord)
 
 
 def start(net: LabNetwork, stack_dir: Path) -> AgentRecord:
@@ -138,16 +124,16 @@ def start(net: LabNetwork, stack_dir: Path) -> AgentRecord:
     running = load(stack_dir)
     if running is not None and alive(running.pid):
         return running
-    directory = agent_dir(stack_dir)
+    directory = _record_path(stack_dir).parent
     directory.mkdir(parents=True, exist_ok=True)
     record = AgentRecord(address=net.gateway, port=AGENT_PORT,
                          token=running.token if running else secrets.token_urlsafe(32))
-    _save(stack_dir, record)
+    service.save_record(_record_path(stack_dir), record)
     process = service.spawn(
         net, ["lab.agent", "serve", "--stack", net.stack, "--vpc-subnet", net.vpc_subnet,
               "--stack-dir", str(stack_dir)], directory / "agent.log", stdout_pipe=True)
     record = AgentRecord(**{**asdict(record), "pid": process.pid})
-    _save(stack_dir, record)
+    service.save_record(_record_path(stack_dir), record)
     assert process.stdout is not None
     # The agent writes one line once its socket listens: wait for that line, bounded.
     with selectors.DefaultSelector() as selector:
@@ -163,10 +149,7 @@ def start(net: LabNetwork, stack_dir: Path) -> AgentRecord:
 
 def stop(stack_dir: Path) -> None:
     """Stop the stack's agent and forget it; idempotent."""
-    record = load(stack_dir)
-    if record is not None:
-        service.stop(record.pid)
-    _record_path(stack_dir).unlink(missing_ok=True)
+    service.retire(_record_path(stack_dir))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -21,7 +21,6 @@ find it if it were ever left behind).
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import subprocess
 import sys
@@ -111,19 +110,12 @@ def _record(stack_dir: Path) -> Path:
 
 def load(stack_dir: Path) -> LabS3 | None:
     """The running server's record, or None when this stack has none."""
-    path = _record(stack_dir)
-    if not path.exists():
-        return None
-    return LabS3(**json.loads(path.read_text()))
+    return service.load_record(_record(stack_dir), LabS3)
 
 
 def _save(stack_dir: Path, server: LabS3) -> None:
-    path = _record(stack_dir)
-    tmp = path.with_suffix(".tmp")
     # The keys are the stack's state credentials: root only.
-    tmp.touch(mode=0o600)
-    tmp.write_text(json.dumps(asdict(server), sort_keys=True))
-    tmp.replace(path)
+    service.save_record(_record(stack_dir), server)
 
 
 def _client(net: LabNetwork, server: LabS3, script: str, timeout: float = 30) -> str:
@@ -182,10 +174,7 @@ def start(net: LabNetwork, stack_dir: Path) -> LabS3:
 
 def stop(stack_dir: Path) -> None:
     """Stop the stack's server and forget it; idempotent."""
-    server = load(stack_dir)
-    if server is not None:
-        service.stop(server.pid)
-    _record(stack_dir).unlink(missing_ok=True)
+    service.retire(_record(stack_dir))
 
 
 def serve(argv: list[str] | None = None) -> None:

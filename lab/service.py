@@ -4,17 +4,21 @@ inside the lab's network namespace in a session of their own, stopped by process
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TypeVar
 
 from lab.netns import LabNetwork
 from localnode.supervise import alive
 
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 10
 
@@ -46,3 +50,25 @@ def stop(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def load_record(path: Path, make: Callable[..., T]) -> T | None:
+    """A service's record (``make(**fields)``), or None when there is none."""
+    if not path.exists():
+        return None
+    return make(**json.loads(path.read_text()))
+
+
+def save_record(path: Path, record: Any) -> None:
+    """Write a service's record (a dataclass) atomically, root only: it holds credentials."""
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(asdict(record), sort_keys=True))
+    tmp.replace(path)
+
+
+def retire(path: Path) -> None:
+    """Stop the process a record names (its ``pid``) and remove the record; idempotent."""
+    if path.exists():
+        stop(int(json.loads(path.read_text()).get("pid", 0)))
+    path.unlink(missing_ok=True)
