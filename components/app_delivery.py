@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local
 
+from components.component import Component, Outputs
 from project import PROJECT_ROOT
 
 
@@ -62,15 +63,12 @@ class AppDeliveryArgs:
     app_dir: str = ""
 
 
-class AppDelivery(pulumi.ComponentResource):
+class AppDelivery(Component[AppDeliveryArgs]):
     """Pushes and installs the artifact named by ``source_hash`` on one worker."""
 
     source_hash: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: AppDeliveryArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:AppDelivery", name, None, opts)
+    def build(self, name: str, args: AppDeliveryArgs) -> Outputs:
         endpoints = pulumi.Output.all(args.target_host, args.target_port, args.jump_host,
                                       args.jump_port, args.private_address)
         environment: dict[str, pulumi.Input[str]] = {
@@ -92,4 +90,4 @@ class AppDelivery(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.source_hash = pulumi.Output.from_input(args.source_hash)
-        self.register_outputs({"sourceHash": self.source_hash})
+        return {"sourceHash": self.source_hash}

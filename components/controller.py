@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.component import Component, Outputs
 from components.instance import InstanceArgs, node_instance
 
 CONTROLLER_HOSTNAME = "controller"
@@ -35,7 +36,7 @@ class ControllerArgs:
     manage_dns: bool = False
 
 
-class Controller(pulumi.ComponentResource):
+class Controller(Component[ControllerArgs]):
     """The controller node and the resources bound to it."""
 
     instance_id: pulumi.Output[str]
@@ -46,10 +47,7 @@ class Controller(pulumi.ComponentResource):
     reserved_ip: vultr.ReservedIp
     volume: vultr.BlockStorage
 
-    def __init__(
-        self, name: str, args: ControllerArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:Controller", name, None, opts)
+    def build(self, name: str, args: ControllerArgs) -> Outputs:
         schedule = None
         if args.backups:
             schedule = vultr.InstanceBackupsScheduleArgs(
@@ -124,11 +122,9 @@ class Controller(pulumi.ComponentResource):
         self.public_address = self.reserved_ip.subnet
         self.private_address = self.instance.internal_ip
         self.data_device = self.volume.mount_id.apply(lambda m: f"/dev/disk/by-id/virtio-{m}")
-        self.register_outputs(
-            {
-                "instanceId": self.instance_id,
-                "publicAddress": self.public_address,
-                "privateAddress": self.private_address,
-                "dataDevice": self.data_device,
-            }
-        )
+        return {
+            "instanceId": self.instance_id,
+            "publicAddress": self.public_address,
+            "privateAddress": self.private_address,
+            "dataDevice": self.data_device,
+        }

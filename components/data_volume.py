@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import as_root
 
@@ -37,15 +38,12 @@ class DataVolumeArgs:
     ssh_user: str = "root"
 
 
-class DataVolume(pulumi.ComponentResource):
+class DataVolume(Component[DataVolumeArgs]):
     """Formats (when blank) and mounts the volume, then starts PostgreSQL on it."""
 
     device: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: DataVolumeArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:DataVolume", name, None, opts)
+    def build(self, name: str, args: DataVolumeArgs) -> Outputs:
         self.device = pulumi.Output.from_input(args.device)
         # A new machine (or a new volume, which changes the device) needs it once more; the
         # script is idempotent and never formats a volume that holds a filesystem.
@@ -53,4 +51,4 @@ class DataVolume(pulumi.ComponentResource):
             f"{name}-mount", self, args.connection, args.node_identity,
             create=self.device.apply(lambda d: as_root(data_volume_script(d), args.ssh_user)),
         )
-        self.register_outputs({"device": self.device})
+        return {"device": self.device}

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.component import Component, Outputs
+
 ANYONE_V4 = "0.0.0.0/0"
 
 
@@ -58,16 +60,13 @@ class FirewallArgs:
     worker_ssh_from_admin: bool = False
 
 
-class Firewall(pulumi.ComponentResource):
+class Firewall(Component[FirewallArgs]):
     """Two firewall groups (one group per instance is all Vultr allows) and their rules."""
 
     controller_group_id: pulumi.Output[str]
     worker_group_id: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:Firewall", name, None, opts)
+    def build(self, name: str, args: FirewallArgs) -> Outputs:
         child = pulumi.ResourceOptions(parent=self)
         groups = {
             "controller": vultr.FirewallGroup(
@@ -94,9 +93,7 @@ class Firewall(pulumi.ComponentResource):
             )
         self.controller_group_id = groups["controller"].id
         self.worker_group_id = groups["worker"].id
-        self.register_outputs(
-            {
-                "controllerGroupId": self.controller_group_id,
-                "workerGroupId": self.worker_group_id,
-            }
-        )
+        return {
+            "controllerGroupId": self.controller_group_id,
+            "workerGroupId": self.worker_group_id,
+        }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import as_root
 
@@ -33,14 +34,11 @@ class FirstBootArgs:
     ssh_user: str = "root"
 
 
-class FirstBoot(pulumi.ComponentResource):
+class FirstBoot(Component[FirstBootArgs]):
     """Create returns once the node's first boot is over (and failed if it went wrong)."""
 
-    def __init__(
-        self, name: str, args: FirstBootArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:FirstBoot", name, None, opts)
+    def build(self, name: str, args: FirstBootArgs) -> Outputs:
         # A new machine boots once more.
         node_command(f"{name}-wait", self, args.connection, args.node_identity,
                      create=as_root(args.wait_command, args.ssh_user))
-        self.register_outputs({})
+        return {}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local, remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import Nodes
 from project import PROJECT_ROOT
@@ -50,15 +51,12 @@ class HostKeyPinArgs:
     via: remote.ConnectionArgs | None = None
 
 
-class HostKeyPin(pulumi.ComponentResource):
+class HostKeyPin(Component[HostKeyPinArgs]):
     """The node's ed25519 host key as first seen (``key``: ``"ssh-ed25519 AAAA..."``)."""
 
     key: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: HostKeyPinArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:HostKeyPin", name, None, opts)
+    def build(self, name: str, args: HostKeyPinArgs) -> Outputs:
         child = pulumi.ResourceOptions(parent=self)
         target = pulumi.Output.all(args.host, args.port)
         scan: local.Command | remote.Command
@@ -78,7 +76,7 @@ class HostKeyPin(pulumi.ComponentResource):
                 create=target.apply(lambda hp: remote_scan_script(str(hp[0]), int(hp[1]))),
             )
         self.key = scan.stdout.apply(lambda text: (text or "").strip())
-        self.register_outputs({"key": self.key})
+        return {"key": self.key}
 
 
 def pinned(

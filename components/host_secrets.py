@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import as_root
 from provisioning.pgbouncer import ADMIN_VERIFIER_ENV
@@ -152,15 +153,12 @@ def env_file_content(
     )
 
 
-class HostSecrets(pulumi.ComponentResource):
+class HostSecrets(Component[HostSecretsArgs]):
     """Writes a node's secrets (and a few non-secret host settings) to a root-only file."""
 
     path: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: HostSecretsArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:HostSecrets", name, None, opts)
+    def build(self, name: str, args: HostSecretsArgs) -> Outputs:
         then = pulumi.Output.from_input(args.then) if args.then is not None else None
         script = (
             then.apply(lambda t: as_root(write_script(args.path, args.hook, t), args.ssh_user))
@@ -176,4 +174,4 @@ class HostSecrets(pulumi.ComponentResource):
             stdin=pulumi.Output.secret(args.content),
         )
         self.path = pulumi.Output.from_input(args.path)
-        self.register_outputs({"path": self.path})
+        return {"path": self.path}

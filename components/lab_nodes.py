@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local
 
+from components.component import Component, Outputs
 from components.first_boot import CLOUD_INIT_WAIT
 from components.nodes import (
     NodeHandle,
@@ -128,16 +129,13 @@ class LabMachineArgs:
     data_disk_id: str = ""
 
 
-class LabMachine(pulumi.ComponentResource):
+class LabMachine(Component[LabMachineArgs]):
     """One lab machine, created and deleted by the lab hypervisor command."""
 
     instance_id: pulumi.Output[str]
     private_address: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: LabMachineArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:LabMachine", name, None, opts)
+    def build(self, name: str, args: LabMachineArgs) -> Outputs:
         machine = name.removeprefix("gemnar-")
         body = pulumi.Output.from_input(args.user_data).apply(lambda user_data: json.dumps({
             "name": machine, "role": args.role, "vpcAddress": args.vpc_address,
@@ -162,9 +160,7 @@ class LabMachine(pulumi.ComponentResource):
         address = args.vpc_address
         # Depends on the machine, so whatever uses the address waits until it exists.
         self.private_address = command.stdout.apply(lambda _: address)
-        self.register_outputs(
-            {"instanceId": self.instance_id, "privateAddress": self.private_address}
-        )
+        return {"instanceId": self.instance_id, "privateAddress": self.private_address}
 
 
 def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:

@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 from pulumi_command import local, remote
 
+from components.component import Component, Outputs
 from components.host_secrets import WORKER_SECRETS, controller_secret_values, derive_secrets
 from components.nodes import NodeHandle, Nodes, SshIdentity
 from components.user_data import health_checks, monitoring
@@ -119,16 +120,13 @@ class LocalNodeArgs:
     deploy_lock: str = ""
 
 
-class LocalNode(pulumi.ComponentResource):
+class LocalNode(Component[LocalNodeArgs]):
     """One node of the local platform: its processes, started by create and stopped by delete."""
 
     identity: pulumi.Output[str]
     address: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: LocalNodeArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:LocalNode", name, None, opts)
+    def build(self, name: str, args: LocalNodeArgs) -> Outputs:
         spec = {
             "role": args.role,
             "root": args.root,
@@ -159,7 +157,7 @@ class LocalNode(pulumi.ComponentResource):
         )
         self.identity = processes.id
         self.address = pulumi.Output.from_input(args.address)
-        self.register_outputs({"identity": self.identity, "address": self.address})
+        return {"identity": self.identity, "address": self.address}
 
 
 class LocalWorkerPool(pulumi.ComponentResource):

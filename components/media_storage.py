@@ -30,6 +30,7 @@ import ediri_vultr as vultr
 import pulumi
 from pulumi_command import local, remote
 
+from components.component import Component, Outputs
 from components.host_secrets import derive_secret
 from components.nodes import as_root
 from components.offsite_storage import ExternalS3
@@ -124,16 +125,14 @@ class MediaStorageArgs:
     nginx_reload: str = NGINX_RELOAD
 
 
-class MediaStorage(pulumi.ComponentResource):
+class MediaStorage(Component[MediaStorageArgs]):
     """The media bucket, the controller's /media/ and the workers' media environment."""
 
     bucket: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     worker_env: pulumi.Output[dict[str, str]]
 
-    def __init__(self, name: str, args: MediaStorageArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gemnar:infra:MediaStorage", name, None, opts)
+    def build(self, name: str, args: MediaStorageArgs) -> Outputs:
         storage = args.storage
         region = storage.region
         seed = pulumi.Output.secret(args.seed)
@@ -170,4 +169,4 @@ class MediaStorage(pulumi.ComponentResource):
         self.worker_env = pulumi.Output.secret(pulumi.Output.all(
             location, storage.access_key, storage.secret_key,
         ).apply(lambda v: worker_media_env(v[0], str(v[1]), str(v[2]))))
-        self.register_outputs({"bucket": self.bucket, "endpoint": self.endpoint})
+        return {"bucket": self.bucket, "endpoint": self.endpoint}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import as_root
 
@@ -41,15 +42,12 @@ class MembershipArgs:
     command: str = LB_APPLY
 
 
-class Membership(pulumi.ComponentResource):
+class Membership(Component[MembershipArgs]):
     """Keeps the controller's upstream list equal to the ready workers."""
 
     members: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: MembershipArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:Membership", name, None, opts)
+    def build(self, name: str, args: MembershipArgs) -> Outputs:
         self.members = pulumi.Output.from_input(args.member_addresses).apply(
             lambda addresses: member_list([str(a) for a in addresses], args.app_port)
         )
@@ -57,4 +55,4 @@ class Membership(pulumi.ComponentResource):
         # gemnar-lb-apply reads only stdin.
         node_command(f"{name}-sync", self, args.connection, args.controller_identity,
                      create=command, update=command, stdin=self.members)
-        self.register_outputs({"members": self.members})
+        return {"members": self.members}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.component import Component, Outputs
+
 
 @dataclass(frozen=True)
 class PrivateNetworkArgs:
@@ -16,7 +18,7 @@ class PrivateNetworkArgs:
     description: pulumi.Input[str] = "gemnar private network"
 
 
-class PrivateNetwork(pulumi.ComponentResource):
+class PrivateNetwork(Component[PrivateNetworkArgs]):
     """A ``vultr.Vpc`` (not the deprecated VPC 2.0).
 
     Changing the range replaces the VPC, and the provider cannot delete a VPC that instances
@@ -26,10 +28,7 @@ class PrivateNetwork(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     subnet: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: PrivateNetworkArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:PrivateNetwork", name, None, opts)
+    def build(self, name: str, args: PrivateNetworkArgs) -> Outputs:
         network = ipaddress.IPv4Network(args.subnet)
         vpc = vultr.Vpc(
             f"{name}-vpc",
@@ -41,4 +40,4 @@ class PrivateNetwork(pulumi.ComponentResource):
         )
         self.vpc_id = vpc.id
         self.subnet = pulumi.Output.from_input(str(network))
-        self.register_outputs({"vpcId": self.vpc_id, "subnet": self.subnet})
+        return {"vpcId": self.vpc_id, "subnet": self.subnet}

@@ -25,6 +25,7 @@ import ediri_vultr as vultr
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.host_secrets import (
     PGBOUNCER_ADMIN_PURPOSE,
     HostSecrets,
@@ -102,15 +103,13 @@ def backup_env(seed: str, args: OffsiteStorageArgs, s3: Mapping[str, str] | None
     return render_env_file(values)
 
 
-class OffsiteStorage(pulumi.ComponentResource):
+class OffsiteStorage(Component[OffsiteStorageArgs]):
     """Object Storage in another region (optional) and the controller's backup.env."""
 
     bucket: pulumi.Output[str]
     endpoint: pulumi.Output[str]
 
-    def __init__(self, name: str, args: OffsiteStorageArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("gemnar:infra:OffsiteStorage", name, None, opts)
+    def build(self, name: str, args: OffsiteStorageArgs) -> Outputs:
         seed = pulumi.Output.secret(args.seed)
         external = args.external
         s3: pulumi.Output[dict[str, str] | None]
@@ -154,7 +153,7 @@ class OffsiteStorage(pulumi.ComponentResource):
         )
         offsite = bool(args.region or external)
         self.bucket = seed.apply(lambda s: bucket_name(s) if offsite else "")
-        self.register_outputs({"bucket": self.bucket, "endpoint": self.endpoint})
+        return {"bucket": self.bucket, "endpoint": self.endpoint}
 
 
 def offsite_args(cfg: object, connection: remote.ConnectionArgs, node_identity: pulumi.Input[str],

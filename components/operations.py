@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import local, remote
 
+from components.component import Component, Outputs
 from components.host_secrets import render_env_file
 from components.node_command import node_command
 from components.nodes import as_root
@@ -80,16 +81,12 @@ class ControllerOperationsArgs:
     app_cache_dir: str = ""
 
 
-class ControllerOperations(pulumi.ComponentResource):
+class ControllerOperations(Component[ControllerOperationsArgs]):
     """Installs the project, toolchain and scaler credentials on the controller."""
 
     source_hash: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: ControllerOperationsArgs,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("gemnar:infra:ControllerOperations", name, None, opts)
+    def build(self, name: str, args: ControllerOperationsArgs) -> Outputs:
         child = pulumi.ResourceOptions(parent=self)
         environment: dict[str, pulumi.Input[str]] = {"GEMNAR_TARGET_HOST_KEY": args.host_key}
         if args.private_key is not None:
@@ -123,4 +120,4 @@ class ControllerOperations(pulumi.ComponentResource):
                 stdin=content,
             )
         self.source_hash = pulumi.Output.from_input(args.source_hash)
-        self.register_outputs({"sourceHash": self.source_hash})
+        return {"sourceHash": self.source_hash}

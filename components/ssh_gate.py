@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 
 # Consecutive good handshakes with unchanged host keys that count as "sshd is up for good".
@@ -60,17 +61,14 @@ class SshGateArgs:
     port: pulumi.Input[float] = 22
 
 
-class SshGate(pulumi.ComponentResource):
+class SshGate(Component[SshGateArgs]):
     """Succeeds once the worker's sshd, seen from the controller, answers handshakes steadily."""
 
-    def __init__(
-        self, name: str, args: SshGateArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:SshGate", name, None, opts)
+    def build(self, name: str, args: SshGateArgs) -> Outputs:
         script = pulumi.Output.all(args.host, args.port).apply(
             lambda target: wait_for_ssh_script(str(target[0]), int(target[1] or 22))
         )
         # A new machine has a new sshd to wait for.
         self.command = node_command(f"{name}-wait", self, args.controller, args.node_identity,
                                     create=script)
-        self.register_outputs({})
+        return {}

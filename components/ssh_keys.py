@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import ediri_vultr as vultr
 import pulumi
 
+from components.component import Component, Outputs
+
 
 def key_fingerprint(public_key: str) -> str:
     """A short stable id of a key, so reordering the config list renames nothing."""
@@ -20,15 +22,12 @@ class SshKeysArgs:
     public_keys: Sequence[str]
 
 
-class SshKeys(pulumi.ComponentResource):
+class SshKeys(Component[SshKeysArgs]):
     """One ``vultr.SSHKey`` per configured public key."""
 
     key_ids: pulumi.Output[list[str]]
 
-    def __init__(
-        self, name: str, args: SshKeysArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:SshKeys", name, None, opts)
+    def build(self, name: str, args: SshKeysArgs) -> Outputs:
         keys = [
             vultr.SSHKey(
                 f"{name}-{key_fingerprint(text)}",
@@ -39,4 +38,4 @@ class SshKeys(pulumi.ComponentResource):
             for text in args.public_keys
         ]
         self.key_ids = pulumi.Output.all(*[key.id for key in keys])
-        self.register_outputs({"keyIds": self.key_ids})
+        return {"keyIds": self.key_ids}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import as_root
 
@@ -38,15 +39,12 @@ class WorkerReadinessArgs:
     drain_command: str = DRAIN
 
 
-class WorkerReadiness(pulumi.ComponentResource):
+class WorkerReadiness(Component[WorkerReadinessArgs]):
     """Create waits until the worker is healthy; delete drains it first."""
 
     address: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: WorkerReadinessArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("gemnar:infra:WorkerReadiness", name, None, opts)
+    def build(self, name: str, args: WorkerReadinessArgs) -> Outputs:
         self.address = pulumi.Output.from_input(args.private_address)
         # A replaced instance is a new machine: wait for it (and drain the old one) again.
         node_command(
@@ -58,4 +56,4 @@ class WorkerReadiness(pulumi.ComponentResource):
                 lambda ip: as_root(f"{args.drain_command} {ip}", args.ssh_user)
             ),
         )
-        self.register_outputs({"address": self.address})
+        return {"address": self.address}
