@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,3 +190,18 @@ def declare(cfg: StackConfig) -> tuple[Exports, pulumi.Output[list[Declared]]]:
 
 def by_name(declared: list[Declared]) -> dict[str, Declared]:
     return {d.name: d for d in declared}
+
+
+def each_worker(
+    workers: int, check: Callable[[dict[str, Declared], int], None]
+) -> pulumi.Output[None]:
+    """Declare the program with ``workers`` workers; once settled, ``check(named, i)`` for
+    each worker index, ``named`` being every declared resource by name."""
+    _, declared = declare(config(workerCount=str(workers)))
+
+    def check_all(resources: list[Declared]) -> None:
+        named = by_name(resources)
+        for i in range(workers):
+            check(named, i)
+
+    return declared.apply(check_all)

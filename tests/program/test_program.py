@@ -28,6 +28,7 @@ from tests.program.harness import (
     by_name,
     config,
     declare,
+    each_worker,
     is_secret,
     reveal,
     worker_private_ip,
@@ -224,20 +225,25 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 @pulumi.runtime.test
 def test_workers_reached_through_controller() -> pulumi.Output[None]:
+    def check(named: dict[str, Declared], i: int) -> None:
+        for suffix in ("ready-gate", "secrets-write"):
+            conn = named[f"gemnar-worker-{i}-{suffix}"].plain["connection"]
+            assert conn["host"] == worker_private_ip(f"w-{i}")
+            assert conn["proxy"]["host"] == RESERVED_IP
+        gate = named[f"gemnar-worker-{i}-ready-gate"].inputs
+        ip = worker_private_ip(f"w-{i}")
+        assert gate["create"] == f"/usr/local/sbin/gemnar-worker-ready {ip}"
+        assert gate["delete"] == f"/usr/local/sbin/gemnar-worker-drain {ip}"
+
+    return each_worker(2, check)
+
+
+@pulumi.runtime.test
+def test_membership_sync_runs_on_the_controller_directly() -> pulumi.Output[None]:
     _, declared = declare(config(workerCount="2"))
 
     def check(resources: list[Declared]) -> None:
-        named = by_name(resources)
-        for i in range(2):
-            for suffix in ("ready-gate", "secrets-write"):
-                conn = named[f"gemnar-worker-{i}-{suffix}"].plain["connection"]
-                assert conn["host"] == worker_private_ip(f"w-{i}")
-                assert conn["proxy"]["host"] == RESERVED_IP
-            gate = named[f"gemnar-worker-{i}-ready-gate"].inputs
-            ip = worker_private_ip(f"w-{i}")
-            assert gate["create"] == f"/usr/local/sbin/gemnar-worker-ready {ip}"
-            assert gate["delete"] == f"/usr/local/sbin/gemnar-worker-drain {ip}"
-        sync = named["gemnar-membership-sync"].plain
+        sync = by_name(resources)["gemnar-membership-sync"].plain
         assert sync["connection"]["host"] == RESERVED_IP
         assert "proxy" not in sync["connection"]
         assert sync["create"] == sync["update"] == "/usr/local/sbin/gemnar-lb-apply"

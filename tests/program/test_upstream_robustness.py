@@ -18,9 +18,9 @@ from tests.program.harness import (
     COMMAND,
     RESERVED_IP,
     Declared,
-    by_name,
     config,
     declare,
+    each_worker,
     worker_private_ip,
 )
 
@@ -64,43 +64,34 @@ def test_secrets_travel_on_stdin_only() -> pulumi.Output[None]:
 
 @pulumi.runtime.test
 def test_worker_commands_wait_for_a_steady_ssh_handshake() -> pulumi.Output[None]:
-    _, declared = declare(config(workerCount="2"))
+    def check(named: dict[str, Declared], i: int) -> None:
+        wait = named[f"gemnar-worker-{i}-ssh-wait"].plain
+        # Runs on the controller, dialled directly: upstream retries that dial anew.
+        assert wait["connection"]["host"] == RESERVED_IP
+        assert "proxy" not in wait["connection"]
+        assert f"ssh-keyscan -T 5 -p 22 {worker_private_ip(f'w-{i}')}" in wait["create"]
+        gate = named[f"gemnar-worker-{i}-ssh"].resource
+        secrets_deps = named[f"gemnar-worker-{i}-secrets"].opts.depends_on
+        assert isinstance(secrets_deps, list) and gate in secrets_deps
+        ready_deps = named[f"gemnar-worker-{i}-ready"].opts.depends_on
+        assert isinstance(ready_deps, list)
+        assert named[f"gemnar-worker-{i}-secrets"].resource in ready_deps
 
-    def check(resources: list[Declared]) -> None:
-        named = by_name(resources)
-        for i in range(2):
-            wait = named[f"gemnar-worker-{i}-ssh-wait"].plain
-            # Runs on the controller, dialled directly: upstream retries that dial anew.
-            assert wait["connection"]["host"] == RESERVED_IP
-            assert "proxy" not in wait["connection"]
-            assert f"ssh-keyscan -T 5 -p 22 {worker_private_ip(f'w-{i}')}" in wait["create"]
-            gate = named[f"gemnar-worker-{i}-ssh"].resource
-            secrets_deps = named[f"gemnar-worker-{i}-secrets"].opts.depends_on
-            assert isinstance(secrets_deps, list) and gate in secrets_deps
-            ready_deps = named[f"gemnar-worker-{i}-ready"].opts.depends_on
-            assert isinstance(ready_deps, list)
-            assert named[f"gemnar-worker-{i}-secrets"].resource in ready_deps
-
-    return declared.apply(check)
+    return each_worker(2, check)
 
 
 @pulumi.runtime.test
 def test_worker_secrets_roll_one_worker_at_a_time() -> pulumi.Output[None]:
-    _, declared = declare(config(workerCount="3"))
+    def check(named: dict[str, Declared], i: int) -> None:
+        secrets = named[f"gemnar-worker-{i}-secrets"]
+        deps: Any = secrets.opts.depends_on
+        others = {j: named[f"gemnar-worker-{j}-secrets"].resource for j in range(3) if j != i}
+        # Each waits for the one before it (and so, transitively, for all before it).
+        assert [j for j, other in others.items() if other in deps] == ([i - 1] if i else [])
+        # ... and its own restart counts as done only once the app is healthy again.
+        script = named[f"gemnar-worker-{i}-secrets-write"].plain["create"]
+        ip = worker_private_ip(f"w-{i}")
+        assert f"/usr/local/sbin/gemnar-worker-ready {ip}" in script
+        assert script.index("gemnar-apply-secrets") < script.index("gemnar-worker-ready")
 
-    def check(resources: list[Declared]) -> None:
-        named = by_name(resources)
-        for i in range(3):
-            secrets = named[f"gemnar-worker-{i}-secrets"]
-            deps: Any = secrets.opts.depends_on
-            others = {j: named[f"gemnar-worker-{j}-secrets"].resource for j in range(3) if j != i}
-            # Each waits for the one before it (and so, transitively, for all before it).
-            assert [j for j, other in others.items() if other in deps] == ([i - 1] if i else [])
-            # ... and its own restart counts as done only once the app is healthy again.
-            script = named[f"gemnar-worker-{i}-secrets-write"].plain["create"]
-            ip = worker_private_ip(f"w-{i}")
-            assert f"/usr/local/sbin/gemnar-worker-ready {ip}" in script
-            assert script.index("gemnar-apply-secrets") < script.index("gemnar-worker-ready")
-
-    return declared.apply(check)
-
+    return each_worker(3, check)
