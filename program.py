@@ -59,11 +59,7 @@ from components.vultr_nodes import provision_vultr
 from components.worker_readiness import DRAIN, READY, WorkerReadiness, WorkerReadinessArgs
 from components.worker_scope import (
     MEMBERSHIP_NAME,
-    app_resource,
-    readiness_resource,
-    roll_resource,
-    secrets_resource,
-    ssh_gate_resource,
+    role_resource,
 )
 from project import PROJECT_ROOT
 from provisioning.settings import ControllerPaths, WorkerPaths, WorkerPorts
@@ -209,7 +205,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     ):
         # Proves controller -> worker SSH before any command is tunnelled to the worker.
         ssh_gate = SshGate(
-            ssh_gate_resource(index),
+            role_resource(index, "ssh"),
             SshGateArgs(
                 controller=controller.connection,
                 node_identity=worker.identity,
@@ -241,7 +237,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                     cfg, access, nodes, index, worker, worker_key, source_hash, app_dir,
                     ssh, [*worker.ready_after, *worker_ready])
             roll = AppRoll(
-                roll_resource(index),
+                role_resource(index, "roll"),
                 AppRollArgs(
                     worker=worker.name,
                     worker_connection=worker.connection,
@@ -264,7 +260,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             )
             delivered = previous_turn = [roll.back]
         worker_secrets = HostSecrets(
-            secrets_resource(index),
+            role_resource(index, "secrets"),
             HostSecretsArgs(
                 connection=worker.connection,
                 node_identity=worker.identity,
@@ -285,7 +281,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
         previous_secrets = [worker_secrets]
         gates.append(
             WorkerReadiness(
-                readiness_resource(index),
+                role_resource(index, "ready"),
                 WorkerReadinessArgs(
                     connection=worker.connection,
                     node_identity=worker.identity,
@@ -354,7 +350,7 @@ def delivery_step(
 
     def step(after: Sequence[pulumi.Resource]) -> pulumi.Resource:
         return AppDelivery(
-            app_resource(index),
+            role_resource(index, "app"),
             AppDeliveryArgs(
                 source_hash=source_hash,
                 target_host=worker.connection.host,

@@ -10,6 +10,8 @@ against the real program's graph.
 
 from __future__ import annotations
 
+from typing import Literal
+
 POOL_TYPE = "gemnar:infra:WorkerPool"
 MEMBERSHIP_TYPE = "gemnar:infra:Membership"
 POOL_NAME = "gemnar-worker"
@@ -26,26 +28,15 @@ def node_resource(index: int) -> str:
     return f"{POOL_NAME}-{index}"
 
 
-def secrets_resource(index: int) -> str:
-    return f"{node_resource(index)}-secrets"
+# The roles of the resources that exist once per worker besides the node itself: its SSH gate,
+# secrets, readiness, and (prod platforms with a bundled app) its app and its turn in a rolling
+# app update.
+WorkerRole = Literal["ssh", "secrets", "ready", "app", "roll"]
 
 
-def readiness_resource(index: int) -> str:
-    return f"{node_resource(index)}-ready"
-
-
-def ssh_gate_resource(index: int) -> str:
-    return f"{node_resource(index)}-ssh"
-
-
-def app_resource(index: int) -> str:
-    """The app delivered to the worker (prod platforms with a bundled app)."""
-    return f"{node_resource(index)}-app"
-
-
-def roll_resource(index: int) -> str:
-    """The worker's turn in a rolling app update."""
-    return f"{node_resource(index)}-roll"
+def role_resource(index: int, role: WorkerRole) -> str:
+    """The resource of worker ``index`` in ``role``: ``gemnar-worker-<i>-<role>``."""
+    return f"{node_resource(index)}-{role}"
 
 
 def in_scope(name: str, index: int) -> bool:

@@ -30,23 +30,20 @@ def authorized_keys(spec: Mapping[str, Any]) -> Path:
     return path
 
 
+def _layout(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every node has (``localnode.node.NodeBase``), from its spec."""
+    return {"root": Path(spec["root"]), "ssh_port": int(spec["sshPort"]),
+            "authorized_keys": authorized_keys(spec)}
+
+
 def controller_node(spec: Mapping[str, Any]) -> ControllerNode:
-    return ControllerNode(
-        settings=controller_from_json(json.dumps(spec["settings"])),
-        root=Path(spec["root"]),
-        ssh_port=int(spec["sshPort"]),
-        authorized_keys=authorized_keys(spec),
-    )
+    return ControllerNode(settings=controller_from_json(json.dumps(spec["settings"])),
+                          **_layout(spec))
 
 
 def worker_node(spec: Mapping[str, Any]) -> WorkerNode:
-    return WorkerNode(
-        settings=worker_from_json(json.dumps(spec["settings"])),
-        root=Path(spec["root"]),
-        ssh_port=int(spec["sshPort"]),
-        authorized_keys=authorized_keys(spec),
-        deploy_lock=Path(spec["deployLock"]),
-    )
+    return WorkerNode(settings=worker_from_json(json.dumps(spec["settings"])),
+                      deploy_lock=Path(spec["deployLock"]), **_layout(spec))
 
 
 def main(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ from healthmon.checks import MemberHealth
 from healthmon.monitor import read_members
 from localnode import files, services
 from localnode.monitoring import start_monitoring, stop_monitoring
+from localnode.node import NodeBase
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from project import PROJECT_ROOT
@@ -33,21 +34,10 @@ from provisioning.settings import ControllerSettings
 
 
 @dataclass(frozen=True)
-class ControllerNode:
+class ControllerNode(NodeBase):
     """A controller's settings (paths already under its root) and how to reach it."""
 
     settings: ControllerSettings
-    root: Path
-    ssh_port: int
-    authorized_keys: Path
-
-    @property
-    def supervised(self) -> Path:
-        return self.root / "run" / "supervised"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "log"
 
 
 def _ensure_app_role(settings: ControllerSettings, verifier: str) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localnode import files, release, services
+from localnode.node import NodeBase
 from localnode.sshd import start_sshd, stop_sshd
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from project import PROJECT_ROOT
@@ -39,19 +40,12 @@ SPEC_FILE = "run/node-spec.json"
 
 
 @dataclass(frozen=True)
-class WorkerNode:
+class WorkerNode(NodeBase):
     """A worker's settings (paths under its root) and what only the local stack needs."""
 
     settings: WorkerSettings
-    root: Path
-    ssh_port: int
-    authorized_keys: Path
     # Shared by the stack's workers: one migration at a time.
     deploy_lock: Path
-
-    @property
-    def supervised(self) -> Path:
-        return self.root / "run" / "supervised"
 
 
 def parse_env_file(text: str) -> dict[str, str]:
