@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.timeline import Request, scaler_records
+from tests.support.background import Background
 from tests.support.resend import get_resending
 from tests.support.waiting import wait_until
 
@@ -37,7 +38,7 @@ TUNING = {
 HOLD_MB = 360  # of a local worker's 512 MB: above the 80 % threshold with its own footprint
 
 
-class Load:
+class Load(Background):
     """GET /whoami/ through Nginx from a few threads, each paced, until stopped; every request
     recorded with its start, latency, outcome and the worker that answered."""
 
@@ -73,16 +74,6 @@ class Load:
         with self._lock:
             return next((r.at + r.latency_ms / 1000 for r in self.requests
                          if r.worker == worker and r.at >= since), None)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from healthmon.heal import HealPolicy, heal_once
 from localnode.services import port_open
 from localnode.supervise import alive, child_pids, read_pid, stop_pid, wait_for
 from tests.e2e.conftest import LocalStack
+from tests.support.background import Background
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ class Sample:
 
 
 @dataclass
-class Load:
+class Load(Background):
     """GETs (and optionally POSTs) through the controller at a steady rate, on a few threads
     so that one slow request does not stall the others. Bounded by ``stop()``."""
 
@@ -64,12 +65,14 @@ class Load:
     threads: int = 6
     samples: list[Sample] = field(default_factory=list)
     cookies: dict[str, str] = field(default_factory=dict)
+    # Longer than the client's timeout: a request that meets a hung worker may take that long.
+    join_timeout_s = 90.0
 
     def __post_init__(self) -> None:
         self.resent = 0  # GETs resent after a kept-alive connection closed under them
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._run, args=(i,), daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
                          for i in range(self.threads)]
 
     def _run(self, index: int) -> None:
@@ -107,16 +110,6 @@ class Load:
                                     error=repr(err))
                 with self._lock:
                     self.samples.append(sample)
-
-    def __enter__(self) -> Load:
-        for thread in self._workers:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._workers:
-            thread.join(timeout=90)
 
     def failed(self, method: str = "GET", since: float = 0.0) -> list[Sample]:
         return [s for s in self.samples if s.method == method and s.sent >= since

@@ -26,6 +26,7 @@ from localnode.supervise import read_pid, wait_for
 from project import PROJECT_ROOT
 from tests.e2e.conftest import LocalStack
 from tests.e2e.test_failures import Load, logged_in_cookies, member_down
+from tests.support.background import Background
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,7 @@ def worker_health(stack: LocalStack, index: int) -> dict[str, object]:
 
 
 @dataclass
-class RollWatch:
+class RollWatch(Background):
     """Polls each worker's /health/ while a roll runs: when it started draining and when it
     first answered healthy on the new release (the figures per worker)."""
 
@@ -71,10 +72,11 @@ class RollWatch:
     workers: int = 2
     drained_at: dict[int, float] = field(default_factory=dict)
     healthy_at: dict[int, float] = field(default_factory=dict)
+    join_timeout_s = 10.0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, daemon=True)]
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -90,14 +92,6 @@ class RollWatch:
     def turns(self) -> dict[int, float]:
         return {i: self.healthy_at[i] - self.drained_at[i] for i in self.healthy_at
                 if i in self.drained_at}
-
-    def __enter__(self) -> RollWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 @pytest.fixture
