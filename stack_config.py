@@ -198,6 +198,8 @@ def assemble(v: Mapping[str, Any]) -> StackConfig:
     """The typed config from values ``stack_schema.parse_values`` has validated (pure)."""
     seed = v["secretSeed"]
     private_key = v["sshPrivateKey"]
+    # Here, in _scaling and in _local_layout: each typed field read from its schema key, which
+    # is data (`duplicates` pairs the three by shape); the rules live in stack_schema.
     return StackConfig(
         platform=v["platform"],
         region=v["region"],

@@ -147,6 +147,7 @@ _SSH_KEY = (
 )
 _EMAIL = r"[A-Za-z0-9.!#%+_=~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
 
+# One Key row per stack key: data, not repeated logic (`duplicates` pairs the rows by shape).
 SCHEMA: tuple[Key, ...] = (
     Key("platform", "string",
         'How nodes come to exist. "vultr" (prod), "local" (processes on 127.x) or "lab" '

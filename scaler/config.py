@@ -26,6 +26,8 @@ def _default(key: str) -> Any:
 class ScalingConfig:
     """Every knob of the scaling policy; thresholds are percent of memory (0-100)."""
 
+    # One field per stack key, its default from the schema: data (`duplicates` pairs the
+    # lines by shape).
     up_threshold: float = _default("scaleUpThreshold")
     down_threshold: float = _default("scaleDownThreshold")
     min_workers: int = _default("minWorkers")

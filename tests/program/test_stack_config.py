@@ -99,6 +99,7 @@ def test_stack_files_use_only_declared_keys(stack_file: Path) -> None:
     assert not unknown
 
 
+# (key named in the error, values): rows of data, which `duplicates` pairs by shape.
 BAD: list[tuple[str, dict[str, str]]] = [
     ("workerCount", {"workerCount": "11"}),
     ("workerCount", {"workerCount": "1"}),

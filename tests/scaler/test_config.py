@@ -53,7 +53,8 @@ def test_a_count_outside_the_bounds_is_left_to_the_policy() -> None:
     assert load_settings({"gemnar:workerCount": "12"}).worker_count == 12
 
 
-# Every value the issue found accepted by one validator and refused by the other.
+# Every value the issue found accepted by one validator and refused by the other. Rows of
+# data; `duplicates` pairs them by shape with tests/app/test_app_settings.py's bad values.
 DISAGREED = [
     ({"scaleStaleAfter": "30", "scaleInterval": "60"}, "scaleStaleAfter"),
     ({"scaleUpThreshold": "0"}, "scaleUpThreshold"),
