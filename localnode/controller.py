@@ -27,7 +27,7 @@ from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from project import PROJECT_ROOT
 from provisioning.files import controller_files
 from provisioning.nginx import render_nginx_upstream
-from provisioning.pgbouncer import ADMIN_VERIFIER_ENV, render_pgbouncer_userlist
+from provisioning.pgbouncer import ADMIN_VERIFIER_ENV, STATS_USER, render_pgbouncer_userlist
 from provisioning.redis import render_redis_conf, render_redis_secrets
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
@@ -118,7 +118,9 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
     ini = services.write_pgbouncer_files(
         settings, render_pgbouncer_userlist(settings.db.app_user, verifier)
         + render_pgbouncer_userlist(settings.db.admin_user,
-                                    secrets[ADMIN_VERIFIER_ENV]))
+                                    secrets[ADMIN_VERIFIER_ENV])
+        # The metrics collector's stats user: peer login only, no password.
+        + render_pgbouncer_userlist(STATS_USER, ""))
     _start_port_daemon(node, "pgbouncer", services.as_postgres(["pgbouncer", str(ini)]),
                        settings.ports.pgbouncer)
 

@@ -2,11 +2,13 @@
 supervised processes, with the configs and arguments cloud-init gives the prod units.
 
 Each exporter runs as the system user its prod unit runs as: PostgreSQL's exporter logs in by
-peer authentication as ``prometheus`` (the monitoring role). Redis's exporter gets its ACL
-user's password in its environment (``REDIS_PASSWORD``), as the prod unit does from its
-root-only environment file; never on its command line. The controller's node exporter is
-the real prometheus-node-exporter, so on a local stack it reports the host machine's figures, not a
-VPS's; its textfile collector reads the node's own directory (backups, health monitor).
+peer authentication as ``prometheus`` (the monitoring role), and so does the project's
+PgBouncer exporter to PgBouncer's console (the stats user), with the system Python. Redis's
+exporter gets its ACL user's password in its environment (``REDIS_PASSWORD``), as the prod
+unit does from its root-only environment file; never on its command line. The controller's
+node exporter is the real prometheus-node-exporter, so on a local stack it reports the host
+machine's figures, not a VPS's; its textfile collector reads the node's own directory
+(backups, health monitor).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from localnode import files, services
 from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from provisioning.files import controller_files
 from provisioning.monitoring import (
+    PGBOUNCER_EXPORTER,
     alertmanager_args,
     exporter_args,
+    pgbouncer_exporter_script,
     postgres_exporter_dsn,
     prometheus_args,
 )
@@ -59,6 +63,9 @@ def processes(settings: ControllerSettings) -> list[tuple[str, list[str], str, i
             "env", f"DATA_SOURCE_NAME={postgres_exporter_dsn(settings)}",
             "prometheus-postgres-exporter", *args["postgres"],
         ]), loopback, ports.postgres_exporter),
+        ("pgbouncer-exporter", _runuser(MONITOR_OS_USER, [
+            paths.system_python, pgbouncer_exporter_script(settings), *args["pgbouncer"],
+        ]), loopback, ports.pgbouncer_exporter),
         ("redis-exporter", _runuser(MONITOR_OS_USER, [
             "prometheus-redis-exporter", *args["redis"],
         ]), loopback, ports.redis_exporter),
@@ -71,7 +78,7 @@ def processes(settings: ControllerSettings) -> list[tuple[str, list[str], str, i
 
 
 CONFIG_NAMES = frozenset({
-    "prometheus.yml", "gemnar-alerts.yml", "alertmanager.yml",
+    "prometheus.yml", "gemnar-alerts.yml", "alertmanager.yml", f"{PGBOUNCER_EXPORTER}.py",
 })
 
 

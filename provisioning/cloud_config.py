@@ -54,6 +54,9 @@ CONTROLLER_PACKAGES = [
     "prometheus-postgres-exporter",
     "prometheus-redis-exporter",
     "prometheus-nginx-exporter",
+    # gemnar-pgbouncer-exporter runs with the system Python and these two.
+    "python3-psycopg2",
+    "python3-prometheus-client",
 ]
 WORKER_PACKAGES = ["python3-venv", "git"]
 # Keys only (the sshd drop-in enforces it too); root keeps its keys because Pulumi logs in as

@@ -13,9 +13,17 @@ from typing import Literal
 
 from provisioning.app_env import render_worker_app_env
 from provisioning.media import render_nginx_media
-from provisioning.monitoring import MONITORING_UNITS, SCALER_METRICS_NAME, monitoring_files
+from provisioning.monitoring import (
+    MONITORING_UNITS,
+    PGBOUNCER_EXPORTER,
+    SCALER_METRICS_NAME,
+    monitoring_files,
+    pgbouncer_exporter_script,
+    pgbouncer_exporter_unit,
+)
 from provisioning.nftables import render_nftables_controller, render_nftables_worker
 from provisioning.nginx import render_nginx_conf, render_nginx_upstream
+from provisioning.pgbouncer import STATS_USER as PGBOUNCER_STATS_USER
 from provisioning.pgbouncer import render_pgbouncer_hba, render_pgbouncer_ini
 from provisioning.postgres import render_pg_hba, render_pg_ident, render_postgresql_conf
 from provisioning.redis import APP_USER as REDIS_APP_USER
@@ -152,6 +160,9 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
         ),
         RenderedFile(paths.settings_file, to_json(settings)),
         *(RenderedFile(path, content) for path, content in monitoring_files(settings)),
+        RenderedFile(pgbouncer_exporter_script(settings),
+                     template_text(f"controller/{PGBOUNCER_EXPORTER}.py"), kind="python",
+                     permissions="0755"),
         *_common(f"{settings.private_address}:{settings.ports.node_exporter}", paths,
                  settings.vpc_subnet, jump_host=True),
     ]
@@ -197,12 +208,14 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             rw_paths=_paths(paths.state_dir, PurePosixPath(paths.nginx_upstream_file).parent,
                             PurePosixPath(paths.nginx_error_log).parent, paths.nginx_temp_dir,
                             paths.node_exporter_textfile_dir, paths.prometheus_targets_dir))),
+        _unit(units, f"{PGBOUNCER_EXPORTER}.service", pgbouncer_exporter_unit(settings)),
         _script(commands / "gemnar-apply-secrets", render(
             "controller/gemnar-apply-secrets.sh",
             secrets_file=PurePosixPath(paths.secrets_dir) / "controller.env",
             app_user=settings.db.app_user, admin_user=settings.db.admin_user,
             pg_run_dir=paths.postgres_run_dir, pg_port=settings.ports.postgres,
             pgbouncer_auth_file=paths.pgbouncer_auth_file,
+            pgbouncer_stats_user=PGBOUNCER_STATS_USER,
             redis_secrets=paths.redis_secrets_file,
             redis_app_user=REDIS_APP_USER, redis_app_rules=app_acl_rules(),
             redis_exporter_user=REDIS_EXPORTER_USER, redis_exporter_rules=exporter_acl_rules(),

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in requirements
 
+from provisioning.pgbouncer import STATS_USER as PGBOUNCER_STATS_USER
 from provisioning.redis import EXPORTER_USER as REDIS_EXPORTER_USER
 from provisioning.settings import ControllerSettings, MonitoringSettings
 from provisioning.templates import render
@@ -34,6 +35,7 @@ EXPORTER_JOBS = {
     "prometheus": "prometheus",
     "alertmanager": "alertmanager",
     "postgres": "postgres_exporter",
+    "pgbouncer": "pgbouncer_exporter",
     "redis": "redis_exporter",
     "nginx": "nginx_exporter",
 }
@@ -146,7 +148,8 @@ def exporter_args(settings: ControllerSettings) -> dict[str, list[str]]:
     """Each controller exporter's arguments (Debian: ``ARGS`` in its /etc/default file).
     Credentials are not arguments: the PostgreSQL exporter reaches its daemon over a unix
     socket as its own system user; the Redis exporter logs in as its ACL user with the
-    password from its root-only environment file (``REDIS_PASSWORD``)."""
+    password from its root-only environment file (``REDIS_PASSWORD``); the PgBouncer one
+    logs in to PgBouncer's console over its socket as the stats user, by peer."""
     loopback, ports = settings.loopback_address, settings.ports
     return {
         "nginx": [
@@ -156,6 +159,12 @@ def exporter_args(settings: ControllerSettings) -> dict[str, list[str]]:
             f"-web.listen-address={loopback}:{ports.nginx_exporter}",
         ],
         "postgres": [f"--web.listen-address={loopback}:{ports.postgres_exporter}"],
+        "pgbouncer": [
+            f"--listen={loopback}:{ports.pgbouncer_exporter}",
+            f"--socket-dir={settings.paths.pgbouncer_run_dir}",
+            f"--port={ports.pgbouncer}",
+            f"--user={PGBOUNCER_STATS_USER}",
+        ],
         "redis": [
             f"-redis.addr=redis://{loopback}:{ports.redis}",
             f"-redis.user={REDIS_EXPORTER_USER}",
@@ -302,34 +311,54 @@ def postgres_exporter_dsn(settings: ControllerSettings) -> str:
             f"port={settings.ports.postgres} dbname=postgres sslmode=disable")
 
 
-# Debian's units of the monitoring packages (node exporter is common to every node).
+# An exporter reaches only this host (loopback and unix sockets).
+LOCAL_ONLY = "IPAddressDeny=any\nIPAddressAllow=localhost"
+
+# The monitoring units: Debian's packages' and the project's PgBouncer exporter (node
+# exporter is common to every node).
 MONITORING_UNITS = (
     "prometheus-alertmanager",
     "prometheus",
     "prometheus-nginx-exporter",
     "prometheus-postgres-exporter",
     "prometheus-redis-exporter",
+    "gemnar-pgbouncer-exporter",
 )
+# The project's own PgBouncer exporter (Debian's does not work with bookworm's PgBouncer; the
+# script's docstring says why), run by the system Python as the stats user.
+PGBOUNCER_EXPORTER = "gemnar-pgbouncer-exporter"
+
+
+def pgbouncer_exporter_script(settings: ControllerSettings) -> str:
+    return str(PurePosixPath(settings.paths.scripts_dir) / f"{PGBOUNCER_EXPORTER}.py")
+
+
+def pgbouncer_exporter_unit(settings: ControllerSettings) -> str:
+    """Its unit, with the same sandbox as Debian's exporters get."""
+    unit = render(
+        f"controller/{PGBOUNCER_EXPORTER}.service", user=PGBOUNCER_STATS_USER,
+        python=settings.paths.system_python, script=pgbouncer_exporter_script(settings),
+        args=" ".join(exporter_args(settings)["pgbouncer"]))
+    return unit + "\n" + render("controller/monitoring-sandbox.conf", extra=LOCAL_ONLY)
 
 
 def sandbox_dropins(settings: ControllerSettings) -> dict[str, str]:
     """Unit name -> sandbox drop-in for Debian's units that come without one (Prometheus's
     own unit has its package's sandbox). The exporters reach only this host (loopback, unix
     sockets); Alertmanager may send to a webhook or mail relay, and writes its data dir."""
-    local_only = "IPAddressDeny=any\nIPAddressAllow=localhost"
     return {
         "prometheus-alertmanager.service": render(
             "controller/monitoring-sandbox.conf",
             extra=f"ReadWritePaths={settings.paths.alertmanager_data_dir}"),
         "prometheus-postgres-exporter.service": render(
-            "controller/monitoring-sandbox.conf", extra=local_only),
+            "controller/monitoring-sandbox.conf", extra=LOCAL_ONLY),
         "prometheus-nginx-exporter.service": render(
-            "controller/monitoring-sandbox.conf", extra=local_only),
+            "controller/monitoring-sandbox.conf", extra=LOCAL_ONLY),
         # Its password: written by gemnar-apply-secrets after boot; until then the exporter
         # runs without one and reports redis_up 0.
         "prometheus-redis-exporter.service": render(
             "controller/monitoring-sandbox.conf",
-            extra=f"{local_only}\nEnvironmentFile=-{settings.paths.redis_exporter_env_file}"),
+            extra=f"{LOCAL_ONLY}\nEnvironmentFile=-{settings.paths.redis_exporter_env_file}"),
     }
 
 

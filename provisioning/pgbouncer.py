@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from provisioning.postgres import pool_plan
+from provisioning.postgres import MONITOR_OS_USER, pool_plan
 from provisioning.settings import ControllerSettings
 from provisioning.templates import render
 
@@ -15,6 +15,9 @@ SERVER_CONNECT_TIMEOUT_S = 2
 # The name under which the controller's secrets file holds the admin console's SCRAM verifier
 # (the password itself is in backup.env, for restore --swap).
 ADMIN_VERIFIER_ENV = "GEMNAR_PGBOUNCER_ADMIN_VERIFIER"
+# The metrics collector's console user (stats_users: SHOW only), logged in by peer over the
+# socket: the OS user its unit runs as, so it needs no password.
+STATS_USER = MONITOR_OS_USER
 
 
 def render_pgbouncer_ini(settings: ControllerSettings) -> str:
@@ -34,6 +37,7 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
         auth_file=paths.pgbouncer_auth_file,
         hba_file=paths.pgbouncer_hba_file,
         admin_user=settings.db.admin_user,
+        stats_user=STATS_USER,
         # The pool limits, each under its PgBouncer setting's name.
         **asdict(pool_plan(settings)),
         server_login_retry=SERVER_LOGIN_RETRY_S,
@@ -43,13 +47,14 @@ def render_pgbouncer_ini(settings: ControllerSettings) -> str:
 
 def render_pgbouncer_hba(settings: ControllerSettings) -> str:
     """Who may connect to PgBouncer: the app role by SCRAM from the VPC subnet (the workers)
-    and from this host; the admin role only over the socket, by SCRAM. Everything else is
-    rejected."""
+    and from this host; the admin role only over the socket, by SCRAM; the stats user only
+    over the socket, by peer (the collector's OS user). Everything else is rejected."""
     db, app, admin = settings.db.database, settings.db.app_user, settings.db.admin_user
     lines = [
         "# Rendered by provisioning.pgbouncer. TYPE DATABASE USER ADDRESS METHOD",
         # Not peer: restore --swap runs as root, and PgBouncer 1.18 has no user name map.
         f"local pgbouncer {admin} scram-sha-256",
+        f"local pgbouncer {STATS_USER} peer",
         f"host {db} {app} {settings.vpc_subnet} scram-sha-256",
         f"host {db} {app} {settings.loopback_address}/32 scram-sha-256",
     ]

@@ -32,7 +32,8 @@ APT_PACKAGES=(
   debootstrap systemd-container
   testssl.sh
   prometheus prometheus-alertmanager prometheus-postgres-exporter
-  prometheus-pgbouncer-exporter prometheus-redis-exporter prometheus-nginx-exporter
+  prometheus-redis-exporter prometheus-nginx-exporter
+  python3-psycopg2 python3-prometheus-client
 )
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -47,8 +47,9 @@ case "$verifier" in
 esac
 
 auth_file='@{pgbouncer_auth_file}'
+# The metrics collector's stats user logs in by peer only (its hba line): no password.
 printf '"%s" "%s"\n' "$app_user" "$verifier" "$admin_user" "$GEMNAR_PGBOUNCER_ADMIN_VERIFIER" \
-    >"$auth_file.new"
+    '@{pgbouncer_stats_user}' '' >"$auth_file.new"
 chown postgres:postgres "$auth_file.new"
 chmod 0600 "$auth_file.new"
 mv -f "$auth_file.new" "$auth_file"

@@ -1,5 +1,5 @@
 """Monitoring on the local stack: every target up, targets following scaling, p95 per worker,
-and alerts seen through Alertmanager's API when a worker's app or PostgreSQL stops.
+and alerts seen through Alertmanager's API when a worker's app, PostgreSQL or PgBouncer stops.
 
 The session stack scrapes and evaluates every ``MONITORING_INTERVAL_S`` (conftest); each test
 asks Prometheus's HTTP API on the controller's loopback address and waits on the answer with a
@@ -25,7 +25,7 @@ from tests.e2e.test_failures import outage
 from tests.support.waiting import wait_until
 
 # Controller jobs, one target each; node and app have one target per worker (node: + controller).
-CONTROLLER_JOBS = {"prometheus", "alertmanager", "postgres", "redis", "nginx"}
+CONTROLLER_JOBS = {"prometheus", "alertmanager", "postgres", "pgbouncer", "redis", "nginx"}
 
 
 def api(stack: LocalStack, path: str, **params: str) -> Any:
@@ -46,7 +46,7 @@ def expected_targets(stack: LocalStack, workers: int) -> set[tuple[str, str]]:
     return {
         *((job, f"{stack.controller}:{port}") for job, port in (
             ("prometheus", 9090), ("alertmanager", 9093), ("postgres", 9187),
-            ("redis", 9121), ("nginx", 9113), ("node", 9100))),
+            ("pgbouncer", 9127), ("redis", 9121), ("nginx", 9113), ("node", 9100))),
         *(("node", f"{h}:9100") for h in hosts),
         *(("app", f"{h}:9101") for h in hosts),
     }
@@ -63,7 +63,7 @@ def test_every_target_is_up(two_workers: LocalStack) -> None:
                what="every monitoring target up", detail=lambda: str(targets(stack)))
     assert {job for job, _ in targets(stack)} == CONTROLLER_JOBS | {"node", "app"}
     # The exporters reach their daemons, not only answer: each one's own "up" is 1.
-    for metric in ("pg_up", "redis_up", "nginx_up"):
+    for metric in ("pg_up", "pgbouncer_up", "redis_up", "nginx_up"):
         values = [float(r["value"][1]) for r in api(stack, "query", query=metric)["result"]]
         assert values == [1.0], (metric, values)
     healthy = api(stack, "query", query="gemnar_worker_healthy")["result"]
@@ -175,17 +175,27 @@ def test_a_worker_down_past_the_bound_fires_worker_unhealthy(two_workers: LocalS
                what="worker-1 back in the upstream", detail=stack.upstream)
 
 
-def test_postgresql_stopped_fires_database_down(two_workers: LocalStack) -> None:
-    stack = two_workers
+def database_down_fires(stack: LocalStack, daemon: str, name: str, job: str) -> None:
+    """Stopping ``daemon`` fires DatabaseDown for ``job`` in Alertmanager; it resolves
+    once the daemon is back."""
     assert not active_alerts(stack, "DatabaseDown")
-    with outage(stack, "controller", "postgres"):
+    with outage(stack, "controller", daemon):
         stopped = time.monotonic()
         fired = wait_until(lambda: active_alerts(stack, "DatabaseDown"),
                            timeout_s=ALERT_FOR_S + 10 * MONITORING_INTERVAL_S + 10,
                            interval_s=0.5, what="DatabaseDown in Alertmanager")
         seen_s = time.monotonic() - stopped
-    print(f"DatabaseDown in Alertmanager {seen_s:.1f} s after PostgreSQL stopped")
-    assert fired[0]["labels"]["job"] == "postgres"
-    # Resolved once PostgreSQL is back: Prometheus stops sending it.
+    print(f"DatabaseDown in Alertmanager {seen_s:.1f} s after {name} stopped")
+    assert {a["labels"]["job"] for a in fired} == {job}
+    # Resolved once it is back: Prometheus stops sending it.
     wait_until(lambda: not active_alerts(stack, "DatabaseDown"), timeout_s=60, interval_s=0.5,
                what="DatabaseDown resolved")
+
+
+def test_postgresql_stopped_fires_database_down(two_workers: LocalStack) -> None:
+    database_down_fires(two_workers, "postgres", "PostgreSQL", "postgres")
+
+
+def test_pgbouncer_stopped_fires_database_down(two_workers: LocalStack) -> None:
+    # The exporter still answers (up == 1): it is PgBouncer's own reading, pgbouncer_up 0.
+    database_down_fires(two_workers, "pgbouncer", "PgBouncer", "pgbouncer")

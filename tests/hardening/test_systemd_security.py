@@ -21,7 +21,8 @@ TARGETS = {"gemnar-app.service": 3.0}
 DEFAULT_TARGET = 5.0
 # Units that need no root run as a user of their own (static, or created per run).
 OWN_USER = {"gemnar-app.service": "User=gemnar", "gemnar-scaler.service": "DynamicUser=yes",
-            "gemnar-heal.service": "DynamicUser=yes"}
+            "gemnar-heal.service": "DynamicUser=yes",
+            "gemnar-pgbouncer-exporter.service": "User=prometheus"}
 
 
 def _units() -> dict[str, RenderedFile]:
@@ -54,7 +55,8 @@ def exposure(unit: RenderedFile, root: Path) -> float:
 def test_every_gemnar_service_is_scored() -> None:
     assert set(UNITS) == {"gemnar-app.service", "gemnar-backup.service",
                           "gemnar-certbot.service", "gemnar-healthmon.service",
-                          "gemnar-scaler.service", "gemnar-heal.service"}
+                          "gemnar-scaler.service", "gemnar-heal.service",
+                          "gemnar-pgbouncer-exporter.service"}
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))

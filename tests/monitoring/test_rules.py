@@ -233,3 +233,34 @@ def test_promtool_unit_tests_fail_on_a_wrong_expectation(tmp_path: Path) -> None
     result = run([str(promtool), "test", "rules", str(tmp_path / "tests.yml")])
     assert result.returncode != 0
     assert "SiteDown" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("series", [
+    [_series("pgbouncer_up", {"job": "pgbouncer"}, "0x10"),
+     _series("up", {"job": "pgbouncer"}, "1x10")],
+    # The exporter itself down (its target's up), PgBouncer's own reading gone with it.
+    [_series("up", {"job": "pgbouncer"}, "0x10")],
+], ids=["pgbouncer_up", "exporter_down"])
+def test_database_down_fires_for_pgbouncer(tmp_path: Path, series: list[dict[str, str]]) -> None:
+    """DatabaseDown's PgBouncer terms (CASES holds its PostgreSQL ones): with PostgreSQL up."""
+    promtool = require_executable("promtool")
+    rule = next(r for r in alert_rules(SETTINGS)["groups"][0]["rules"]
+                if r["alert"] == "DatabaseDown")
+    healthy = [_series("pg_up", {"job": "postgres"}, "1x10"),
+               _series("up", {"job": "postgres"}, "1x10")]
+    expected = {"job": "pgbouncer", **rule["labels"]}
+    tests = [
+        {"interval": "1m", "input_series": [*healthy, *series], "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "DatabaseDown",
+             "exp_alerts": [{"exp_labels": expected,
+                             "exp_annotations": rule["annotations"]}]}]},
+        {"interval": "1m", "input_series": [
+            *healthy, _series("pgbouncer_up", {"job": "pgbouncer"}, "1x10"),
+            _series("up", {"job": "pgbouncer"}, "1x10")], "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "DatabaseDown", "exp_alerts": []}]},
+    ]
+    (tmp_path / "rules.yml").write_text(render_alert_rules(SETTINGS))
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": tests}))
+    result = run([str(promtool), "test", "rules", str(tmp_path / "tests.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioning.pgbouncer import STATS_USER, render_pgbouncer_userlist
 from provisioning.redis import (
     APP_USER,
     EXPORTER_USER,
@@ -53,6 +54,7 @@ def _hook(tmp_path: Path) -> Path:
             pg_run_dir=tmp_path,
             pg_port=5432,
             pgbouncer_auth_file=tmp_path / "userlist.txt",
+            pgbouncer_stats_user=STATS_USER,
             redis_secrets=tmp_path / "redis-secrets.conf",
             redis_app_user=APP_USER,
             redis_app_rules=app_acl_rules(),
@@ -117,9 +119,11 @@ def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
         "restart redis-server",
         "restart prometheus-redis-exporter",
     ]
-    # The app role's verifier from PostgreSQL, the admin console's from controller.env.
+    # The app role's verifier from PostgreSQL, the admin console's from controller.env, and
+    # the metrics collector's stats user with no password (its hba line is peer).
     assert (tmp_path / "userlist.txt").read_text() == (
         f'"gemnar" "{VERIFIER}"\n"postgres" "{ADMIN_VERIFIER}"\n'
+        + render_pgbouncer_userlist(STATS_USER, "")
     )
 
 
