@@ -217,6 +217,9 @@ def cluster_settings(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any
         "MEDIA_URL": raw(env, "MEDIA_URL") or "/media/",
         "MEDIA_ROOT": media_root or "",
         "STORAGES": {"default": media_storage, "staticfiles": {"BACKEND": static_backend}},
+        # The site is one origin: static files need no cross-origin grant (WhiteNoise's
+        # default is "*"), as media get none.
+        "WHITENOISE_ALLOW_ALL_ORIGINS": False,
         # The disk uploads are stored on, whose free-space floor the upload view keeps;
         # None with a bucket (sampleproject.upload_policy says why).
         "GEMNAR_MEDIA_DISK": str(media_disk) if media_disk else None,

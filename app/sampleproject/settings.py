@@ -37,6 +37,9 @@ MIDDLEWARE = [
     # A database outage is a 503 with Retry-After, logged once per burst.
     "gemnar_cluster.outage.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The worker's own collected static files, for the controller's Nginx to fetch and cache
+    # (gemnar_cluster.static says why WhiteNoise); ahead of sessions, which they never need.
+    "gemnar_cluster.static.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

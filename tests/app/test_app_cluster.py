@@ -107,8 +107,37 @@ def test_static_asset_is_collected(app_env: AppEnv, worker_a: Worker) -> None:
         page = client.get("/").text
     match = re.search(r'href="/static/(sampleproject/site\.[0-9a-f]+\.css)"', page)
     assert match, page
-    # Nginx serves this path from STATIC_ROOT; the hashed name lets versions coexist.
+    # The hashed name lets versions coexist in STATIC_ROOT.
     assert (app_env.static_root / match.group(1)).is_file()
+
+
+def test_the_worker_serves_its_static_files(app_env: AppEnv, worker_a: Worker) -> None:
+    """WhiteNoise (gemnar_cluster.static): a hashed name is immutable for the controller's
+    cache, an unhashed one short-lived, and only collected files exist."""
+    hashed = next(app_env.static_root.glob("sampleproject/site.*.css"))
+    name = hashed.relative_to(app_env.static_root).as_posix()
+    with worker_a.client() as client:
+        css = client.get(f"/static/{name}")
+        head = client.head(f"/static/{name}")
+        ranged = client.get(f"/static/{name}", headers={"Range": "bytes=0-3"})
+        unhashed = client.get("/static/sampleproject/site.css")
+        revalidated = client.get(f"/static/{name}",
+                                 headers={"If-None-Match": css.headers["etag"]})
+        missing = client.get("/static/sampleproject/nothing.css")
+        outside = client.get("/static/../settings.py")
+    assert css.status_code == 200
+    assert css.content == hashed.read_bytes()
+    assert css.headers["content-type"].startswith("text/css")
+    assert css.headers["cache-control"] == "max-age=315360000, public, immutable"
+    assert "access-control-allow-origin" not in css.headers
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(len(css.content))
+    assert ranged.status_code == 206 and ranged.content == css.content[:4]
+    assert unhashed.status_code == 200
+    assert unhashed.headers["cache-control"] == "max-age=60, public"
+    assert revalidated.status_code == 304 and revalidated.content == b""
+    assert missing.status_code == 404
+    assert outside.status_code == 404
 
 
 def test_media_upload_lands_on_the_shared_root(app_env: AppEnv, worker_b: Worker) -> None:
