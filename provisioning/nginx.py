@@ -53,6 +53,15 @@ APP_CSP = "frame-ancestors 'none'; base-uri 'self'; object-src 'none'; form-acti
 MEDIA_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"
 # The controller's disk kept for media read from the bucket (least recently used go first).
 MEDIA_CACHE_MB = 1024
+# Static files fetched from the workers: a release's are a few MB; old releases' hashed names
+# leave the cache once unused for STATIC_CACHE_INACTIVE. A worker's own Cache-Control decides
+# how long each stays fresh; STATIC_CACHE_VALID only applies to an answer without one.
+STATIC_CACHE_MB = 256
+STATIC_CACHE_INACTIVE = "30d"
+STATIC_CACHE_VALID = "365d"
+# A name no worker has: every member was asked; ask again after this (bounds the fan-out of
+# requests for made-up names).
+STATIC_MISSING_VALID = "10s"
 # Per client address: sign-in attempts and uploads per minute (a burst of 5 passes at once),
 # and concurrent connections (a browser opens ~6 per host; WebSockets count too).
 LOGIN_RATE = "10r/m"
@@ -170,6 +179,11 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         media_file=paths.nginx_media_file,
         media_cache_dir=paths.nginx_media_cache_dir,
         media_cache_mb=MEDIA_CACHE_MB,
+        static_cache_dir=paths.nginx_static_cache_dir,
+        static_cache_mb=STATIC_CACHE_MB,
+        static_cache_inactive=STATIC_CACHE_INACTIVE,
+        static_cache_valid=STATIC_CACHE_VALID,
+        static_missing_valid=STATIC_MISSING_VALID,
     )
 
 

@@ -113,6 +113,8 @@ class ControllerPaths:
     # Objects Nginx fetched from the media bucket; below nginx_temp_dir, which every unit
     # that runs ``nginx -t`` may write.
     nginx_media_cache_dir: str = "/var/lib/nginx/media-cache"
+    # Static files Nginx fetched from the workers; beside the media cache, for the same reason.
+    nginx_static_cache_dir: str = "/var/lib/nginx/static-cache"
     # CAs Nginx checks the media bucket's certificate against (Debian's ca-certificates).
     ca_bundle_file: str = field(default="/etc/ssl/certs/ca-certificates.crt", metadata=_SYSTEM)
     nginx_mime_types_file: str = field(default="/etc/nginx/mime.types", metadata=_SYSTEM)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +169,12 @@ def cluster() -> Iterator[Cluster]:
             wrk.argv([sys.executable, "manage.py", "migrate", "--noinput"]),
             cwd=PROJECT_ROOT / "app", env=env, capture_output=True, text=True, check=False)
         assert migrate.returncode == 0, migrate.stderr[-3000:]
+        # As the app unit's ExecStartPre does: into the worker's own static root, which is
+        # not the controller's (it stays empty, as on prod).
+        collect = subprocess.run(
+            wrk.argv([sys.executable, "manage.py", "collectstatic", "--noinput"]),
+            cwd=PROJECT_ROOT / "app", env=env, capture_output=True, text=True, check=False)
+        assert collect.returncode == 0, collect.stderr[-3000:]
         uvicorn = next(f for f in worker_files(worker) if f.path.endswith("gemnar-uvicorn.sh"))
         script = daemons.write_file(root / "gemnar-uvicorn.sh", uvicorn.content, 0o755)
         _start(wrk, started, "uvicorn", [str(script)], logs, (WORKER_VPC, worker.ports.app),
@@ -260,6 +268,64 @@ def test_the_site_answers_through_nginx_from_the_worker(cluster: Cluster) -> Non
     answer = json.loads(result.stdout)
     assert answer["status"] == 200
     assert answer["body"]["status"] == "ok", answer
+
+
+FETCH_CLIENT = """
+import json, ssl, sys, urllib.error, urllib.request
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+answers = []
+for url in sys.argv[1:]:
+    try:
+        response = urllib.request.urlopen(url, context=context, timeout=20)
+    except urllib.error.HTTPError as error:
+        response = error
+    with response:
+        body = response.read()
+        answers.append({"status": response.status, "body": body.decode(errors="replace"),
+                        "headers": {k.lower(): v for k, v in response.headers.items()}})
+print(json.dumps(answers))
+"""
+
+
+def _fetch(cluster: Cluster, *paths: str) -> list[dict[str, Any]]:
+    """Status, lower-cased headers and body of each GET of ``paths`` through the controller's
+    public address, in order, from the worker's namespace."""
+    site = f"https://{CONTROLLER_PUBLIC}:{cluster.controller.ports.https}"
+    result = _client(cluster.wrk, FETCH_CLIENT, *(f"{site}{path}" for path in paths))
+    assert result.returncode == 0, result.stderr
+    answers: list[dict[str, Any]] = json.loads(result.stdout)
+    return answers
+
+
+def test_static_files_come_from_the_worker_through_the_controllers_cache(
+        cluster: Cluster) -> None:
+    """The controller's static root is empty (prod): Nginx fetches the page's stylesheet from
+    the worker (WhiteNoise) and keeps it; a file on its own disk is served from there."""
+    (page,) = _fetch(cluster, "/")
+    stylesheet = re.search(r'href="(/static/[^"]+\.[0-9a-f]{12}\.css)"', page["body"])
+    assert stylesheet, page["body"][:2000]
+    assert not any(Path(cluster.controller.paths.static_root).iterdir())
+    Path(cluster.controller.paths.static_root, "local.css").write_text("p{}")
+    first, second, missing, local = _fetch(
+        cluster, stylesheet.group(1), stylesheet.group(1), "/static/no/such.css",
+        "/static/local.css")
+    collected = Path(cluster.worker.paths.static_root, stylesheet.group(1).removeprefix(
+        "/static/"))
+    for answer in (first, second):
+        assert answer["status"] == 200
+        assert answer["body"] == collected.read_text()
+        assert answer["headers"]["content-type"].startswith("text/css")
+        assert answer["headers"]["cache-control"] == "max-age=315360000, public, immutable"
+        assert answer["headers"]["x-content-type-options"] == "nosniff"
+        assert answer["headers"]["strict-transport-security"].startswith("max-age=31536000")
+        assert "frame-ancestors 'none'" in answer["headers"]["content-security-policy"]
+    assert [first["headers"]["x-cache-status"], second["headers"]["x-cache-status"]] == [
+        "MISS", "HIT"]
+    assert missing["status"] == 404
+    assert local["status"] == 200 and local["body"] == "p{}"
+    assert "x-cache-status" not in local["headers"]  # from the disk, not a worker
 
 
 RATE_CLIENT = """

@@ -82,6 +82,47 @@ def test_nginx_routing_policy() -> None:
     assert "keys_zone=gemnar_media:10m" in conf
 
 
+def _block(conf: str, opener: str) -> list[str]:
+    """The directives (stripped lines, comments dropped) of the block that ``opener`` opens."""
+    lines = conf.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"{opener} {{")
+    depth, block = 0, []
+    for line in lines[start:]:
+        depth += line.count("{") - line.count("}")
+        text = line.split("#", 1)[0].strip()
+        if text:
+            block.append(text)
+        if depth == 0:
+            return block[1:-1]
+    raise AssertionError(f"{opener} never closes")
+
+
+@pytest.mark.parametrize("name", sorted(CONTROLLERS))
+def test_static_files_come_from_the_disk_else_a_worker_through_the_cache(name: str) -> None:
+    settings = CONTROLLERS[name]
+    conf = render_nginx_conf(settings)
+    static = _block(conf, "location /static/")
+    assert f"alias {settings.paths.static_root.rstrip('/')}/;" in static
+    assert "try_files $uri @gemnar_static;" in static
+    worker = _block(conf, "location @gemnar_static")
+    assert "proxy_pass http://gemnar_app;" in worker
+    # A worker mid-roll without the new release's file passes the request on.
+    assert "proxy_next_upstream error timeout http_502 http_504 http_404;" in worker
+    assert "proxy_cache gemnar_static;" in worker
+    assert "proxy_cache_valid 200 365d;" in worker and "proxy_cache_valid 404 10s;" in worker
+    assert (f"proxy_cache_path {settings.paths.nginx_static_cache_dir} levels=1:2 "
+            "keys_zone=gemnar_static:10m max_size=256m inactive=30d use_temp_path=off;") in conf
+    # Nginx drops the server's add_header lines in a location with its own: both repeat them.
+    for block in (static, worker):
+        for header in ("Strict-Transport-Security", "X-Content-Type-Options",
+                       "Referrer-Policy", "X-Frame-Options", "Content-Security-Policy"):
+            assert any(line.startswith(f"add_header {header} ") and line.endswith(" always;")
+                       for line in block), (header, block)
+    # The location sets no proxy headers or hidden headers of its own, so it inherits the
+    # server's (Host, X-Forwarded-*, the app's duplicate policy headers hidden).
+    assert not any(line.startswith(("proxy_set_header", "proxy_hide_header")) for line in worker)
+
+
 def test_private_services_bind_localhost_and_private_address_only() -> None:
     assert "listen_addresses = '127.0.0.1,10.20.0.3'" in render_postgresql_conf(SETTINGS)
     assert "bind 127.0.0.1 10.20.0.3" in render_redis_conf(SETTINGS)
