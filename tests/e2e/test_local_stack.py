@@ -162,19 +162,29 @@ def test_uploaded_media_is_served_by_nginx(
     assert "max-age=86400" in media.headers.get("cache-control", "")
 
 
-def test_static_files_come_from_nginx_not_django(two_workers: LocalStack) -> None:
+def test_static_files_come_from_the_controllers_disk(two_workers: LocalStack) -> None:
     local_stack = two_workers
     with local_stack.client() as client:
         page = client.get("/").text
-        css = re.search(r'href="(/static/[^"]+\.css)"', page)
-        assert css, "the page links no stylesheet"
+        # The hashed name ManifestStaticFilesStorage gives it (what makes it immutable).
+        css = re.search(r'href="(/static/[^"]+\.[0-9a-f]{12}\.css)"', page)
+        assert css, "the page links no hashed stylesheet"
         asset = client.get(css.group(1))
     assert asset.status_code == 200
+    assert asset.headers["content-type"].startswith("text/css")
     assert "max-age=31536000" in asset.headers.get("cache-control", "")
-    # Only Nginx can answer it: the file is on the controller's static root, and the workers'
-    # logs never see the request (Uvicorn runs without access log, so check the path instead).
+    # Nginx answered from its own disk: the local stack's workers collect into the
+    # controller's static root, and a worker's answer would carry the cache's status.
     static_root = local_stack.node_root("controller") / "srv/gemnar/static"
-    assert (static_root / css.group(1).removeprefix("/static/")).exists()
+    assert (static_root / css.group(1).removeprefix("/static/")).read_bytes() == asset.content
+    assert "x-cache-status" not in asset.headers
+    # What the controller falls back to where its disk lacks the file (prod, lab): each
+    # worker serves the same bytes itself, immutable.
+    for index in (0, 1):
+        own = httpx.get(f"http://{local_stack.worker_address(index)}:8000{css.group(1)}",
+                        timeout=10)
+        assert own.status_code == 200 and own.content == asset.content
+        assert own.headers["cache-control"] == "max-age=315360000, public, immutable"
 
 
 def test_a_dead_worker_is_taken_out_by_the_health_monitor(two_workers: LocalStack) -> None:

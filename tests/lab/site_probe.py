@@ -34,9 +34,14 @@ def probe(site: str, username: str, password: str) -> dict[str, Any]:
         css = re.search(r'href="(/static/[^"]+\.css)"', page.text)
         if css:
             asset = client.get(css.group(1))
+            again = client.get(css.group(1))
             seen["static"] = {"path": css.group(1), "status": asset.status_code,
                               "server_header": asset.headers.get("server", ""),
-                              "cache_control": asset.headers.get("cache-control", "")}
+                              "cache_control": asset.headers.get("cache-control", ""),
+                              "content_type": asset.headers.get("content-type", ""),
+                              "length": len(asset.content),
+                              "cache_status": [asset.headers.get("x-cache-status", ""),
+                                               again.headers.get("x-cache-status", "")]}
         client.get("/accounts/login/")
         login = client.post(
             "/accounts/login/",

@@ -203,8 +203,17 @@ def test_upload_is_fetched_back_through_nginx(site: dict[str, Any]) -> None:
     assert site["media"]["status"] == 200 and site["media"]["same"], f"media: {site['media']}"
 
 
-# Not here yet: a static file the page links. Workers collect them at each app start, but the
-# controller's Nginx serves /static/ from its own disk (docs/prod.md, "Known gaps").
+def test_stylesheet_through_the_controller(site: dict[str, Any]) -> None:
+    """The page's hashed stylesheet: the controller's disk has no static files on the prod
+    path, so Nginx fetched it from a worker (WhiteNoise) and keeps it in its cache."""
+    static = site.get("static")
+    assert static, "the page links no stylesheet"
+    assert re.fullmatch(r"/static/.+\.[0-9a-f]{12}\.css", static["path"]), static
+    assert static["status"] == 200 and static["length"] > 0, f"stylesheet: {static}"
+    assert static["content_type"].startswith("text/css"), static
+    assert static["cache_control"] == "max-age=315360000, public, immutable", static
+    first, second = static["cache_status"]
+    assert first in {"MISS", "HIT"} and second == "HIT", static
 
 
 def test_adding_one_worker(lab_stack: LabStack) -> None:
