@@ -26,6 +26,7 @@ DAY_S = 86_400.0
 HOUR_S = 3_600.0
 
 
+# Field defaults only (data); `duplicates` pairs them by shape with provisioning.settings.
 @dataclass(frozen=True)
 class DayShape:
     """Amplitudes (percent of one worker's memory) and timing of each part of the day."""

@@ -52,6 +52,8 @@ def _rebase(paths: object, root: PurePosixPath) -> dict[str, str]:
     }
 
 
+# The ports, paths and names below are field lists of defaults: data, one field per port or
+# path, which `duplicates` pairs by shape (the controller's and a worker's share a few paths).
 @dataclass(frozen=True)
 class ControllerPorts:
     """Ports of the controller's services."""
