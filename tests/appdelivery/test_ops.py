@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,14 +18,13 @@ import pytest
 from appdelivery.operations import OpsSource, runtime_requirements
 from appdelivery.ops_push import plan_ops, run_ops
 from appdelivery.source import AppSource
-from appdelivery.ssh import Endpoint
 from engine import toolchain
 from engine.toolchain import PROJECT_ROOT, tool_paths
 from provisioning import toolchain as node_toolchain
 from provisioning.files import render_install_ops
 from provisioning.settings import ControllerPaths, ControllerSettings
 from tests.support import daemons
-from tests.support.ssh_node import SshNode, ssh_node
+from tests.support.ssh_node import Provisioned, ssh_node
 from tests.support.tooling import missing
 
 
@@ -39,10 +38,7 @@ def test_runtime_requirements_leave_out_the_test_tools() -> None:
     assert runtime_requirements(text) == ("pulumi==3", "Django==5")
 
 
-@dataclass(frozen=True)
-class Controller:
-    ssh: SshNode
-    settings: ControllerSettings
+Controller = Provisioned[ControllerSettings]
 
 
 @pytest.fixture
@@ -67,7 +63,7 @@ def _push(node: Controller, scratch: Path) -> str:
     paths = node.settings.paths
     plan = plan_ops(PROJECT_ROOT, OpsSource.of_project(PROJECT_ROOT).content_hash, cli,
                     toolchain.PULUMI_CLI_VERSION,
-                    Endpoint(node.ssh.address, node.ssh.port, "root", node.ssh.host_key),
+                    node.ssh.endpoint(node.ssh.host_key),
                     ops_dir=paths.ops_artifacts_dir,
                     install=str(Path(paths.commands_dir) / "gemnar-install-ops"),
                     app_cache_dir=f"{paths.scaler_state_dir}/artifacts")

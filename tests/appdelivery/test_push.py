@@ -8,7 +8,6 @@ paths live under a temp root; the rendered ``gemnar-install-app`` installs there
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,10 @@ from engine.toolchain import PROJECT_ROOT
 from provisioning.files import render_install_app
 from provisioning.settings import WorkerPaths, WorkerSettings
 from tests.support import daemons
-from tests.support.ssh_node import SshNode, keygen, public_key, ssh_node
+from tests.support.ssh_node import Provisioned, keygen, public_key, ssh_node
 from tests.support.tooling import require_executable
 
-
-@dataclass(frozen=True)
-class Node:
-    ssh: SshNode
-    settings: WorkerSettings
-
-    @property
-    def host_key(self) -> str:
-        return self.ssh.host_key
-
-    def endpoint(self, host_key: str | None) -> Endpoint:
-        return Endpoint(self.ssh.address, self.ssh.port, "root", host_key)
+Node = Provisioned[WorkerSettings]
 
 
 @pytest.fixture
@@ -53,20 +41,20 @@ def node() -> Iterator[Node]:
 def _push(node: Node, target_key: str | None, jump: Endpoint | None = None) -> str:
     paths = node.settings.paths
     pushed = plan(PROJECT_ROOT, AppSource.of_project(PROJECT_ROOT).content_hash,
-                  node.endpoint(target_key), jump, artifacts_dir=paths.artifacts_dir,
+                  node.ssh.endpoint(target_key), jump, artifacts_dir=paths.artifacts_dir,
                   install=str(Path(paths.commands_dir) / "gemnar-install-app"))
     return run(pushed, node.ssh.private_key)
 
 
 def test_sent_once_then_found_by_hash_through_the_jump_host(node: Node) -> None:
-    jump = node.endpoint(node.host_key)
-    first = _push(node, node.host_key, jump)
+    jump = node.ssh.endpoint(node.ssh.host_key)
+    first = _push(node, node.ssh.host_key, jump)
     assert first.splitlines()[0] == "sent"
     paths = node.settings.paths
     name = AppSource.of_project(PROJECT_ROOT).artifact_name
     assert (Path(paths.artifacts_dir) / name).exists()
     assert Path(paths.venv_dir, "bin", "uvicorn").exists()
-    again = _push(node, node.host_key, jump)
+    again = _push(node, node.ssh.host_key, jump)
     assert again.splitlines()[0] == "present"
 
 
@@ -79,4 +67,4 @@ def test_a_host_key_other_than_the_pinned_one_stops_the_push(node: Node, tmp_pat
 
 def test_a_changed_app_since_planning_is_refused(node: Node) -> None:
     with pytest.raises(PushError, match="the app changed since the deploy was planned"):
-        plan(PROJECT_ROOT, "0" * 20, node.endpoint(node.host_key), None)
+        plan(PROJECT_ROOT, "0" * 20, node.ssh.endpoint(node.ssh.host_key), None)

@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
+from appdelivery.ssh import Endpoint
 from localnode.sshd import start_sshd, stop_sshd
 from tests.support import daemons
 from tests.support.tooling import require_executable
@@ -35,6 +37,21 @@ class SshNode:
     root: Path
     host_key: str
     private_key: str
+
+    def endpoint(self, host_key: str | None) -> Endpoint:
+        """The node as the deployer addresses it, pinning ``host_key`` (None: first contact)."""
+        return Endpoint(self.address, self.port, "root", host_key)
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Provisioned(Generic[S]):
+    """An SSH node and the settings its node commands were rendered from."""
+
+    ssh: SshNode
+    settings: S
 
 
 @contextmanager
