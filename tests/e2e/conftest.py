@@ -10,6 +10,13 @@ another left behind: each asks a fixture for the state it needs (``two_workers``
 committed config, replaces a node whose processes died and scales to the count asked for,
 running ``up`` only when the stack is not in that state already. Any test therefore runs
 alone (``pytest -k NAME``) and in any order (pytest-randomly).
+
+Changing the worker count is an ``up`` of tens of seconds, so after pytest-randomly's shuffle
+the tests of each module are chained by the count they start from (their fixture) and the one
+they leave (``@pytest.mark.leaves_workers(N)``; by default the one they started from): see
+tests/support/state_order.py. The shuffle still decides the order among tests with the same
+needs and the order of the modules, and the seed reproduces it. A wrong declaration costs time
+only: the fixtures check the real state.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from localnode.supervise import running
 from localnode.worker import parse_env_file
 from tests.support.net import loopback_prefix
 from tests.support.resend import get_resending
+from tests.support.state_order import Needs, chain
 from tests.support.tooling import missing
 from tests.support.waiting import WaitTimeout, wait_until
 from worker_count import next_generation
@@ -50,6 +58,27 @@ MONITORING_INTERVAL_S = 2
 # Alert bounds on the test stacks: seconds, so the alert tests wait seconds, not minutes.
 ALERT_FOR_S = 2
 ALERT_WORKER_UNHEALTHY_AFTER_S = 6
+# The fixtures that bring the session stack to a worker count, by name (a test's fixture
+# closure names them however deep they sit), and the count the stack is created with.
+WORKERS_BY_FIXTURE = {"two_workers": 2, "three_workers": 3, "at_two": 2, "at_three": 3}
+COMMITTED_WORKERS = int(yaml.safe_load((PROJECT_ROOT / "Pulumi.local.yaml").read_text())
+                        ["config"][WORKER_COUNT])
+
+
+def worker_needs(item: pytest.Item) -> Needs:
+    """The worker count ``item`` starts from (its fixture's) and the one it leaves."""
+    counts = {WORKERS_BY_FIXTURE[name] for name in getattr(item, "fixturenames", ())
+              if name in WORKERS_BY_FIXTURE}
+    assert len(counts) <= 1, f"{item.nodeid} asks for two worker counts: {counts}"
+    marker = item.get_closest_marker("leaves_workers")
+    return Needs(start=next(iter(counts), None), leaves=marker.args[0] if marker else None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chain the shuffled tests by worker count (runs after pytest-randomly's wrapper)."""
+    items[:] = chain(items, worker_needs, lambda item: item.nodeid.split("::")[0],
+                     COMMITTED_WORKERS)
 
 
 def request_count(stack: auto.Stack, workers: int) -> None:

@@ -212,6 +212,7 @@ def _line_index(events: list[str], *needles: str) -> int:
     raise AssertionError(f"no engine event with {needles}:\n" + "".join(events[-60:]))
 
 
+@pytest.mark.leaves_workers(3)
 def test_scale_out_joins_only_once_healthy(two_workers: LocalStack) -> None:
     local_stack = two_workers
     with SteadyLoad(local_stack) as load:
@@ -224,6 +225,7 @@ def test_scale_out_joins_only_once_healthy(two_workers: LocalStack) -> None:
     assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
 
 
+@pytest.mark.leaves_workers(2)
 def test_scale_in_drains_before_stopping_without_failed_requests(
     three_workers: LocalStack,
 ) -> None:

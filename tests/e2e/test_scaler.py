@@ -155,6 +155,7 @@ def operator_copy(at_two: LocalStack, tmp_path: Path) -> auto.Stack:
     return stack
 
 
+@pytest.mark.leaves_workers(3)
 def test_scaler_update_touches_only_the_new_worker_and_the_membership(
     at_two: LocalStack, scaler_state: Path
 ) -> None:
@@ -208,6 +209,7 @@ def test_one_count_for_the_operator_and_the_scaler(
     assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1"}
 
 
+@pytest.mark.leaves_workers(3)
 def test_a_scaler_killed_during_up_leaves_one_writer_and_the_next_run_converges(
     at_two: LocalStack, scaler_state: Path
 ) -> None:
@@ -326,6 +328,7 @@ def pending_creates(stack: LocalStack) -> list[str]:
             for op in latest.get("pending_operations") or [] if op.get("type") == "creating"]
 
 
+@pytest.mark.leaves_workers(3)
 def test_an_update_killed_while_creating_a_worker_converges_on_the_next_tick(
     at_two: LocalStack, scaler_state: Path
 ) -> None:
@@ -418,6 +421,7 @@ def test_an_update_killed_while_creating_a_worker_converges_on_the_next_tick(
             process_group.end(update, grace_s=60)
 
 
+@pytest.mark.leaves_workers(3)
 def test_memory_pressure_scales_out_once_even_with_two_scalers(
     at_two: LocalStack, scaler_state: Path
 ) -> None:
@@ -439,6 +443,7 @@ def test_memory_pressure_scales_out_once_even_with_two_scalers(
     assert set(served_by(local_stack, 24)) == {"worker-0", "worker-1", "worker-2"}
 
 
+@pytest.mark.leaves_workers(2)
 def test_released_memory_scales_in_only_after_the_down_cooldown(
     at_three: LocalStack, scaler_state: Path
 ) -> None:
