@@ -52,6 +52,7 @@ from tests.support.waiting import WaitTimeout, wait_until
 from worker_count import next_generation
 
 WORKER_COUNT = "gemnar:workerCount"
+GENERATION_KEY = "gemnar:workerCountGeneration"
 MAX_WORKERS = 4
 # Prometheus scrapes and evaluates this often on the test stacks (tests/e2e/test_monitoring).
 MONITORING_INTERVAL_S = 2
@@ -86,7 +87,7 @@ def request_count(stack: auto.Stack, workers: int) -> None:
     own count wins over any request that is not a newer generation (docs/scaler.md)."""
     generation = next_generation({k: v.value for k, v in stack.outputs().items()})
     stack.set_config(WORKER_COUNT, auto.ConfigValue(str(workers)))
-    stack.set_config("gemnar:workerCountGeneration", auto.ConfigValue(str(generation)))
+    stack.set_config(GENERATION_KEY, auto.ConfigValue(str(generation)))
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:
@@ -170,22 +171,21 @@ class LocalStack:
         resource depends on them; ``test_a_second_up_changes_nothing`` fails if one ever does.
         """
         wanted = {**self.baseline, **(config or {}), WORKER_COUNT: str(workers)}
-        current = self.config_file()
-        changed = _plain(current) != _plain(wanted)
-        if changed:
-            # Stored values are copied as they are: the baseline's secrets stay encrypted.
-            document = yaml.safe_load(self.stack_file.read_text())
-            document["config"] = wanted
-            self.stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
+        if _plain(self.config_file()) != _plain(wanted):
+            self._write_config(wanted)
         states = {i: self.worker_running(i) for i in range(MAX_WORKERS + 1)}
         broken = [i for i in range(workers) if not states[i]]
         extra = [i for i in range(workers, MAX_WORKERS + 1) if states[i] is not None]
         if broken or extra:
-            deployed = {r["urn"].rsplit("::", 1)[1]: r["urn"] for r in
-                        (self.stack.export_stack().deployment or {}).get("resources", [])}
+            # One CLI call for the URNs and the stack's outputs; the count is asked for in the
+            # stack file as `request_count` would (three CLI calls more on every flip).
+            resources = (self.stack.export_stack().deployment or {}).get("resources", [])
+            deployed = {r["urn"].rsplit("::", 1)[1]: r["urn"] for r in resources}
             replace = [urn for i in broken
                        if (urn := deployed.get(f"gemnar-worker-{i}-processes"))]
-            request_count(self.stack, workers)
+            outputs = next((r.get("outputs") or {} for r in resources
+                            if r.get("type") == "pulumi:pulumi:Stack"), {})
+            self._write_config({**wanted, GENERATION_KEY: str(next_generation(outputs))})
             try:
                 result = self.up(replace=replace)
             except auto.ConcurrentUpdateError:
@@ -197,6 +197,12 @@ class LocalStack:
         wait_until(lambda: " down;" not in self.upstream(), timeout_s=30,
                    what="every worker healthy in the upstream", detail=self.upstream)
         return self
+
+    def _write_config(self, config: dict[str, Any]) -> None:
+        # Stored values are copied as they are: the baseline's secrets stay encrypted.
+        document = yaml.safe_load(self.stack_file.read_text())
+        document["config"] = config
+        self.stack_file.write_text(yaml.safe_dump(document, sort_keys=True))
 
     def upstream(self) -> str:
         return (self.node_root("controller") / "etc/nginx/gemnar/upstream.conf").read_text()
