@@ -38,6 +38,7 @@ from components.host_secrets import (
     controller_secret_values,
     derive_secrets,
     env_file_content,
+    webhook_url,
 )
 from components.lab_nodes import provision_lab
 from components.local_nodes import provision_local
@@ -131,7 +132,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             path=controller.path(controller_secrets_path()),
             hook=controller.path(APPLY_HOOK),
             content=env_file_content(
-                controller_secret_values(seed), controller.host_settings
+                controller_secret_values(seed, webhook_url(cfg)), controller.host_settings
             ),
             ssh_user=cfg.ssh_user,
         ),

@@ -151,6 +151,8 @@ class StackConfig:
     # The controller's scaler credentials (stack secrets), by environment variable name;
     # only the ones set.
     scaler_credentials: Mapping[str, SecretValue] = field(default_factory=dict, repr=False)
+    # Alertmanager's webhook URL (it may carry a token); None: no webhook.
+    alert_webhook_url: SecretValue | None = field(default=None, repr=False)
     # The lab platform's hypervisor API token (its Vultr API key).
     lab_hypervisor_token: SecretValue | None = field(default=None, repr=False)
     # Every validated non-secret value by key name: a key added to stack_schema.SCHEMA is
@@ -234,6 +236,8 @@ def assemble(v: Mapping[str, Any]) -> StackConfig:
         scaler_credentials={
             env: SecretValue(v[key]) for key, env in SCALER_CREDENTIALS.items() if v.get(key)
         },
+        alert_webhook_url=(
+            SecretValue(v["alertWebhookUrl"]) if v["alertWebhookUrl"] else None),
         lab_hypervisor_token=(
             SecretValue(v["labHypervisorToken"]) if v["labHypervisorToken"] else None),
         values={k: x for k, x in v.items() if k not in SECRET_KEYS},

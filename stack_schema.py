@@ -343,9 +343,10 @@ SCHEMA: tuple[Key, ...] = (
         "the self-healing bound (python -m healthmon.heal --bound, default 300).",
         default=300, low=1, high=86_400),
     Key("alertWebhookUrl", "string",
-        "Alertmanager sends alerts to this URL (it is in the controller's user data: no "
-        "credentials in it). Empty: no webhook.",
-        default="", pattern=r"(https?://[A-Za-z0-9._~:/%@+=,-]+)?"),
+        "Alertmanager sends alerts to this URL (set with --secret: it may carry a token; it "
+        "reaches the controller over SSH in its root-only secrets file, never user data). "
+        "Empty: no webhook.",
+        default="", secret=True, pattern=r"(https?://[A-Za-z0-9._~:/%@+=,-]+)?"),
     Key("alertEmail", "string",
         "Alertmanager e-mails alerts to this address through the controller's local MTA "
         "(localhost:25). Empty: no e-mail; without any receiver alerts show in Alertmanager's "
@@ -438,7 +439,9 @@ def convert(key: Key, raw: object) -> Any:
                 f"{item!r} holds shell metacharacters ({bad}); accepted: {accepted}"
             )
         if key.pattern is not None and not re.fullmatch(key.pattern, item):
-            raise ValueError(f"{str(item)[:40]!r} is not valid; accepted: {accepted}")
+            # A secret's value is never shown, not even in part.
+            what = "[secret]" if key.secret else str(item)[:40]
+            raise ValueError(f"{what!r} is not valid; accepted: {accepted}")
         if key.choices and item not in key.choices:
             raise ValueError(f"{item!r} is not valid; accepted: {accepted}")
         if key.name == "adminCidrs":

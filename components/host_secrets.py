@@ -27,8 +27,10 @@ from pulumi_command import remote
 from components.component import Component, Outputs
 from components.node_command import node_command
 from components.nodes import as_root
+from provisioning.monitoring import WEBHOOK_ENV
 from provisioning.pgbouncer import ADMIN_VERIFIER_ENV
 from provisioning.scram import scram_sha256_verifier
+from stack_config import StackConfig
 
 APPLY_HOOK = "/usr/local/sbin/gemnar-apply-secrets"
 
@@ -74,14 +76,23 @@ def controller_secret_env(seed: str) -> dict[str, str]:
     }
 
 
-def controller_secret_values(seed: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
-    """``controller_secret_env`` as secret Outputs (the seed Output must already be secret)."""
+def webhook_url(cfg: StackConfig) -> str:
+    """Alertmanager's webhook URL from the stack's secret config, or empty."""
+    return cfg.alert_webhook_url.value if cfg.alert_webhook_url else ""
+
+
+def controller_secret_values(
+    seed: pulumi.Output[str], webhook_url: str = ""
+) -> dict[str, pulumi.Output[str]]:
+    """``controller_secret_env`` as secret Outputs (the seed Output must already be secret),
+    with Alertmanager's webhook URL, a stack secret of its own (empty: none)."""
     values = seed.apply(controller_secret_env)
 
     def one(name: str) -> pulumi.Output[str]:
         return values.apply(lambda every: every[name])
 
-    return {name: one(name) for name in (*CONTROLLER_SECRETS, ADMIN_VERIFIER_ENV)}
+    derived = {name: one(name) for name in (*CONTROLLER_SECRETS, ADMIN_VERIFIER_ENV)}
+    return {**derived, WEBHOOK_ENV: pulumi.Output.secret(webhook_url)}
 
 
 def derive_secrets(

@@ -19,7 +19,12 @@ import pulumi
 from pulumi_command import local, remote
 
 from components.component import Component, Outputs
-from components.host_secrets import WORKER_SECRETS, controller_secret_values, derive_secrets
+from components.host_secrets import (
+    WORKER_SECRETS,
+    controller_secret_values,
+    derive_secrets,
+    webhook_url,
+)
 from components.nodes import NodeHandle, Nodes, SshIdentity
 from components.user_data import health_checks, monitoring
 from components.worker_scope import POOL_NAME, POOL_TYPE, node_resource, worker_name
@@ -188,7 +193,7 @@ def provision_local(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
     layout = cfg.local
     base = state_dir(layout, pulumi.get_stack())
     seed = pulumi.Output.secret(cfg.secret_seed.value)
-    secrets = controller_secret_values(seed)
+    secrets = controller_secret_values(seed, webhook_url(cfg))
     # A worker gets only what its app reads, as on prod (not the controller's whole set).
     worker_secrets = derive_secrets(seed, local_worker_secret_names())
     controller_root = base / "nodes" / "controller"

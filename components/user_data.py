@@ -58,7 +58,6 @@ def monitoring(cfg: StackConfig) -> MonitoringSettings:
         evaluation_interval_s=cfg.get("monitoringInterval"),
         alert_for_s=cfg.get("alertFor"),
         worker_unhealthy_s=cfg.get("alertWorkerUnhealthyAfter"),
-        webhook_url=cfg.get("alertWebhookUrl"),
         email_to=cfg.get("alertEmail"),
         memory_up_threshold=cfg.scaling.up_threshold,
         worker_node_exporter_port=WorkerPorts().node_exporter,

@@ -151,7 +151,7 @@ def start_controller(node: ControllerNode, secrets: Mapping[str, str]) -> None:
             [sys.executable, "-m", "healthmon", "run", "--settings", paths.settings_file],
             healthmon_pid, node.log_dir / "healthmon.log", cwd=PROJECT_ROOT,
         )
-    start_monitoring(node, secrets["GEMNAR_REDIS_EXPORTER_PASSWORD"])
+    start_monitoring(node, secrets)
 
 
 def stop_controller(node: ControllerNode) -> None:

@@ -23,11 +23,13 @@ from localnode.supervise import running, start_detached, stop_pidfile, wait_for
 from provisioning.files import controller_files
 from provisioning.monitoring import (
     PGBOUNCER_EXPORTER,
+    WEBHOOK_ENV,
     alertmanager_args,
     exporter_args,
     pgbouncer_exporter_script,
     postgres_exporter_dsn,
     prometheus_args,
+    render_alertmanager_yml,
 )
 from provisioning.postgres import MONITOR_OS_USER
 from provisioning.settings import ControllerSettings
@@ -78,7 +80,7 @@ def processes(settings: ControllerSettings) -> list[tuple[str, list[str], str, i
 
 
 CONFIG_NAMES = frozenset({
-    "prometheus.yml", "gemnar-alerts.yml", "alertmanager.yml", f"{PGBOUNCER_EXPORTER}.py",
+    "prometheus.yml", "gemnar-alerts.yml", f"{PGBOUNCER_EXPORTER}.py",
 })
 
 
@@ -89,18 +91,21 @@ def ensure_monitor_role(settings: ControllerSettings) -> None:
         services.psql(settings, f'CREATE ROLE "{role}" LOGIN IN ROLE pg_monitor')
 
 
-def process_env(name: str, redis_exporter_password: str) -> Mapping[str, str] | None:
+def process_env(name: str, secrets: Mapping[str, str]) -> Mapping[str, str] | None:
     """The environment of process ``name``: the Redis exporter's holds its password; the
     others inherit this one."""
     if name != "redis-exporter":
         return None
-    return {**os.environ, "REDIS_PASSWORD": redis_exporter_password}
+    return {**os.environ, "REDIS_PASSWORD": secrets["GEMNAR_REDIS_EXPORTER_PASSWORD"]}
 
 
-def start_monitoring(node: Node, redis_exporter_password: str) -> None:
+def start_monitoring(node: Node, secrets: Mapping[str, str]) -> None:
     """Write the configs and start every monitoring process not running yet."""
     settings, paths = node.settings, node.settings.paths
     files.install_rendered(controller_files(settings), CONFIG_NAMES)
+    # What gemnar-apply-secrets does on prod: the webhook (a stack secret) into the config.
+    files.write_file(paths.alertmanager_conf_file, render_alertmanager_yml(
+        settings, secrets.get(WEBHOOK_ENV, "")), 0o600)
     files.make_dirs(paths.prometheus_data_dir, paths.alertmanager_data_dir,
                     paths.prometheus_targets_dir, paths.node_exporter_textfile_dir)
     ensure_monitor_role(settings)
@@ -108,7 +113,7 @@ def start_monitoring(node: Node, redis_exporter_password: str) -> None:
         pidfile = node.supervised / f"{name}.pid"
         if not running(pidfile):
             start_detached(argv, pidfile, node.log_dir / f"{name}.log",
-                           env=process_env(name, redis_exporter_password))
+                           env=process_env(name, secrets))
         wait_for(lambda a=address, p=port: services.port_open(a, p), 30,  # type: ignore[misc]
                  f"{name} on {address}:{port}")
 

@@ -14,6 +14,7 @@ from typing import Literal
 from provisioning.app_env import render_worker_app_env
 from provisioning.media import render_nginx_media
 from provisioning.monitoring import (
+    ALERT_RECEIVER,
     MONITORING_UNITS,
     PGBOUNCER_EXPORTER,
     SCALER_METRICS_NAME,
@@ -219,7 +220,8 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             redis_secrets=paths.redis_secrets_file,
             redis_app_user=REDIS_APP_USER, redis_app_rules=app_acl_rules(),
             redis_exporter_user=REDIS_EXPORTER_USER, redis_exporter_rules=exporter_acl_rules(),
-            redis_exporter_env=paths.redis_exporter_env_file)),
+            redis_exporter_env=paths.redis_exporter_env_file,
+            alertmanager_conf=paths.alertmanager_conf_file, receiver=ALERT_RECEIVER)),
         _script(commands / "gemnar-lb-apply", render(
             "controller/gemnar-lb-apply.sh",
             project_dir=paths.project_dir, python=python, settings_file=paths.settings_file)),

@@ -180,13 +180,16 @@ def default_file(args: Sequence[str], comment: str) -> str:
             f'ARGS="{quoted}"\n')
 
 
-def alertmanager_config(settings: ControllerSettings) -> dict[str, Any]:
+ALERT_RECEIVER = "operators"
+
+
+def alertmanager_config(settings: ControllerSettings, webhook_url: str = "") -> dict[str, Any]:
     """``alertmanager.yml`` as data: the configured receivers, or none (alerts then show in
-    Alertmanager's API and UI only)."""
+    Alertmanager's API and UI only). The webhook URL is a secret (it may carry a token), so
+    it is not in the settings: cloud-init writes this file without it, and
+    gemnar-apply-secrets adds it on the node (``WEBHOOK_ENV`` in the secrets file)."""
     m = settings.monitoring
-    receiver: dict[str, Any] = {"name": "operators"}
-    if m.webhook_url:
-        receiver["webhook_configs"] = [{"url": m.webhook_url, "send_resolved": True}]
+    receiver: dict[str, Any] = {"name": ALERT_RECEIVER}
     if m.email_to:
         receiver["email_configs"] = [{
             "to": m.email_to,
@@ -194,9 +197,12 @@ def alertmanager_config(settings: ControllerSettings) -> dict[str, Any]:
             "smarthost": m.smarthost or "localhost:25",
             "send_resolved": True,
         }]
+    # Last: gemnar-apply-secrets sets it on the node the same way.
+    if webhook_url:
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
     return {
         "route": {
-            "receiver": "operators",
+            "receiver": ALERT_RECEIVER,
             "group_by": ["alertname"],
             "group_wait": "30s",
             "group_interval": "5m",
@@ -206,8 +212,12 @@ def alertmanager_config(settings: ControllerSettings) -> dict[str, Any]:
     }
 
 
-def render_alertmanager_yml(settings: ControllerSettings) -> str:
-    return _dump(alertmanager_config(settings))
+def render_alertmanager_yml(settings: ControllerSettings, webhook_url: str = "") -> str:
+    return _dump(alertmanager_config(settings, webhook_url))
+
+
+# The controller's secrets file names the webhook URL so (stack key alertWebhookUrl).
+WEBHOOK_ENV = "GEMNAR_ALERT_WEBHOOK_URL"
 
 
 def _alert(name: str, expr: str, for_s: int, severity: str, summary: str) -> dict[str, Any]:

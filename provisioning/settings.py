@@ -263,9 +263,9 @@ class MonitoringSettings:
     retention_days: int = 15
     scrape_interval_s: int = 15
     evaluation_interval_s: int = 15
-    # Alertmanager's receiver: a webhook URL and/or an e-mail address (with a smarthost);
-    # neither: alerts show in Alertmanager's API/UI and Prometheus logs them to the journal.
-    webhook_url: str = ""
+    # Alertmanager's receiver: an e-mail address (with a smarthost) and/or a webhook, whose
+    # URL is a stack secret and not here (provisioning.monitoring.alertmanager_config);
+    # neither: alerts show in Alertmanager's API/UI and the health monitor logs them.
     email_to: str = ""
     email_from: str = ""
     smarthost: str = ""

@@ -4,8 +4,8 @@
 # computes the SCRAM verifier itself; the same verifier in PgBouncer's auth file (the plain
 # password never reaches PgBouncer), beside the admin console's verifier (restore --swap pauses
 # the app there, with the password from backup.env); Redis's requirepass, replacing the random
-# one the first boot locked Redis with, and the Redis exporter's password in its root-only
-# environment file. Needs nothing but what the node's packages installed.
+# one the first boot locked Redis with, the Redis exporter's password in its root-only
+# environment file, and Alertmanager's webhook URL (it may carry a token) in its config. Needs nothing but what the node's packages installed.
 set -euo pipefail
 umask 077
 secrets_file='@{secrets_file}'
@@ -16,6 +16,15 @@ admin_user='@{admin_user}'
 : "${GEMNAR_DB_PASSWORD:?missing from the secrets file}" "${GEMNAR_REDIS_PASSWORD:?missing}"
 : "${GEMNAR_REDIS_EXPORTER_PASSWORD:?missing from the secrets file}"
 : "${GEMNAR_PGBOUNCER_ADMIN_VERIFIER:?missing from the secrets file}"
+webhook="${GEMNAR_ALERT_WEBHOOK_URL-}"
+# The stack key's own pattern (stack_schema): nothing YAML or the shell would read as syntax.
+case "$webhook" in
+    '' | http://* | https://*) ;;
+    *) echo "gemnar-apply-secrets: the alert webhook is not an http(s) URL" >&2; exit 1 ;;
+esac
+case "$webhook" in
+    *[!A-Za-z0-9._~:/%@+=,-]*) echo "gemnar-apply-secrets: bad alert webhook URL" >&2; exit 1 ;;
+esac
 case "$GEMNAR_DB_PASSWORD$GEMNAR_REDIS_PASSWORD$GEMNAR_REDIS_EXPORTER_PASSWORD" in
     *[!A-Za-z0-9_-]*) echo "gemnar-apply-secrets: passwords must be [A-Za-z0-9_-]" >&2; exit 1 ;;
 esac
@@ -77,7 +86,30 @@ exporter_changed=1
 if cmp -s "$exporter_env.new" "$exporter_env"; then exporter_changed=0; fi
 mv -f "$exporter_env.new" "$exporter_env"
 
+# Alertmanager 0.25 reads a webhook's URL only from its config (no url_file): cloud-init wrote
+# it without one; set (or drop) the receiver's webhook here, readable by prometheus only.
+alertmanager_conf='@{alertmanager_conf}'
+GEMNAR_ALERT_WEBHOOK_URL="$webhook" python3 - "$alertmanager_conf" >"$alertmanager_conf.new" <<'PY'
+import os, sys, yaml
+with open(sys.argv[1]) as f:
+    head = "".join(line for line in f if line.startswith("#"))
+    f.seek(0)
+    config = yaml.safe_load(f)
+url = os.environ["GEMNAR_ALERT_WEBHOOK_URL"]
+for receiver in config["receivers"]:
+    receiver.pop("webhook_configs", None)
+    if url and receiver["name"] == "@{receiver}":
+        receiver["webhook_configs"] = [{"url": url, "send_resolved": True}]
+sys.stdout.write(head + yaml.safe_dump(config, sort_keys=False, width=4096))
+PY
+chown root:prometheus "$alertmanager_conf.new"
+chmod 0640 "$alertmanager_conf.new"
+alertmanager_changed=1
+if cmp -s "$alertmanager_conf.new" "$alertmanager_conf"; then alertmanager_changed=0; fi
+mv -f "$alertmanager_conf.new" "$alertmanager_conf"
+
 systemctl reload pgbouncer
 if ((redis_changed)); then systemctl restart redis-server; fi
 if ((exporter_changed)); then systemctl restart prometheus-redis-exporter; fi
+if ((alertmanager_changed)); then systemctl reload prometheus-alertmanager; fi
 echo "gemnar-apply-secrets: applied"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioning.monitoring import ALERT_RECEIVER, render_alertmanager_yml
 from provisioning.pgbouncer import STATS_USER, render_pgbouncer_userlist
 from provisioning.redis import (
     APP_USER,
@@ -23,9 +24,14 @@ from provisioning.redis import (
     exporter_acl_rules,
     render_redis_secrets,
 )
+from provisioning.settings import ControllerSettings, MonitoringSettings
 from provisioning.templates import render
 from tests.support.tooling import require_executable
 
+SETTINGS = ControllerSettings(private_address="10.20.0.3", vpc_subnet="10.20.0.0/24",
+                              memory_mb=4096, vcpus=2, max_workers=3,
+                              monitoring=MonitoringSettings(email_to="ops@example.com"))
+WEBHOOK = "https://hooks.example/services/T0K3N/x%2Fy"
 VERIFIER = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
 ADMIN_VERIFIER = "SCRAM-SHA-256$4096:YWRtaW4=$c3RvcmVkMg==:c2VydmVyMg=="
 
@@ -61,6 +67,8 @@ def _hook(tmp_path: Path) -> Path:
             redis_exporter_user=EXPORTER_USER,
             redis_exporter_rules=exporter_acl_rules(),
             redis_exporter_env=tmp_path / "redis-exporter.env",
+            alertmanager_conf=tmp_path / "alertmanager.yml",
+            receiver=ALERT_RECEIVER,
         )
     )
     hook.chmod(0o755)
@@ -69,14 +77,18 @@ def _hook(tmp_path: Path) -> Path:
 
 def _run(
     tmp_path: Path, hook: Path, db: str, redis: str, admin: str = ADMIN_VERIFIER,
-    exporter: str = "exporter1",
+    exporter: str = "exporter1", webhook: str = "",
 ) -> subprocess.CompletedProcess[str]:
     calls = tmp_path / "calls.log"
     calls.write_text("")
+    alertmanager = tmp_path / "alertmanager.yml"
+    if not alertmanager.exists():  # as cloud-init wrote it: no webhook
+        alertmanager.write_text(render_alertmanager_yml(SETTINGS))
     (tmp_path / "controller.env").write_text(
         f"GEMNAR_DB_PASSWORD='{db}'\nGEMNAR_REDIS_PASSWORD='{redis}'\n"
         f"GEMNAR_REDIS_EXPORTER_PASSWORD='{exporter}'\n"
         f"GEMNAR_PGBOUNCER_ADMIN_VERIFIER='{admin}'\n"
+        f"GEMNAR_ALERT_WEBHOOK_URL='{webhook}'\n"
     )
     bash = require_executable("bash")
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
@@ -86,9 +98,10 @@ def _run(
 
 
 def _apply(
-    tmp_path: Path, hook: Path, db: str, redis: str, exporter: str = "exporter1"
+    tmp_path: Path, hook: Path, db: str, redis: str, exporter: str = "exporter1",
+    webhook: str = "",
 ) -> list[str]:
-    result = _run(tmp_path, hook, db, redis, exporter=exporter)
+    result = _run(tmp_path, hook, db, redis, exporter=exporter, webhook=webhook)
     assert result.returncode == 0, result.stderr
     return (tmp_path / "calls.log").read_text().splitlines()
 
@@ -125,6 +138,39 @@ def test_redis_restarts_only_when_its_password_changed(tmp_path: Path) -> None:
         f'"gemnar" "{VERIFIER}"\n"postgres" "{ADMIN_VERIFIER}"\n'
         + render_pgbouncer_userlist(STATS_USER, "")
     )
+
+
+def test_the_alert_webhook_is_set_in_alertmanagers_config_and_dropped(tmp_path: Path) -> None:
+    """Cloud-init writes alertmanager.yml without the webhook (a secret); the hook adds it as
+    provisioning.monitoring renders it, readable by root and the prometheus group only."""
+    _shims(tmp_path / "bin", tmp_path / "calls.log")
+    hook = _hook(tmp_path)
+    conf = tmp_path / "alertmanager.yml"
+    # No webhook: the file stays byte for byte what cloud-init wrote, nothing reloads.
+    assert "reload prometheus-alertmanager" not in _apply(tmp_path, hook, "db1", "redis1")
+    assert conf.read_text() == render_alertmanager_yml(SETTINGS)
+    calls = _apply(tmp_path, hook, "db1", "redis1", webhook=WEBHOOK)
+    assert calls == ["reload pgbouncer", "reload prometheus-alertmanager"]
+    assert conf.read_text() == render_alertmanager_yml(SETTINGS, WEBHOOK)
+    assert conf.stat().st_mode & 0o777 == 0o640
+    # Unchanged: no reload; removed from the stack: dropped again.
+    assert _apply(tmp_path, hook, "db1", "redis1", webhook=WEBHOOK) == ["reload pgbouncer"]
+    assert "reload prometheus-alertmanager" in _apply(tmp_path, hook, "db1", "redis1")
+    assert conf.read_text() == render_alertmanager_yml(SETTINGS)
+
+
+@pytest.mark.parametrize("webhook", [
+    # (A quote cannot reach the file: render_env_file refuses it.)
+    "ftp://hooks.example/x", "https://hooks.example/a b", "https://hooks.example/x\"y",
+    "https://hooks.example/$(id)", "https://hooks.example/x?a=1&b=2",
+])
+def test_anything_but_a_plain_http_webhook_is_refused(tmp_path: Path, webhook: str) -> None:
+    _shims(tmp_path / "bin", tmp_path / "calls.log")
+    hook = _hook(tmp_path)
+    result = _run(tmp_path, hook, "db1", "redis1", webhook=webhook)
+    assert result.returncode != 0
+    assert "webhook" in result.stderr
+    assert (tmp_path / "calls.log").read_text() == ""
 
 
 @pytest.mark.parametrize("admin", [

@@ -273,3 +273,27 @@ def test_workers_answer_only_to_the_site_names(
             assert app_env_value(user_data, "GEMNAR_CSRF_TRUSTED_ORIGINS") == origins
 
     return declared.apply(check)
+
+
+@pulumi.runtime.test
+def test_the_alert_webhook_reaches_the_controller_only_over_ssh() -> pulumi.Output[None]:
+    """It may carry a token: a stack secret, in the controller's secrets file (secret stdin),
+    in no user data and no output."""
+    token = "T0K3N-b5e1f0c2"
+    url = f"https://hooks.example/services/{token}"
+    values = {**BASE_VALUES, "sshPrivateKey": PRIVATE_KEY, "alertWebhookUrl": url}
+    cfg = parse_stack_config(values,
+                             secret_keys={"secretSeed", "sshPrivateKey", "alertWebhookUrl"})
+    exports, declared = declare(cfg)
+
+    def check(values: list[Any]) -> None:
+        resources, outputs = values[0], values[1:]
+        user_data = [d.plain["userData"] for d in resources if "userData" in d.plain]
+        assert user_data
+        assert not [text for text in user_data if token in text]
+        assert token not in json.dumps(reveal(outputs))
+        writes = [d for d in resources if d.name == "gemnar-controller-secrets-write"]
+        assert len(writes) == 1 and is_secret(writes[0].inputs["stdin"])
+        assert f"GEMNAR_ALERT_WEBHOOK_URL='{url}'" in reveal(writes[0].inputs["stdin"])
+
+    return pulumi.Output.all(declared, *exports.values()).apply(check)
