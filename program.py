@@ -97,6 +97,15 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
     deliver = nodes.delivers_app and bundled
     app_dir = bundled_app_dir(cfg)
     source_hash = AppSource.at(app_dir, PROJECT_ROOT).content_hash if bundled else ""
+    # What each worker's roll installs, named as the installed release's SOURCE_HASH says: the
+    # bundled app by content hash (pushed, or from its directory on a local node), or the git
+    # tag or commit the worker fetches itself. Never in the user data: a new release rolls
+    # through the workers instead of replacing them. (Local nodes always run the bundled app.)
+    rolls = bundled or nodes.delivers_app
+    if bundled:
+        release, install_args = source_hash, None if deliver else [str(app_dir), source_hash]
+    else:
+        release, install_args = f"git-{cfg.app_version}", [cfg.app_version]
 
     controller = nodes.controller
     controller_ready: list[pulumi.Resource] = list(controller.ready_after)
@@ -231,7 +240,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             )
         ready = worker.path(READY)
         delivered: list[pulumi.Resource] = []
-        if bundled:
+        if rolls:
             install_step = None
             if deliver:
                 install_step = delivery_step(
@@ -246,11 +255,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                     node_identity=worker.identity,
                     private_address=worker.private_address,
                     app_port=cfg.app_port,
-                    release=source_hash,
+                    release=release,
                     min_healthy=cfg.get("rollMinHealthy"),
                     timeout_s=cfg.get("rollTimeout"),
                     ssh_user=cfg.ssh_user,
-                    install_args=None if deliver else [str(app_dir), source_hash],
+                    install_args=install_args,
                     roll_command=worker.path(ROLL),
                     wait_command=controller.path(LB_WAIT),
                 ),

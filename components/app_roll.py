@@ -1,8 +1,10 @@
 """One worker's turn in a rolling app update, as commands the engine runs in sequence.
 
-A new release (the bundled app's content hash) reaches the workers one at a time, and the
-program chains the turns (each worker's ``gate`` depends on the previous worker's ``back``), so
-the engine itself runs them in order and stops at the first that fails:
+A new release (the bundled app's content hash, or ``git-<tag or commit>`` with a git
+``appSource``: never part of the user data, so it never replaces a worker) reaches the workers
+one at a time, and the program chains the turns (each worker's ``gate`` depends on the
+previous worker's ``back``), so the engine itself runs them in order and stops at the first
+that fails:
 
 1. ``<name>-gate`` on the controller: ``gemnar-lb-wait --mode spare`` waits until at least
    ``min_healthy`` other workers are healthy in the upstream Nginx runs;

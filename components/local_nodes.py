@@ -97,7 +97,6 @@ def local_worker_settings(
         processes=1,
         name=f"worker-{index}",
         app_source="bundled",
-        app_version=cfg.app_version,
         graceful_shutdown_s=LOCAL_GRACEFUL_SHUTDOWN_S,
         ports=WorkerPorts(ssh=layout.ssh_port, app=cfg.app_port),
         controller_ports=controller.ports,

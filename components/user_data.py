@@ -97,7 +97,6 @@ def worker_settings(
         memory_mb=memory_mb,
         vcpus=vcpus,
         app_source=cfg.app_source,
-        app_version=cfg.app_version,
         name=name,
         ports=WorkerPorts(app=cfg.app_port),
         domain=cfg.domain,

@@ -367,7 +367,7 @@ def render_install_app(settings: WorkerSettings) -> RenderedFile:
     paths = settings.paths
     return _script(PurePosixPath(paths.commands_dir) / "gemnar-install-app", render(
         "worker/gemnar-install-app.sh",
-        app_source=settings.app_source, app_version=settings.app_version,
+        app_source=settings.app_source,
         releases_dir=paths.releases_dir, app_dir=paths.app_dir, venv_dir=paths.venv_dir,
         python=paths.system_python, secrets_env_file=paths.app_secrets_env_file,
         unpack_release=template_text(UNPACK_RELEASE)))

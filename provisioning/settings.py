@@ -364,8 +364,9 @@ class WorkerSettings:
     vpc_subnet: str
     memory_mb: int
     vcpus: int
+    # Where the app comes from; the release to run is not here (not in the user data) but in
+    # the deploy's roll, so a new one rolls instead of replacing workers.
     app_source: str = "bundled"
-    app_version: str = "main"
     name: str = "worker-0"
     # Django settings module and ASGI application of the deployed app.
     django_settings_module: str = "sampleproject.settings"

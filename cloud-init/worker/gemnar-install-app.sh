@@ -1,17 +1,18 @@
 #!/bin/bash
-# gemnar-install-app [ARTIFACT SHA256 | RELEASE_DIR]: install (or update) the app and point
-# @{app_dir} and @{venv_dir} at it, then restart the app if its secrets are already in place.
-# An installed release directory (under @{releases_dir}) is switched back to as it is.
+# gemnar-install-app [ARTIFACT SHA256 | VERSION | RELEASE_DIR]: install (or update) the app and
+# point @{app_dir} and @{venv_dir} at it, then restart the app if its secrets are already in
+# place. An installed release directory (under @{releases_dir}) is switched back to as it is.
 #   bundled:  ARTIFACT is a tarball pushed over SSH (app/, wheels/, requirements.txt); the
 #             venv is built from its wheels with --no-index: no package index is needed.
-#             Without an argument (first boot) there is nothing to install yet.
-#   git URL:  @{app_version} must be a tag or a full commit id, never a branch: a branch
-#             moves, and a replaced worker would silently run other code than its peers.
+#   git URL:  VERSION must be a tag or a full commit id, never a branch: a branch moves, and
+#             a replaced worker would silently run other code than its peers.
+# Without an argument (first boot) there is nothing to install yet: the deploy's roll names
+# the release (components/app_roll.py), so the user data carries no version and a new one
+# rolls through the workers instead of replacing them.
 # Each release lives in its own directory under @{releases_dir}, keyed by content; switching
 # is a symlink swap, so a failed install leaves the running release alone.
 set -euo pipefail
 app_source='@{app_source}'
-app_version='@{app_version}'
 releases='@{releases_dir}'
 app_dir='@{app_dir}'
 venv_dir='@{venv_dir}'
@@ -33,6 +34,11 @@ elif [ "$app_source" = bundled ]; then
     unpack_release gemnar-install-app "$artifact" "$expected" "$releases" gemnar-app- \
         "$python" venv
 else
+    app_version="${1:-}"
+    if [ -z "$app_version" ]; then
+        echo "gemnar-install-app: no version yet; the deploy's roll installs it"
+        exit 0
+    fi
     if [[ ! "$app_version" =~ ^[0-9a-f]{40}$ ]] && [[ ! "$app_version" =~ ^v?[0-9][A-Za-z0-9._-]*$ ]]; then
         echo "gemnar-install-app: appVersion '$app_version' is neither a tag (v1.2.3) nor a" \
             "full commit id; refusing a branch that can move" >&2

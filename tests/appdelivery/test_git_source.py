@@ -1,4 +1,4 @@
-"""A git ``appSource`` installs a tag or a full commit, and refuses a branch that can move.
+"""A git ``appSource`` installs the tag or full commit it is given, and refuses a branch.
 
 The repository is a local one made here (file URL), with a branch and a tag of the same code;
 the rendered ``gemnar-install-app`` runs against it with no network.
@@ -41,16 +41,16 @@ def _install(tmp_path: Path, repo: Path, version: str) -> subprocess.CompletedPr
     root = tmp_path / f"node-{version}"
     settings = WorkerSettings(
         private_address="10.20.0.5", controller_address="10.20.0.3", vpc_subnet="10.20.0.0/24",
-        memory_mb=512, vcpus=1, app_source=f"file://{repo}", app_version=version,
-        paths=WorkerPaths.under(root),
+        memory_mb=512, vcpus=1, app_source=f"file://{repo}", paths=WorkerPaths.under(root),
     )
     script = render_install_app(settings)
     path = root / "gemnar-install-app"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(script.content)
     path.chmod(0o755)
-    result = subprocess.run(["unshare", "-n", str(path)], capture_output=True, text=True,
-                            check=False, timeout=300)
+    # The version comes from the deploy's roll, as an argument (never from the user data).
+    result = subprocess.run(["unshare", "-n", str(path), *([version] if version else [])],
+                            capture_output=True, text=True, check=False, timeout=300)
     return result
 
 
@@ -70,3 +70,12 @@ def test_a_branch_is_refused(repo: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "refusing a branch that can move" in result.stderr
     assert not (tmp_path / "node-main" / "opt" / "gemnar" / "app").exists()
+
+
+def test_without_a_version_nothing_is_installed_yet(repo: Path, tmp_path: Path) -> None:
+    """First boot: the user data names no version; the roll installs it later."""
+    require_executable("unshare")
+    result = _install(tmp_path, repo, "")
+    assert result.returncode == 0, result.stderr
+    assert "no version yet" in result.stdout
+    assert not (tmp_path / "node-" / "opt" / "gemnar" / "app").exists()

@@ -86,6 +86,38 @@ def test_reordering_ssh_keys_changes_no_instance_input() -> pulumi.Output[Any]:
     return first.apply(second)
 
 
+GIT_APP = "https://github.com/example/site.git"
+
+
+@pulumi.runtime.test
+def test_a_new_git_app_version_rolls_instead_of_replacing_workers() -> pulumi.Output[Any]:
+    """The version is not in any instance's inputs (the user data): only each worker's roll
+    turn changes, an update in place (same triggers), chained one worker after another."""
+    first = _declare(_config(appSource=GIT_APP, appVersion="v1.0.0", workerCount="2"))
+
+    def second(a: list[Declared]) -> pulumi.Output[None]:
+        def compare(b: list[Declared]) -> None:
+            assert _instance_inputs(a) == _instance_inputs(b)
+            for i in range(2):
+                old = _one(a, f"gemnar-worker-{i}-roll-install").plain
+                new = _one(b, f"gemnar-worker-{i}-roll-install").plain
+                assert old["update"].endswith(f"worker-{i} 10.20.0.{10 + i} 300 "
+                                              "git-v1.0.0 v1.0.0")
+                assert new["update"].endswith(" git-v1.0.1 v1.0.1")
+                assert new["create"] == new["update"]
+                assert old["triggers"] == new["triggers"]  # the same machine: no re-create
+                back = _one(b, f"gemnar-worker-{i}-roll-back").plain
+                assert "--release git-v1.0.1" in back["update"]
+            later_gate = _one(b, "gemnar-worker-1-roll-gate")
+            earlier_back = _one(b, "gemnar-worker-0-roll-back")
+            assert earlier_back.resource in (later_gate.opts.depends_on or [])  # type: ignore[operator]
+
+        return _declare(_config(appSource=GIT_APP, appVersion="v1.0.1", workerCount="2")
+                        ).apply(compare)
+
+    return first.apply(second)
+
+
 @pulumi.runtime.test
 def test_user_data_binds_the_address_found_at_boot() -> pulumi.Output[Any]:
     def check(declared: list[Declared]) -> None:

@@ -40,7 +40,7 @@ WORKERS: dict[str, WorkerSettings] = {
     "prod-git": WorkerSettings(
         private_address="10.40.3.9", controller_address="10.40.1.7",
         vpc_subnet="10.40.0.0/16", memory_mb=16384, vcpus=4, name="worker-7",
-        app_source="https://github.com/example/site.git", app_version="v1.4.2", processes=3,
+        app_source="https://github.com/example/site.git", processes=3,
         domain="example.org",
     ),
     "local": WorkerSettings(
