@@ -63,6 +63,7 @@ from components.worker_scope import (
     role_resource,
 )
 from project import PROJECT_ROOT
+from provisioning.files import deploy_commands
 from provisioning.settings import ControllerPaths, WorkerPaths, WorkerPorts
 from provisioning.toolchain import PULUMI_CLI_VERSION
 from stack_config import StackConfig, load_stack_config
@@ -169,6 +170,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
                 credentials_file=controller.path(scaler_secrets_path()),
                 credentials={env: pulumi.Output.secret(secret.value)
                              for env, secret in cfg.scaler_credentials.items()},
+                commands={controller.path(f.path): f.content
+                          for f in deploy_commands(controller_settings(cfg))},
                 app_cache_dir=controller.path(
                     f"{ControllerPaths().scaler_state_dir}/artifacts") if deliver else "",
             ),

@@ -4,6 +4,11 @@
   deployed revision (keyed by its content hash), a venv from wheels, the pinned Pulumi CLI
   (this deployer's own, sent once per version) and the provider plugins: fetched the official
   way where the platform says the controller can (Vultr), else the project's stand-in.
+- ``command-<name>``: the controller commands the deploy itself runs there (the roll's
+  ``gemnar-lb-wait``, the membership's ``gemnar-lb-apply``, ``gemnar-install-ops``), written
+  before the push. cloud-init installs them on a new controller, but a controller ignores
+  later user data changes, so one made before a command existed would lack it; a changed
+  script text reaches it the same way.
 - ``scaler-credentials``: the stack's name (``GEMNAR_STACK``: the units name no stack of
   their own) and the scaler's state-backend keys, config passphrase and Vultr API key from
   stack secrets into a root-only env file, over the pinned SSH connection; the scaler's and
@@ -16,7 +21,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_command import local, remote
@@ -49,6 +54,16 @@ def push_ops_command(
     return shlex.join(argv)
 
 
+def command_script(path: str) -> str:
+    """Write stdin to the root-owned executable ``path``, replacing it atomically (pure)."""
+    directory, target = path.rsplit("/", 1)[0], shlex.quote(path)
+    return (
+        "set -eu; umask 022; "
+        f"install -d -m 0755 -o root -g root {shlex.quote(directory)}; "
+        f"cat > {target}.new; chmod 0755 {target}.new; mv -f {target}.new {target}"
+    )
+
+
 def credentials_script(path: str) -> str:
     directory = path.rsplit("/", 1)[0]
     return (
@@ -79,6 +94,8 @@ class ControllerOperationsArgs:
     credentials: Mapping[str, pulumi.Input[str]]
     # Where the scaler's `up` finds the app artifact for new workers ("" : no bundled app).
     app_cache_dir: str = ""
+    # The controller commands the deploy runs there: path on the node -> script text.
+    commands: Mapping[str, str] = field(default_factory=dict)
 
 
 class ControllerOperations(Component[ControllerOperationsArgs]):
@@ -87,11 +104,19 @@ class ControllerOperations(Component[ControllerOperationsArgs]):
     source_hash: pulumi.Output[str]
 
     def build(self, name: str, args: ControllerOperationsArgs) -> Outputs:
-        child = pulumi.ResourceOptions(parent=self)
         environment: dict[str, pulumi.Input[str]] = {"GEMNAR_TARGET_HOST_KEY": args.host_key}
         if args.private_key is not None:
             environment["GEMNAR_SSH_PRIVATE_KEY"] = pulumi.Output.secret(args.private_key)
         target = pulumi.Output.all(args.host, args.port)
+        # A new script text is a new stdin: the command runs again (no `update` of its own).
+        commands = [
+            node_command(
+                f"{name}-command-{path.rsplit('/', 1)[1]}", self, args.connection,
+                args.node_identity, create=as_root(command_script(path), args.user),
+                stdin=content,
+            )
+            for path, content in sorted(args.commands.items())
+        ]
         local.Command(
             f"{name}-push",
             create=target.apply(lambda hp: push_ops_command(
@@ -102,7 +127,8 @@ class ControllerOperations(Component[ControllerOperationsArgs]):
             # A new revision of the project (the app is part of it), a new CLI or a new
             # machine; nothing else.
             triggers=[args.source_hash, args.cli_version, args.node_identity],
-            opts=child,
+            # gemnar-install-ops is one of the commands.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=commands),
         )
         if args.credentials:
             keys = sorted(args.credentials)

@@ -247,6 +247,18 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
     return files
 
 
+# The controller commands the deploy runs over SSH. cloud-init writes them on a new
+# controller; the deploy writes them too (components.operations), since a controller ignores
+# later user data changes and one made before a command existed would lack it.
+DEPLOY_COMMANDS = ("gemnar-install-ops", "gemnar-lb-apply", "gemnar-lb-wait")
+
+
+def deploy_commands(settings: ControllerSettings) -> list[RenderedFile]:
+    """``DEPLOY_COMMANDS`` as ``controller_files`` renders them (the same text)."""
+    return [f for f in controller_files(settings)
+            if PurePosixPath(f.path).name in DEPLOY_COMMANDS]
+
+
 # The healer (healthmon.heal): a worker unhealthy this long is replaced; runs this often.
 HEAL_BOUND_S = 300
 HEAL_INTERVAL_S = 60

@@ -4,6 +4,9 @@ SSH key order, and user data that leaves the node's own address to the boot."""
 from __future__ import annotations
 
 import itertools
+import stat
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -216,6 +219,46 @@ def test_controller_operations_are_delivered_with_the_scaler_credentials(
         assert ops in (membership.opts.depends_on or [])  # type: ignore[operator]
 
     return _declare(cfg).apply(check)
+
+
+@pulumi.runtime.test
+def test_the_deploy_writes_the_controller_commands_it_runs() -> pulumi.Output[Any]:
+    """An existing controller ignores user data changes: the deploy writes gemnar-lb-wait
+    (and the other commands it runs there) itself, with cloud-init's text, before the push."""
+    from components.user_data import controller_settings
+    from provisioning.files import DEPLOY_COMMANDS, deploy_commands
+
+    cfg = _config()
+    expected = {f.path: f.content for f in deploy_commands(controller_settings(cfg))}
+
+    def check(declared: list[Declared]) -> None:
+        assert {path.rsplit("/", 1)[1] for path in expected} == set(DEPLOY_COMMANDS)
+        push = _one(declared, "gemnar-controller-ops-push")
+        for path, content in expected.items():
+            command = _one(declared, f"gemnar-controller-ops-command-{path.rsplit('/', 1)[1]}")
+            assert command.plain["stdin"] == content
+            assert command.plain["create"].endswith(f"mv -f {path}.new {path}")
+            assert command.resource in (push.opts.depends_on or [])  # type: ignore[operator]
+        # The roll and the membership run exactly those paths.
+        assert _one(declared, "gemnar-worker-0-roll-gate").plain["update"].startswith(
+            "/usr/local/sbin/gemnar-lb-wait ")
+        assert "/usr/local/sbin/gemnar-lb-wait" in expected
+
+    return _declare(cfg).apply(check)
+
+
+def test_command_script_installs_and_replaces_an_executable(tmp_path: Path) -> None:
+    from components.operations import command_script
+
+    target = tmp_path / "sbin" / "gemnar-lb-wait"
+    for text in ("#!/bin/sh\necho one\n", "#!/bin/sh\necho two\n"):
+        subprocess.run(["bash", "-c", command_script(str(target))], input=text, text=True,
+                       check=True)
+        assert target.read_text() == text
+        assert stat.S_IMODE(target.stat().st_mode) == 0o755
+        assert subprocess.run([str(target)], capture_output=True, text=True,
+                              check=True).stdout == text.split("echo ")[1]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["gemnar-lb-wait"]
 
 
 @pulumi.runtime.test

@@ -62,6 +62,10 @@ def expected_resources(count: int, admin_cidr: str = "198.51.100.7/32") -> set[t
         (COMMAND, "gemnar-controller-data-mount"),
         (f"{infra}ControllerOperations", "gemnar-controller-ops"),
         ("command:local:Command", "gemnar-controller-ops-push"),
+        # The controller commands the deploy runs, written by it (components.operations).
+        (COMMAND, "gemnar-controller-ops-command-gemnar-install-ops"),
+        (COMMAND, "gemnar-controller-ops-command-gemnar-lb-apply"),
+        (COMMAND, "gemnar-controller-ops-command-gemnar-lb-wait"),
         (f"{infra}HostKeyPin", "gemnar-controller-hostkey"),
         ("command:local:Command", "gemnar-controller-hostkey-scan"),
         (f"{infra}WorkerPool", "gemnar-worker"),
