@@ -7,11 +7,12 @@ membership (``scaler.targets``). The update runs in a process group of its own
 (``scaler.process_group``), recorded in the state before the update may start.
 
 Recovery never makes a second writer: a run that finds an in-flight record waits for the
-recorded group to finish (or, after ``orphan_wait_s``, interrupts it and then kills it), and
-only then touches the stack. It cancels a lock only when the lock's own ``pulumi`` process is
-gone from this host; any other lock is "retry next tick". It does not re-apply the old target:
-it refreshes away pending operations the dead run left (when it did not finish), clears the
-record, and the tick decides afresh from what the stack now has.
+recorded group to finish (or, after ``orphan_wait_s``, interrupts it and then kills it), ends
+what the dead update left in its session (the engine's plugins, which run in process groups of
+their own), and only then touches the stack. It cancels a lock only when the lock's own
+``pulumi`` process is gone from this host; any other lock is "retry next tick". It does not
+re-apply the old target: it refreshes away pending operations the dead run left (when it did
+not finish), clears the record, and the tick decides afresh from what the stack now has.
 """
 
 from __future__ import annotations
@@ -228,6 +229,12 @@ class Actuator:
                 how = process_group.end(group, self.orphan_grace_s)
                 notes.append(f"orphaned update (process group {group.pgid}) still running "
                              f"after {self.orphan_wait_s:g}s: {how}")
+        if group is not None:
+            # Its plugins left its group (the engine gives each one of its own): end them too.
+            ended = process_group.end_leftovers(group, self.orphan_grace_s)
+            if ended:
+                notes.append(f"ended {len(ended)} process(es) the update left in its session "
+                             f"(plugins, language host, commands they ran): {ended}")
         finished = _finished(flight.record)
         repaired = self.repair()
         if repaired:
