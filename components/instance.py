@@ -12,6 +12,8 @@ from typing import Any
 import ediri_vultr as vultr
 import pulumi
 
+from strays.vultr import stack_tag
+
 
 @dataclass(frozen=True)
 class InstanceArgs:
@@ -27,7 +29,8 @@ class InstanceArgs:
 def node_instance(resource_name: str, hostname: str, role: str, args: InstanceArgs,
                   user_data: pulumi.Input[str], opts: pulumi.ResourceOptions,
                   **role_options: Any) -> vultr.Instance:
-    """``gemnar-<hostname>`` in the VPC, tagged with its role."""
+    """``gemnar-<hostname>`` in the VPC, tagged with its role and its stack (the stack tag is
+    how ``strays.vultr`` lists this stack's instances, and only those)."""
     return vultr.Instance(
         resource_name,
         region=args.region,
@@ -35,7 +38,7 @@ def node_instance(resource_name: str, hostname: str, role: str, args: InstanceAr
         os_id=args.os_id,
         hostname=hostname,
         label=f"gemnar-{hostname}",
-        tags=["gemnar", f"gemnar-{role}"],
+        tags=["gemnar", f"gemnar-{role}", stack_tag(pulumi.get_stack())],
         # The VPC must be attached at create: cloud-init configures the private interface
         # from metadata on first boot only.
         vpc_ids=[args.vpc_id],

@@ -5,7 +5,10 @@ scaler has recorded its process group and sends one JSON line on stdin,
 ``{"targets": [...], "message": "..."}``; end of input instead means the scaler died first, and
 the child leaves without touching the stack. It writes the engine's events to
 ``DIR/events.jsonl`` (one line per resource step, the evidence tests read) and, when the
-update ends either way, ``DIR/result.json``. Exit status: 0 done, 75 stack locked, 1 failed.
+update ends either way, ``DIR/result.json`` (with the strays it removed). Before the program
+declares anything, it removes the workers the platform has and the state does not
+(``strays``): inside the program, the update's lock is held. Exit status: 0 done, 75 stack
+locked, 1 failed.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any, TextIO
 
 from pulumi.automation import EngineEvent
 from pulumi.automation.errors import CommandError, ConcurrentUpdateError
+
+from strays.sweep import platform_for, sweep
 
 LOCKED = 75
 
@@ -51,11 +56,39 @@ def _writer(handle: TextIO) -> Any:
     return on_event
 
 
+def sweep_strays(stack_name: str, stack: Any, swept: list[str]) -> None:
+    """Remove the platform's workers the state does not hold (``strays``). Called inside the
+    program, so under this update's lock: no other update can be creating a worker that is
+    not in the state yet. A failure is logged, not raised: cleaning up must not block a
+    scale-up, and the next tick lists again."""
+    import pulumi
+
+    if pulumi.runtime.is_dry_run():
+        return
+    try:
+        name, platform = platform_for(stack_name, stack.get_all_config())
+        found = sweep(name, platform, stack.export_stack, log=pulumi.log.warn)
+    except Exception as error:
+        pulumi.log.warn(f"strays not swept: {type(error).__name__}: {error}")
+        return
+    swept.extend(node.key for node in found)
+
+
 def run(stack_name: str, record_dir: Path, order: dict[str, Any]) -> int:
-    from engine.workspace import open_stack  # the real engine: this child is the writer
+    # The real engine: this child is the writer.
+    from engine.workspace import open_stack, project_program
 
     targets = list(order.get("targets") or [])
-    stack = open_stack(stack_name)
+    opened: list[Any] = []
+    program = project_program(opened)
+    swept: list[str] = []
+
+    def sweep_then_program() -> None:
+        sweep_strays(stack_name, opened[0], swept)
+        program()
+
+    stack = open_stack(stack_name, program=sweep_then_program)
+    opened.append(stack)
     result: dict[str, Any] = {"status": "failed", "detail": ""}
     with (record_dir / "events.jsonl").open("a", encoding="utf-8") as events:
         try:
@@ -71,6 +104,7 @@ def run(stack_name: str, record_dir: Path, order: dict[str, Any]) -> int:
             result = {"status": "locked", "detail": str(error)[-2000:]}
         except CommandError as error:
             result = {"status": "failed", "detail": str(error)[-2000:]}
+    result["swept"] = swept
     (record_dir / "result.json").write_text(json.dumps(result), encoding="utf-8")
     print(result["detail"], file=sys.stderr, flush=True)
     return {"done": 0, "locked": LOCKED}.get(result["status"], 1)

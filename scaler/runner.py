@@ -17,10 +17,14 @@ from scaler.model import Decision, Sample
 from scaler.policy import decide
 from scaler.state import ScalerState, StateError, StateStore
 from scaler.targets import strays
+from strays.core import Node, find, held
+from strays.sweep import Platform, platform_for
 from worker_count import last_applied
 
 Collector = Callable[[Sequence[WorkerEndpoint], float], Coroutine[Any, Any, list[Sample]]]
 Emit = Callable[[dict[str, Any]], None]
+# The stack's platform name and its adapter (strays.sweep.platform_for), from the config.
+PlatformFor = Callable[[str, dict[str, Any]], tuple[str, Platform]]
 
 
 def print_json(record: dict[str, Any]) -> None:
@@ -39,6 +43,8 @@ class Observation:
     state: ScalerState
     # Workers the stack's state holds outside the count (a failed or interrupted update).
     strays: list[int] = field(default_factory=list)
+    # Workers that exist on the platform but not in the state (strays.core): a killed create.
+    leftovers: list[Node] = field(default_factory=list)
     # The moment the policy was asked (its ``now``); reading the stack takes a while before.
     decided_at: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -66,6 +72,7 @@ class Scaler:
         updater: Updater | None = None,
         metrics_file: Path | None = None,
         repair: Callable[[str], list[str]] | None = None,
+        platform: PlatformFor | None = platform_for,
     ) -> None:
         self.stack_name = stack_name
         self.stack_factory = stack_factory
@@ -78,6 +85,7 @@ class Scaler:
         self.targeted = targeted
         self.updater: Updater = updater or GroupUpdater(stack_name)
         self.repair = repair
+        self.platform = platform
         self._stack: StackLike | None = None
         self._memory_state: ScalerState | None = None
         self.interval_s = 60.0
@@ -119,12 +127,31 @@ class Scaler:
         # The stack's own last outputs are the count (worker_count.py); config is a request.
         last = last_applied(outputs)
         current = last[0] if last else settings.worker_count or len(endpoints)
-        outside = strays(self.stack.export_stack(), current) if self.targeted else []
+        notes: list[str] = []
+        existing, platform = self._platform_nodes(config, notes)
+        # After the listing: a worker created in between is then in the state, not a stray.
+        deployment = self.stack.export_stack()
+        outside = strays(deployment, current) if self.targeted else []
+        leftovers = find(existing, held(deployment, platform)) if platform else []
         samples = asyncio.run(self.collector(endpoints, self.scrape_timeout_s))
         decided_at = self.clock()
         decision = decide(samples, state.history(), settings.config, decided_at, current)
         return Observation(settings, current, endpoints, samples, decision, state, outside,
-                           decided_at=decided_at)
+                           leftovers, decided_at=decided_at, notes=notes)
+
+    def _platform_nodes(
+        self, config: dict[str, Any], notes: list[str]
+    ) -> tuple[list[Node], str | None]:
+        """The platform's nodes, or none with a note: a listing that fails (Vultr's API down)
+        must not stop a tick from deciding; the next tick lists again."""
+        if self.platform is None:
+            return [], None
+        try:
+            name, platform = self.platform(self.stack_name, config)
+            return platform.nodes(), name
+        except Exception as error:
+            notes.append(f"strays not checked: {type(error).__name__}: {error}")
+            return [], None
 
     def tick(self) -> dict[str, Any]:
         """One evaluation; returns (and emits) its log record, exactly one per tick."""
@@ -159,8 +186,14 @@ class Scaler:
                 names = ", ".join(f"worker-{i}" for i in seen.strays)
                 record.update(rule="converge", reason=f"{names} exist(s) in the stack's state "
                               f"outside the count {seen.current}: removing")
+            elif not seen.decision.change and seen.leftovers:
+                names = ", ".join(f"{n.key} ({n.detail or n.role})" for n in seen.leftovers)
+                record.update(rule="converge", reason=f"{names} exist(s) on the platform but "
+                              "not in the stack's state: an update removes them")
+            if seen.leftovers:
+                record["leftovers"] = [n.key for n in seen.leftovers]
             action = "none"
-            if seen.decision.change or seen.strays:
+            if seen.decision.change or seen.strays or seen.leftovers:
                 action = self._act(state, seen, target, record)
             record["action"] = action
             self.persist(state)
@@ -246,4 +279,5 @@ def _describe(seen: Observation) -> dict[str, Any]:
         "rule": d.rule,
         "reason": d.reason,
         "decision": {"target": d.target, "change": d.change},
+        **({"notes": seen.notes} if seen.notes else {}),
     }

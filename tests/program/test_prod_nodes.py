@@ -278,3 +278,19 @@ def test_roll_and_wait_command_lines() -> None:
     assert wait_command("/usr/local/sbin/gemnar-lb-wait", "spare", "10.0.0.11:8000", 1, 60,
                         "abc") == ("/usr/local/sbin/gemnar-lb-wait --mode spare --member "
                                    "10.0.0.11:8000 --count 1 --timeout 60 --release abc")
+
+
+@pulumi.runtime.test
+def test_instances_carry_the_stack_tag_the_stray_sweep_lists_by() -> pulumi.Output[Any]:
+    from strays.vultr import node, stack_tag
+
+    def check(declared: list[Declared]) -> None:
+        instances = {d.name: d.inputs for d in declared if d.type == INSTANCE}
+        assert all(stack_tag(pulumi.get_stack()) in i["tags"] for i in instances.values())
+        # What the sweep would call a worker, by the instance's own label and tags.
+        workers = {name for name, i in instances.items()
+                   if node({"id": name, **i}).role == "worker"}
+        assert workers == {"gemnar-worker-0", "gemnar-worker-1", "gemnar-worker-2"}
+        assert "gemnar-controller-instance" in instances
+
+    return _declare(_config(workerCount="3")).apply(check)

@@ -13,7 +13,9 @@ import pytest
 from scaler.cli import main
 from scaler.runner import Scaler
 from scaler.state import InFlight, ScalerState, StateStore
+from strays.core import Node
 from tests.scaler.fakes import Clock, FakeStack, failed_error, steady_collector
+from tests.strays.test_core import FakePlatform
 
 
 def scaler_for(stack: FakeStack, tmp_path: Path, clock: Clock, memory: float,
@@ -108,6 +110,41 @@ def test_workers_left_outside_the_count_are_removed(tmp_path: Path) -> None:
     assert "worker-3, worker-4" in record["reason"]
     assert (stack.deployed, stack.in_state) == (3, 3)
     assert scaler.tick()["rule"] == "steady"
+
+
+def test_a_worker_on_the_platform_but_not_in_the_state_brings_a_converging_up(
+    tmp_path: Path,
+) -> None:
+    # A create killed before the state recorded it: worker-3's node runs, the state has 3.
+    stack, clock = FakeStack.with_workers(3), Clock()
+    existing = [Node(f"worker-{i}", "worker") for i in range(4)] + [Node("controller", "x")]
+    scaler, _ = scaler_for(stack, tmp_path, clock, 50.0)
+    scaler.platform = lambda name, config: ("local", FakePlatform(existing, []))
+
+    record = scaler.tick()
+
+    assert (record["rule"], record["action"]) == ("converge", "applied"), record
+    assert record["leftovers"] == ["worker-3"] and "worker-3" in record["reason"]
+    # The update keeps the count and touches only the membership; its program sweeps.
+    assert record["decision"] == {"target": 3, "change": False}
+    up = stack.calls[-1][1]
+    assert [urn.rsplit("::", 1)[1] for urn in up["target"]] == ["gemnar-membership"]
+    existing.pop(3)  # what the update's sweep does (tests/strays)
+    clock.advance(60)
+    assert (scaler.tick()["rule"], stack.names().count("up")) == ("steady", 1)
+
+
+def test_a_platform_listing_that_fails_does_not_stop_the_decision(tmp_path: Path) -> None:
+    stack, clock = FakeStack.with_workers(1), Clock()
+    scaler, _ = scaler_for(stack, tmp_path, clock, 50.0)
+
+    def down(name: str, config: dict[str, Any]) -> Any:
+        raise ConnectionError("api.vultr.com unreachable")
+
+    scaler.platform = down
+    record = scaler.tick()
+    assert (record["rule"], record["action"]) == ("below_min", "applied")
+    assert "strays not checked: ConnectionError" in record["notes"][0]
 
 
 def test_an_operators_newer_count_is_the_current_count(tmp_path: Path) -> None:
