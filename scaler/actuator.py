@@ -251,12 +251,15 @@ class Actuator:
             else:
                 notes.append("the orphaned update had finished")
         except ConcurrentUpdateError as error:
+            # The notes say what this attempt did already (plugins ended, a cut save repaired).
             if not dead_lock_owners(str(error), socket.gethostname(), alive):
-                return Outcome("locked", "stack is locked by a live update; retry next tick",
-                               flight.target)
+                return Outcome("locked", "; ".join([
+                    *notes, "stack is locked by a live update; retry next tick"]),
+                    flight.target)
             self.stack.cancel()
-            return Outcome("locked", "cancelled a lock whose pulumi process is gone (none of "
-                           "ours runs); retry next tick", flight.target)
+            return Outcome("locked", "; ".join([
+                *notes, "cancelled a lock whose pulumi process is gone (none of ours runs); "
+                "retry next tick"]), flight.target)
         except Exception as error:
             return self._failed(state, error, flight.target, flight.previous, None)
         state.in_flight = None

@@ -17,7 +17,9 @@ from localnode.supervise import alive, read_pid, start_detached, stop_pidfile
 from strays.core import Node
 from strays.lab import LabMachines
 from strays.local import LocalNodes
+from strays.sweep import sweep
 from strays.vultr import VultrInstances, client, stack_tag
+from tests.scaler.program_graph import graph
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
@@ -131,3 +133,30 @@ def test_a_bad_vultr_key_is_an_error_not_an_empty_list() -> None:
         assert error.response.status_code == 401
     else:
         raise AssertionError("a listing that failed must not read as 'no instances'")
+
+
+def test_prod_under_mocks_a_killed_create_s_instance_is_deleted_and_nothing_else() -> None:
+    # The state of a prod stack at two workers, as the program declares it (under mocks), with
+    # the ids the engine recorded; the account also holds worker-2, whose create was killed
+    # before the state recorded it, and another stack's worker.
+    deployment = {"resources": [
+        {**r, "id": "id-" + r["urn"].rsplit("::", 1)[1]}
+        for r in graph("vultr", 2).deployment()["resources"]]}
+    fleet = [instance("id-gemnar-worker-0", "gemnar-worker-0", "worker", "prod"),
+             instance("id-gemnar-worker-1", "gemnar-worker-1", "worker", "prod"),
+             instance("id-gemnar-controller-instance", "gemnar-controller", "controller",
+                      "prod"),
+             instance("half-made", "gemnar-worker-2", "worker", "prod"),
+             instance("staging-2", "gemnar-worker-2", "worker", "staging")]
+    api = FakeVultrApi("key", fleet)
+    vultr = VultrInstances("prod", client("key", httpx.MockTransport(api)))
+
+    removed = sweep("vultr", vultr, lambda: deployment)
+
+    assert [n.key for n in removed] == ["half-made"]
+    left = {i["id"] for i in api.instances}
+    assert left == {"id-gemnar-worker-0", "id-gemnar-worker-1",
+                    "id-gemnar-controller-instance", "staging-2"}
+    # Workers of the stack on the account = the configured count.
+    assert len([n for n in vultr.nodes() if n.role == "worker"]) == 2
+    assert sweep("vultr", vultr, lambda: deployment) == []
