@@ -79,18 +79,7 @@ def alive(group: Group) -> bool:
 
 def _members(pgid: int) -> int:
     # killpg(0) also succeeds for a group of zombies only; count the living.
-    count = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{entry}/stat", encoding="ascii").read()  # noqa: SIM115
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            count += 1
-    return count
+    return sum(1 for p in process_table() if p.pgid == pgid)
 
 
 def wait_gone(
@@ -133,6 +122,7 @@ class Proc:
 
     pid: int
     ppid: int
+    pgid: int
     sid: int
     start: int
 
@@ -176,7 +166,8 @@ def process_table() -> list[Proc]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         if fields[0] != "Z":
-            found.append(Proc(int(entry), int(fields[1]), int(fields[3]), int(fields[19])))
+            found.append(Proc(int(entry), int(fields[1]), int(fields[2]), int(fields[3]),
+                              int(fields[19])))
     return found
 
 

@@ -182,14 +182,8 @@ class Scaler:
             self._seen = seen
             state.add_point(seen.decision.point)
             target = seen.decision.target
-            if not seen.decision.change and seen.strays:
-                names = ", ".join(f"worker-{i}" for i in seen.strays)
-                record.update(rule="converge", reason=f"{names} exist(s) in the stack's state "
-                              f"outside the count {seen.current}: removing")
-            elif not seen.decision.change and seen.leftovers:
-                names = ", ".join(f"{n.key} ({n.detail or n.role})" for n in seen.leftovers)
-                record.update(rule="converge", reason=f"{names} exist(s) on the platform but "
-                              "not in the stack's state: an update removes them")
+            if not seen.decision.change and (seen.strays or seen.leftovers):
+                record.update(rule="converge", reason=_converge_reason(seen))
             if seen.leftovers:
                 record["leftovers"] = [n.key for n in seen.leftovers]
             action = "none"
@@ -258,6 +252,18 @@ class Scaler:
             except OSError as error:
                 self.emit({"ts": self.clock(), "note": f"metrics not written: {error}"})
         return record
+
+
+def _converge_reason(seen: Observation) -> str:
+    reasons = []
+    if seen.strays:
+        names = ", ".join(f"worker-{i}" for i in seen.strays)
+        reasons.append(f"{names} exist(s) in the stack's state outside the count "
+                       f"{seen.current}")
+    if seen.leftovers:
+        names = ", ".join(f"{n.key} ({n.detail or n.role})" for n in seen.leftovers)
+        reasons.append(f"{names} exist(s) on the platform but not in the stack's state")
+    return "; ".join(reasons) + ": an update to the current count removes them"
 
 
 def _describe(seen: Observation) -> dict[str, Any]:

@@ -23,7 +23,7 @@ GROUP = Group(pgid=100, leader_start=5000)
 
 
 def proc(pid: int, ppid: int, sid: int, start: int = 6000) -> Proc:
-    return Proc(pid=pid, ppid=ppid, sid=sid, start=start)
+    return Proc(pid=pid, ppid=ppid, pgid=pid, sid=sid, start=start)
 
 
 TABLES: list[tuple[str, list[Proc], set[int]]] = [
