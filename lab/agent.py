@@ -12,6 +12,8 @@ engine runs in the namespace) or the controller's public address, and carry the 
                                        dataDiskId, publicKeys, userData}
                                  -> 201 {"instanceId": ..., "name": ...}
     DELETE /v1/machines/<name>   -> 200 {"deleted": name} (also when there was none)
+    GET    /v1/machines          -> 200 {"machines": [{"name": ...}, ...]} (every machine with
+                                 a directory, half-made ones too: the stray sweep's list)
 
 ``create_spec`` and ``peer_allowed`` are pure; ``start``/``stop``/``load`` do the I/O and
 ``python -m lab.agent serve`` is the agent process (its command line names the stack directory,
@@ -193,6 +195,17 @@ class _Handler(BaseHTTPRequestHandler):
         state = machine.create(self.server.net, self.server.stack_dir, lower,
                                machine.MachineSpec(**spec))
         self._reply(HTTPStatus.CREATED, {"instanceId": state.instance_id, "name": state.name})
+
+    def do_GET(self) -> None:
+        if not self._authorized():
+            return
+        if self.path != MACHINES_PATH:
+            self._reply(HTTPStatus.NOT_FOUND, {"error": self.path})
+            return
+        from lab import machine
+
+        names = machine.names(self.server.stack_dir)
+        self._reply(HTTPStatus.OK, {"machines": [{"name": name} for name in names]})
 
     def do_DELETE(self) -> None:
         if not self._authorized():

@@ -1,44 +1,44 @@
-"""The lab platform's nodes: machine directories ``<lab stack dir>/machines/<name>``.
+"""The lab platform's nodes: the machines the lab hypervisor's API lists (``lab/agent.py``).
 
-A machine exists from the moment its directory does (``lab.machine.create`` makes it first,
-``delete`` removes it last), so a half-made machine is listed too. Removing one runs the same
-``python -m lab.hypervisor delete`` the program's delete command runs.
+The lab's API plays Vultr's: the program creates and deletes machines through it with the
+stack's token (``gemnar:labHypervisorToken``), from the host's engine or from the controller,
+so the sweep lists and deletes the same way. A machine is listed from the moment its
+directory exists (``lab.machine.create`` makes it first), so a half-made one is too.
+Removing one is the API's delete, the call the program's own delete command makes.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from components.lab_nodes import hypervisor_argv
-from lab import machine
+import httpx
+
+from lab import agent
 from lab.netns import LabNetwork
-from project import PROJECT_ROOT
 from strays.core import Node
 
+TOKEN_KEY = "gemnar:labHypervisorToken"
 _WORKER = re.compile(r"^worker-\d+$")
-Run = Callable[[Sequence[str]], object]
-
-
-def _run(argv: Sequence[str]) -> object:
-    return subprocess.run(list(argv), check=True, cwd=PROJECT_ROOT, capture_output=True)
 
 
 @dataclass(frozen=True)
 class LabMachines:
-    network: LabNetwork
-    stack_dir: Path
-    run: Run = field(default=_run)
+    """The stack's machines through its agent; ``http`` carries the URL and the token."""
+
+    http: httpx.Client
 
     def nodes(self) -> list[Node]:
-        return [Node(name, "worker" if _WORKER.match(name) else name)
-                for name in machine.names(self.stack_dir)]
-
-    def delete_argv(self, node: Node) -> list[str]:
-        return hypervisor_argv("delete", self.network, node.key)
+        response = self.http.get("")
+        response.raise_for_status()
+        names = [str(m["name"]) for m in response.json().get("machines") or []]
+        return [Node(name, "worker" if _WORKER.match(name) else name) for name in names]
 
     def remove(self, node: Node) -> None:
-        self.run(self.delete_argv(node))
+        self.http.delete(f"/{node.key}").raise_for_status()
+
+
+def client(net: LabNetwork, token: str, transport: httpx.BaseTransport | None = None
+           ) -> httpx.Client:
+    return httpx.Client(base_url=agent.url(net), headers={"Authorization": f"Bearer {token}"},
+                        timeout=agent.CREATE_TIMEOUT_S, transport=transport)

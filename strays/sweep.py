@@ -38,12 +38,14 @@ def platform_for(stack: str, config: Mapping[str, Any]) -> tuple[str, Platform]:
         assert cfg.local is not None
         return "local", LocalNodes(state_dir(cfg.local, stack))
     if cfg.platform == "lab":
-        from lab.hypervisor import stack_dir
         from lab.netns import LabNetwork
-        from strays.lab import LabMachines
+        from strays import lab
 
-        return "lab", LabMachines(LabNetwork(stack=stack, vpc_subnet=cfg.vpc_subnet),
-                                  stack_dir(stack))
+        token = values.get(lab.TOKEN_KEY)
+        if not token:
+            raise RuntimeError(f"cannot list the lab's machines: no {lab.TOKEN_KEY}")
+        net = LabNetwork(stack=stack, vpc_subnet=cfg.vpc_subnet)
+        return "lab", lab.LabMachines(lab.client(net, str(token)))
     from strays.vultr import VultrInstances, client
 
     key = values.get(VULTR_KEY) or os.environ.get("VULTR_API_KEY")

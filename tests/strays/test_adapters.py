@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from components.lab_nodes import hypervisor_argv
+from components.lab_nodes import agent_delete_command
+from lab import agent
 from lab.netns import LabNetwork
 from localnode.supervise import alive, read_pid, start_detached, stop_pidfile
 from strays.core import Node
 from strays.lab import LabMachines
+from strays.lab import client as lab_client
 from strays.local import LocalNodes
 from strays.sweep import sweep
 from strays.vultr import VultrInstances, client, stack_tag
@@ -50,20 +52,33 @@ def test_local_nodes_are_the_ones_with_live_daemons_and_removal_stops_them(
     assert read_pid(controller) is None
 
 
-def test_lab_machines_are_their_directories_and_removal_is_the_program_s_delete(
-    tmp_path: Path,
-) -> None:
-    for name in ("controller", "worker-0", "worker-3"):
-        (tmp_path / "machines" / name).mkdir(parents=True)
-    ran: list[Sequence[str]] = []
+def test_lab_machines_are_what_the_agent_lists_and_removal_is_its_delete() -> None:
+    # The agent's API (lab/agent.py) as far as the adapter uses it; tests/lab/test_agent.py
+    # calls the real agent's list.
     net = LabNetwork(stack="lab1", vpc_subnet="10.99.0.0/24")
-    lab = LabMachines(net, tmp_path, run=ran.append)
+    machines = ["controller", "worker-0", "worker-3"]
+    calls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url}")
+        if request.headers.get("Authorization") != "Bearer t0ken":
+            return httpx.Response(401, json={"error": "bad token"})
+        if request.method == "GET":
+            return httpx.Response(200, json={"machines": [{"name": m} for m in machines]})
+        machines.remove(request.url.path.rsplit("/", 1)[1])
+        return httpx.Response(200, json={"deleted": request.url.path.rsplit("/", 1)[1]})
+
+    lab = LabMachines(lab_client(net, "t0ken", httpx.MockTransport(answer)))
     assert lab.nodes() == [Node("controller", "controller"), Node("worker-0", "worker"),
                            Node("worker-3", "worker")]
     lab.remove(Node("worker-3", "worker"))
-    # Exactly the command the program's LabMachine deletes a machine with.
-    assert ran == [hypervisor_argv("delete", net, "worker-3")]
-    assert LabMachines(net, tmp_path / "none").nodes() == []
+    assert machines == ["controller", "worker-0"]
+    # Exactly the URL the program's delete command calls (components.lab_nodes).
+    assert calls[-1] == f"DELETE {agent.url(net)}/worker-3"
+    assert f"{agent.url(net)}/worker-3" in agent_delete_command(net, "worker-3")
+    wrong = LabMachines(lab_client(net, "nope", httpx.MockTransport(answer)))
+    with pytest.raises(httpx.HTTPStatusError):
+        wrong.nodes()
 
 
 class FakeVultrApi:
