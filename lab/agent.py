@@ -175,11 +175,17 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def do_POST(self) -> None:
+    def _on_machines(self) -> bool:
+        """An authorized request for the machine collection; anything else is answered."""
         if not self._authorized():
-            return
+            return False
         if self.path != MACHINES_PATH:
             self._reply(HTTPStatus.NOT_FOUND, {"error": self.path})
+            return False
+        return True
+
+    def do_POST(self) -> None:
+        if not self._on_machines():
             return
         from lab import image, machine
 
@@ -197,10 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.CREATED, {"instanceId": state.instance_id, "name": state.name})
 
     def do_GET(self) -> None:
-        if not self._authorized():
-            return
-        if self.path != MACHINES_PATH:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": self.path})
+        if not self._on_machines():
             return
         from lab import machine
 
