@@ -236,3 +236,33 @@ def test_adding_one_worker(lab_stack: LabStack) -> None:
     lab_stack.request_count(2)
     result = lab_stack.engine("up", label="up-back-to-2")
     assert result.returncode == 0, f"`up` back to 2 workers failed:\n{engine_tail(result)}"
+
+
+# Prometheus's controller jobs (provisioning.monitoring); node and app: one target per worker.
+MONITORING_JOBS = {"prometheus", "alertmanager", "postgres", "pgbouncer", "redis", "nginx"}
+TARGETS = ("import json, urllib.request\n"
+           "url = 'http://127.0.0.1:9090/api/v1/targets?state=active'\n"
+           "data = json.load(urllib.request.urlopen(url, timeout=5))['data']['activeTargets']\n"
+           "print(json.dumps({t['labels']['job'] + ' ' + t['labels']['instance']: t['health']\n"
+           "                  for t in data}))\n")
+
+
+def test_prometheus_scrapes_every_target_up(lab_stack: LabStack) -> None:
+    """Issue 17 on the prod node path: Debian's units, the secrets hook, file_sd from
+    gemnar-lb-apply; asked from inside the controller (Prometheus listens on loopback)."""
+    vpc = {name: lab_stack.net.vpc_host(index) for name, index in VPC_INDEX.items()}
+    wanted = (set(MONITORING_JOBS)
+              | {f"node {vpc[n]}:9100" for n in MACHINES}
+              | {f"app {vpc[n]}:9101" for n in MACHINES if n != "controller"})
+
+    def targets() -> dict[str, str]:
+        result = lab_stack.inside("controller", "python3", "-c", TARGETS)
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    def all_up() -> bool:
+        seen = targets()
+        found = {key.split()[0] if key.split()[0] in MONITORING_JOBS else key for key in seen}
+        return found == wanted and set(seen.values()) == {"up"}
+
+    wait_until(all_up, timeout_s=120, interval_s=2, what="every Prometheus target up",
+               detail=lambda: json.dumps(targets(), indent=1))
