@@ -228,14 +228,23 @@ def test_stylesheet_through_the_controller(site: dict[str, Any]) -> None:
 
 
 def test_adding_one_worker(lab_stack: LabStack) -> None:
+    new = lab_stack.net.vpc_host(VPC_INDEX["worker-1"] + 1)
+    wanted = {f"node {new}:9100", f"app {new}:9101"}
     lab_stack.request_count(3)
     result = lab_stack.engine("up", label="up-3-workers")
     assert result.returncode == 0, f"`up` to 3 workers failed:\n{engine_tail(result)}"
     status = lab_stack.inside("worker-2", "cloud-init", "status").stdout.strip()
     assert status == "status: done", f"worker-2: {status}"
+    # Issue 17 on the prod node path: the membership's file_sd brings worker-2's targets in.
+    wait_until(lambda: all(prometheus_targets(lab_stack).get(t) == "up" for t in wanted),
+               timeout_s=60, interval_s=1, what="worker-2's Prometheus targets up",
+               detail=lambda: json.dumps(prometheus_targets(lab_stack), indent=1))
     lab_stack.request_count(2)
     result = lab_stack.engine("up", label="up-back-to-2")
     assert result.returncode == 0, f"`up` back to 2 workers failed:\n{engine_tail(result)}"
+    wait_until(lambda: not wanted & set(prometheus_targets(lab_stack)), timeout_s=60,
+               interval_s=1, what="worker-2's Prometheus targets gone",
+               detail=lambda: json.dumps(prometheus_targets(lab_stack), indent=1))
 
 
 # Prometheus's controller jobs (provisioning.monitoring); node and app: one target per worker.
@@ -247,6 +256,13 @@ TARGETS = ("import json, urllib.request\n"
            "                  for t in data}))\n")
 
 
+def prometheus_targets(lab_stack: LabStack) -> dict[str, str]:
+    """``"job instance"`` -> health, asked from inside the controller (Prometheus listens on
+    loopback); empty while it does not answer."""
+    result = lab_stack.inside("controller", "python3", "-c", TARGETS)
+    return json.loads(result.stdout) if result.returncode == 0 else {}
+
+
 def test_prometheus_scrapes_every_target_up(lab_stack: LabStack) -> None:
     """Issue 17 on the prod node path: Debian's units, the secrets hook, file_sd from
     gemnar-lb-apply; asked from inside the controller (Prometheus listens on loopback)."""
@@ -255,14 +271,10 @@ def test_prometheus_scrapes_every_target_up(lab_stack: LabStack) -> None:
               | {f"node {vpc[n]}:9100" for n in MACHINES}
               | {f"app {vpc[n]}:9101" for n in MACHINES if n != "controller"})
 
-    def targets() -> dict[str, str]:
-        result = lab_stack.inside("controller", "python3", "-c", TARGETS)
-        return json.loads(result.stdout) if result.returncode == 0 else {}
-
     def all_up() -> bool:
-        seen = targets()
+        seen = prometheus_targets(lab_stack)
         found = {key.split()[0] if key.split()[0] in MONITORING_JOBS else key for key in seen}
         return found == wanted and set(seen.values()) == {"up"}
 
     wait_until(all_up, timeout_s=120, interval_s=2, what="every Prometheus target up",
-               detail=lambda: json.dumps(targets(), indent=1))
+               detail=lambda: json.dumps(prometheus_targets(lab_stack), indent=1))
