@@ -127,6 +127,9 @@ class LabMachineArgs:
     public_address: str = ""
     data_disk_mb: int = 0
     data_disk_id: str = ""
+    # As the Vultr controller (components/controller.py): user data and keys matter at first
+    # boot only, so changing them later must not replace the machine (and the whole site).
+    ignore_user_data_changes: bool = False
 
 
 class LabMachine(Component[LabMachineArgs]):
@@ -154,7 +157,9 @@ class LabMachine(Component[LabMachineArgs]):
             triggers=[args.user_data, args.vpc_address, args.public_address,
                       *args.public_keys],
             # The replacement reuses the name, the addresses and the machine directory.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            opts=pulumi.ResourceOptions(
+                parent=self, delete_before_replace=True,
+                ignore_changes=["triggers", "stdin"] if args.ignore_user_data_changes else None),
         )
         self.instance_id = command.stdout
         address = args.vpc_address
@@ -189,6 +194,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             public_address=net.controller_public,
             data_disk_mb=LAB_DATA_DISK_MB,
             data_disk_id=LAB_DATA_DISK_ID,
+            ignore_user_data_changes=True,
         ),
     )
     public = controller.instance_id.apply(lambda _: net.controller_public)

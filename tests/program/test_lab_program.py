@@ -116,6 +116,9 @@ def test_lab_declares_machines_and_no_cloud_resource() -> pulumi.Output[None]:
         assert worker["name"] == "worker-1"
         # Same machine name and addresses: the old one must be gone before the new one boots.
         assert controller.opts.delete_before_replace
+        # As on Vultr: a later user-data change does not replace the controller, a worker's does.
+        assert controller.opts.ignore_changes == ["triggers", "stdin"]
+        assert not commands["gemnar-worker-1-machine"].opts.ignore_changes
 
     return declared(config("lab")).apply(check)
 
