@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from pulumi import automation as auto
 
+from engine.errors import StackNotDeployed
 from engine.local_stack import (
     ensure_generated_secrets,
     is_local_stack,
@@ -186,7 +187,14 @@ def open_deployed_stack(
                               program=program or project_program(opened), opts=opts)
     opened.append(stack)
     if fresh or refresh_config:
-        stack.refresh_config()
+        try:
+            stack.refresh_config()
+        except auto.errors.CommandError as error:
+            if "no previous deployment" in str(error):
+                raise StackNotDeployed(
+                    f"stack {stack_name} has no finished update yet (its first `up` is still "
+                    "running)") from error
+            raise
     return stack
 
 

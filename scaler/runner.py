@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import StackNotDeployed
 from scaler.actuator import Actuator, GroupUpdater, StackLike, Updater
 from scaler.config import ConfigError, StackSettings, load_settings
 from scaler.exposition import render_tick_metrics, write_metrics
@@ -191,6 +192,9 @@ class Scaler:
                 action = self._act(state, seen, target, record)
             record["action"] = action
             self.persist(state)
+        except StackNotDeployed as error:
+            # The first deploy is still running (it installed this scaler): not a failure.
+            record.update(action="skipped", reason=str(error))
         except Exception as error:
             record.update(action="error", reason=f"{type(error).__name__}: {error}")
         return self._finish(record)

@@ -16,6 +16,7 @@ import pulumi
 import pytest
 from pulumi import automation as auto
 
+from engine.errors import StackNotDeployed
 from engine.local_stack import scaler_secrets
 from engine.toolchain import PROJECT_ROOT, ToolPaths, tool_paths
 from engine.workspace import (
@@ -82,6 +83,25 @@ def test_the_controller_opens_the_operators_stack_from_its_state(
                       ).get_all_config()["gemnar:workerCount"].value == "3"
     with pytest.raises(auto.errors.StackNotFoundError):
         open_stack("nosuchstack", program=program, paths=controller)
+
+
+def test_a_stack_in_its_first_update_is_not_deployed_yet(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The controller's first tick can come while the first `up` runs: no config recorded."""
+    paths = ToolPaths(cache_dir=tool_paths().cache_dir, state_dir=tmp_path / "operator")
+    paths.pulumi_home.mkdir(parents=True)
+    (tmp_path / "checkout").mkdir()
+    shutil.copyfile(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "checkout" / "Pulumi.yaml")
+    auto.create_stack("fresh", project_name=PROJECT_NAME, program=program,
+                      opts=auto.LocalWorkspaceOptions(
+                          work_dir=str(tmp_path / "checkout"), env_vars=pulumi_env(paths),
+                          pulumi_home=str(paths.pulumi_home),
+                          pulumi_command=pulumi_command(paths)))
+    monkeypatch.setenv(CONFIG_SOURCE_VARIABLE, CONFIG_FROM_STATE)
+    controller = ToolPaths(cache_dir=tool_paths().cache_dir, state_dir=tmp_path / "controller")
+    with pytest.raises(StackNotDeployed, match="no finished update"):
+        open_stack("fresh", program=program, paths=controller)
 
 
 @pytest.mark.parametrize(("env", "expected"), [

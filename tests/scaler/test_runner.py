@@ -257,3 +257,17 @@ def test_run_loop_stops_cleanly_on_sigterm(tmp_path: Path,
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and len(calls) == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_stack_still_in_its_first_deploy_is_a_skipped_tick(tmp_path: Path) -> None:
+    """On the controller the first deploy installs the scaler before it has finished: a tick
+    then finds no recorded config (engine.errors.StackNotDeployed) and skips, successfully."""
+    from engine.errors import StackNotDeployed
+
+    def not_deployed(_name: str) -> FakeStack:
+        raise StackNotDeployed("stack local has no finished update yet")
+
+    clock = Clock()
+    scaler = Scaler("local", not_deployed, StateStore(tmp_path), clock, emit=lambda _r: None)
+    record = scaler.tick()
+    assert record["action"] == "skipped" and "no finished update" in record["reason"]
