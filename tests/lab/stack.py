@@ -7,6 +7,7 @@ addresses exist. Probes (HTTP, TCP, SSH) run there too; nothing is sent in the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import stack_env
 from lab import agent, hypervisor, machine, netns, s3
 from lab.netns import LabNetwork
+from tests.support.waiting import WaitTimeout, wait_until
 from worker_count import next_generation
 
 PYTHON = str(PROJECT_ROOT / ".venv" / "bin" / "python")
@@ -128,14 +131,17 @@ class LabStack:
         return result
 
 
-def new_lab_stack(log_dir: Path, workers: int = 2) -> LabStack:
-    """Write the stack's working copy (from Pulumi.lab.yaml) under the project's state."""
+def new_lab_stack(log_dir: Path, workers: int = 2,
+                  config: dict[str, object] | None = None) -> LabStack:
+    """Write the stack's working copy (from Pulumi.lab.yaml, with ``config`` over it: keys
+    without the ``gemnar:`` namespace) under the project's state."""
     name = f"lab{uuid.uuid4().hex[:8]}"
     project = log_dir / "project"
     project.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
     committed = yaml.safe_load((PROJECT_ROOT / "Pulumi.lab.yaml").read_text())
     committed["config"]["gemnar:workerCount"] = workers
+    committed["config"].update({f"gemnar:{key}": value for key, value in (config or {}).items()})
     (project / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(committed))
     prepare_work_dir(name, tool_paths().state_dir, project)
     vpc = str(committed["config"].get("gemnar:vpcSubnet", "10.20.0.0/24"))
@@ -166,3 +172,23 @@ def remove(stack: LabStack) -> None:
     stack.timings["destroy-all"] = time.monotonic() - started
     shutil.rmtree(tool_paths().state_dir / "work" / stack.name, ignore_errors=True)
     TIMINGS[stack.name] = {k: round(v, 1) for k, v in stack.timings.items()}
+
+
+@contextlib.contextmanager
+def brought_up(stack: LabStack) -> Iterator[LabStack]:
+    """The stack's network and ``up`` (recorded, not asserted: the machines are worth
+    inspecting when it fails); on exit it is removed, and any part of it left fails."""
+    from tests.lab.conftest import leftovers  # the lab's fixtures module
+
+    try:
+        network_up(stack)
+        stack.results["up"] = stack.engine("up")
+        yield stack
+    finally:
+        remove(stack)
+        # A stopped nspawn can linger as a zombie for a moment.
+        with contextlib.suppress(WaitTimeout):
+            wait_until(lambda: not leftovers(stack.net, stack.stack_dir), timeout_s=30,
+                       interval_s=0.5, what="nothing of the lab stack left")
+        left = leftovers(stack.net, stack.stack_dir)
+        assert left == [], f"destroy left parts of lab stack {stack.name} behind: {left}"

@@ -9,7 +9,6 @@ at the end.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
@@ -22,9 +21,8 @@ import pytest
 
 from components.lab_nodes import worker_public_address
 from lab import image
-from tests.lab.conftest import leftovers
-from tests.lab.stack import PROJECT_ROOT, LabStack, network_up, new_lab_stack, remove
-from tests.support.waiting import WaitTimeout, wait_until
+from tests.lab.stack import PROJECT_ROOT, LabStack, brought_up, new_lab_stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,19 +38,8 @@ def lab_stack(lab_available: None, tmp_path_factory: pytest.TempPathFactory) -> 
     for role in image.ROLE_PACKAGES:
         image.lower_dirs(image.default_spec(PROJECT_ROOT), role)
     stack.timings["image"] = time.monotonic() - started
-    try:
-        network_up(stack)
-        # Recorded, not asserted here: the machines are worth inspecting when `up` fails.
-        stack.results["up"] = stack.engine("up")
+    with brought_up(stack):
         yield stack
-    finally:
-        remove(stack)
-        # A stopped nspawn can linger as a zombie for a moment.
-        with contextlib.suppress(WaitTimeout):
-            wait_until(lambda: not leftovers(stack.net, stack.stack_dir), timeout_s=30,
-                       interval_s=0.5, what="nothing of the lab stack left")
-        left = leftovers(stack.net, stack.stack_dir)
-        assert left == [], f"destroy left parts of lab stack {stack.name} behind: {left}"
 
 
 def engine_tail(result: subprocess.CompletedProcess[str]) -> str:
