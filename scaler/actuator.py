@@ -262,9 +262,24 @@ class Actuator:
                 "retry next tick"]), flight.target)
         except Exception as error:
             return self._failed(state, error, flight.target, flight.previous, None)
+        notes.append(self._withdraw_dead_request())
         state.in_flight = None
         self.persist(state)
         return Outcome("recovered", "; ".join(notes), flight.target)
+
+    def _withdraw_dead_request(self) -> str:
+        """The dead run's count request is still in this working copy's config, a generation
+        above what the stack applied when the run did not finish: set it back to what the
+        stack has, so nothing else run from here (an operator's or the healer's ``up``)
+        applies the old target later without a decision."""
+        try:
+            last = last_applied(self.stack.outputs())
+        except Exception as error:
+            return f"count request not withdrawn: {error}"
+        if last is None:
+            return "no count applied yet"
+        self._withdraw(last[0], last)
+        return f"count request set back to the stack's {last[0]} (generation {last[1]})"
 
     def _targets(self, previous: int, target: int, existing: bool = False) -> list[str]:
         """The scope of a change; with ``existing``, what a refresh of it must name."""

@@ -129,11 +129,16 @@ def test_recovery_refreshes_and_does_not_reapply_the_old_target(tmp_path: Path) 
     stack = FakeStack.with_workers(3)
     actuator, _, _ = make(stack, tmp_path, clock)
 
+    stack.config |= {"gemnar:workerCount": "4", "gemnar:workerCountGeneration": "1"}
     outcome = actuator.recover(store.load())
 
     assert outcome.status == "recovered"
-    assert stack.names() == ["refresh"]
+    assert stack.names() == ["refresh", "set_config", "set_config"]
     assert stack.calls[0][1]["clear_pending_creates"] is True
+    # The dead run's request (4, one generation up) is withdrawn: what the stack has.
+    assert (stack.config["gemnar:workerCount"], stack.config["gemnar:workerCountGeneration"]
+            ) == ("3", "0")
+    assert "set back to the stack's 3" in outcome.detail
     # Only what the state holds: worker-3 was being created (the engine refuses other names);
     # the membership's command by name (the engine's --target-dependents would not load its
     # provider).
@@ -155,7 +160,7 @@ def test_recovery_skips_the_refresh_when_the_orphan_finished(tmp_path: Path) -> 
     actuator, _, _ = make(stack, tmp_path, clock)
     outcome = actuator.recover(store.load())
     assert outcome.status == "recovered" and "had finished" in outcome.detail
-    assert stack.names() == []
+    assert "refresh" not in stack.names()
 
 
 def test_recovery_waits_for_a_live_orphaned_group_before_touching_the_stack(
