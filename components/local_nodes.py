@@ -52,7 +52,12 @@ def local_worker_secret_names() -> dict[str, str]:
 
 
 def state_dir(layout: LocalLayout, stack: str) -> Path:
-    return Path(layout.state_dir) if layout.state_dir else PROJECT_ROOT / ".state" / "local" / stack
+    return configured_state_dir(layout.state_dir, stack)
+
+
+def configured_state_dir(configured: str, stack: str) -> Path:
+    """Where the nodes' files live: ``gemnar:localStateDir``, or the project's default."""
+    return Path(configured) if configured else PROJECT_ROOT / ".state" / "local" / stack
 
 
 def local_controller_settings(cfg: StackConfig, root: Path) -> ControllerSettings:

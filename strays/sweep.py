@@ -26,25 +26,34 @@ class Platform(Protocol):
 
 
 def platform_for(stack: str, config: Mapping[str, Any]) -> tuple[str, Platform]:
-    """The stack's platform name and adapter, from its config (``get_all_config`` values)."""
-    from components.local_nodes import state_dir  # the program's own layout rules
-    from stack_config import parse_stack_config
+    """The stack's platform name and adapter, from its config (``get_all_config`` values).
+
+    Only the keys that say where nodes are are read (each validated as the stack validates
+    it): the whole config may be between two valid states, e.g. a count request set back
+    while ``minWorkers`` was raised, and that must not hide the platform's nodes.
+    """
+    from stack_schema import KEYS, NAMESPACE, convert
 
     values = {k: getattr(v, "value", v) for k, v in config.items()}
-    cfg = parse_stack_config({k: v for k, v in values.items() if k.startswith("gemnar:")})
-    if cfg.platform == "local":
+
+    def value(key: str) -> Any:
+        raw = values.get(f"{NAMESPACE}:{key}")
+        return KEYS[key].default if raw is None else convert(KEYS[key], raw)
+
+    platform = value("platform")
+    if platform == "local":
+        from components.local_nodes import configured_state_dir  # the program's own rule
         from strays.local import LocalNodes
 
-        assert cfg.local is not None
-        return "local", LocalNodes(state_dir(cfg.local, stack))
-    if cfg.platform == "lab":
+        return "local", LocalNodes(configured_state_dir(value("localStateDir"), stack))
+    if platform == "lab":
         from lab.netns import LabNetwork
         from strays import lab
 
         token = values.get(lab.TOKEN_KEY)
         if not token:
             raise RuntimeError(f"cannot list the lab's machines: no {lab.TOKEN_KEY}")
-        net = LabNetwork(stack=stack, vpc_subnet=cfg.vpc_subnet)
+        net = LabNetwork(stack=stack, vpc_subnet=value("vpcSubnet"))
         return "lab", lab.LabMachines(lab.client(net, str(token)))
     from strays.vultr import VultrInstances, client
 

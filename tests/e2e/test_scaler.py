@@ -402,7 +402,8 @@ def test_an_update_killed_while_creating_a_worker_converges_on_the_next_tick(
 
         def story() -> str:
             return json.dumps([{k: r.get(k) for k in ("action", "rule", "reason", "recovery",
-                                                      "outcome", "current", "leftovers")}
+                                                      "outcome", "current", "leftovers",
+                                                      "notes")}
                                for r in records], indent=1, default=str)
 
         wait_until(converged, timeout_s=600, interval_s=0, what="a tick that decides",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from strays.core import HOLDERS, Node, find, held
-from strays.sweep import strays, sweep
+from strays.sweep import platform_for, strays, sweep
 from tests.scaler.program_graph import graph
 
 
@@ -119,3 +121,37 @@ def test_sweep_lists_before_it_reads_the_state_and_removes_only_strays() -> None
     assert [n.key for n in platform.existing] == ["worker-0", "controller"]
     assert "worker-2" in logged[0] and "not in the stack's state" in logged[0]
     assert sweep("local", platform, deployment) == []
+
+
+def test_the_platform_comes_from_the_keys_that_say_where_nodes_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab.netns import LabNetwork
+    from strays import lab
+    from strays.local import LocalNodes
+    from strays.vultr import VultrInstances
+
+    # A count request set back below a raised minimum: the whole config is invalid for a
+    # moment, the nodes' whereabouts are not.
+    local = {"gemnar:platform": "local", "gemnar:localStateDir": str(tmp_path),
+             "gemnar:workerCount": "2", "gemnar:minWorkers": "3"}
+    assert platform_for("s1", local) == ("local", LocalNodes(tmp_path))
+    name, default = platform_for("s1", {"gemnar:platform": "local"})
+    assert isinstance(default, LocalNodes) and default.state_dir.parts[-3:] == (
+        ".state", "local", "s1")
+    name, machines = platform_for("s1", {"gemnar:platform": "lab", lab.TOKEN_KEY: "t",
+                                         "gemnar:vpcSubnet": "10.30.0.0/24"})
+    assert name == "lab" and isinstance(machines, lab.LabMachines)
+    assert str(machines.http.base_url).startswith(
+        lab.agent.url(LabNetwork(stack="s1", vpc_subnet="10.30.0.0/24")))
+    with pytest.raises(RuntimeError, match="labHypervisorToken"):
+        platform_for("s1", {"gemnar:platform": "lab"})
+    monkeypatch.delenv("VULTR_API_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="apiKey"):
+        platform_for("prod", {})
+    monkeypatch.setenv("VULTR_API_KEY", "from-the-scaler-unit")
+    name, vultr = platform_for("prod", {})
+    assert name == "vultr" and isinstance(vultr, VultrInstances)
+    assert vultr.http.headers["Authorization"] == "Bearer from-the-scaler-unit"
+    with pytest.raises(ValueError, match="accepted: one of vultr, local, lab"):
+        platform_for("s1", {"gemnar:platform": "moon"})
