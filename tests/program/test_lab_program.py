@@ -187,3 +187,17 @@ def test_lab_backups_go_to_the_labs_s3_server_as_prod_to_object_storage() -> pul
         assert env["GEMNAR_BACKUP_S3_SECRET_KEY"] == "mock-lab-secret"
 
     return declared(config("lab")).apply(check)
+
+
+@pulumi.runtime.test
+def test_the_stray_sweep_finds_every_lab_worker_s_machine_in_the_state() -> pulumi.Output[None]:
+    # strays.core.HOLDERS names the resource that makes a lab worker exist; if the program
+    # renamed it, the sweep would take every worker for a stray.
+    from strays.core import held
+
+    def check(found: list[Declared]) -> None:
+        deployment = {"resources": [{"urn": f"urn:pulumi:lab::gemnar::{d.type}::{d.name}",
+                                     "type": d.type} for d in found]}
+        assert held(deployment, "lab") == {"worker-0", "worker-1", "worker-2"}
+
+    return declared(config("lab", workerCount="3")).apply(check)
