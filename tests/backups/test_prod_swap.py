@@ -23,6 +23,8 @@ import pytest
 from components.host_secrets import CONTROLLER_SECRETS, controller_secret_env, render_env_file
 from components.offsite_storage import BACKUP_ENV, OffsiteStorageArgs, backup_env
 from provisioning.files import controller_files
+from provisioning.monitoring import monitoring_files
+from provisioning.pgbouncer import STATS_USER as PGBOUNCER_STATS_USER
 from provisioning.scram import scram_sha256_verifier
 from provisioning.settings import ControllerSettings
 from provisioning.settings_codec import to_json
@@ -43,6 +45,10 @@ def apply_secrets(settings: ControllerSettings, shims: Path) -> list[str]:
     daemons.make_dirs(secrets_file.parent, Path(settings.paths.redis_secrets_file).parent,
                       Path(settings.paths.pgbouncer_auth_file).parent)
     daemons.write_file(secrets_file, render_env_file(controller_secret_env(SEED)), 0o600)
+    # Alertmanager's config as cloud-init wrote it: the hook sets its webhook receiver.
+    alertmanager = settings.paths.alertmanager_conf_file
+    daemons.make_dirs(Path(alertmanager).parent)
+    daemons.write_file(alertmanager, dict(monitoring_files(settings))[alertmanager], 0o640)
     calls = shims / "systemctl.log"
     shims.mkdir(exist_ok=True)
     systemctl = shims / "systemctl"
@@ -67,7 +73,9 @@ def test_restore_swaps_in_through_the_rendered_pgbouncer(tmp_path: Path) -> None
             daemons.create_app_role(settings, scram_sha256_verifier("first-boot-" + "x" * 20))
             assert "reload pgbouncer" in apply_secrets(settings, tmp_path / "bin")
             auth = Path(settings.paths.pgbouncer_auth_file).read_text()
-            assert [line.split()[0] for line in auth.splitlines()] == [f'"{app}"', '"postgres"']
+            # The app, the admin console's user, and the metrics collector's stats user.
+            assert [line.split()[0] for line in auth.splitlines()] == [
+                f'"{app}"', '"postgres"', f'"{PGBOUNCER_STATS_USER}"']
             assert "SCRAM-SHA-256$" in auth and controller_secret_env(SEED)[
                 "GEMNAR_DB_PASSWORD"] not in auth
             daemons.psql(settings, f"CREATE TABLE t (id int PRIMARY KEY, v text); "
