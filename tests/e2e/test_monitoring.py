@@ -160,16 +160,20 @@ def test_a_worker_down_past_the_bound_fires_worker_unhealthy(two_workers: LocalS
             timeout_s=ALERT_WORKER_UNHEALTHY_AFTER_S + 10 * MONITORING_INTERVAL_S + 10,
             interval_s=0.5, what="WorkerUnhealthy for worker-1 in Alertmanager")
         seen_s = time.monotonic() - stopped
+        # With no receiver configured, the health monitor logs it (the journal on prod).
+        # (Its labels also carry Prometheus's external ones and the series' job and
+        # instance.) Still inside the outage: the monitor polls Alertmanager every few
+        # seconds, and an alert resolved by the app's return could fall between two
+        # polls (failed a CI run).
+        wait_until(lambda: [line for line in monitor_log(stack).splitlines()
+                            if "alert firing: WorkerUnhealthy{" in line
+                            and f"worker={worker}" in line],
+                   timeout_s=15, interval_s=0.5, what="the alert in the health monitor's log",
+                   detail=lambda: "\n".join(monitor_log(stack).splitlines()[-10:]))
     assert fired[0]["labels"]["severity"] == "critical"
     print(f"WorkerUnhealthy in Alertmanager {seen_s:.1f} s after worker-1's app stopped "
           f"(bound {ALERT_WORKER_UNHEALTHY_AFTER_S} s, interval {MONITORING_INTERVAL_S} s)")
     assert seen_s >= ALERT_WORKER_UNHEALTHY_AFTER_S
-    # With no receiver configured, the health monitor logs it (the journal on prod).
-    # (Its labels also carry Prometheus's external ones and the series' job and instance.)
-    wait_until(lambda: [line for line in monitor_log(stack).splitlines()
-                        if "alert firing: WorkerUnhealthy{" in line and f"worker={worker}" in line],
-               timeout_s=15, interval_s=0.5, what="the alert in the health monitor's log",
-               detail=lambda: "\n".join(monitor_log(stack).splitlines()[-10:]))
     # The supervisor restarted the app: the monitor takes it back in, the alert resolves.
     wait_until(lambda: " down;" not in stack.upstream(), timeout_s=30, interval_s=0.2,
                what="worker-1 back in the upstream", detail=stack.upstream)
