@@ -15,10 +15,16 @@ from typing import Protocol
 from provisioning.settings import ControllerSettings
 from provisioning.templates import render
 
-# Nginx's passive check: one failed attempt (refused, reset, timed out) takes a member out of
-# the rotation for FAIL_TIMEOUT_S, between the health monitor's active probes.
-MAX_FAILS = 1
-FAIL_TIMEOUT_S = 10
+# Nginx's passive check is off (max_fails=0): the health monitor's active probes alone take
+# members out. With it on (max_fails=1), one error from the last healthy worker while another
+# is down marks every member failed, and Nginx answers 502 "no live upstreams" to everything
+# for fail_timeout (what fits 36 fast 502s in 1.2 s in an e2e run while a dead worker was
+# being replaced; docs/failure-handling.md). Off, an error costs only the request that met
+# it, which proxy_next_upstream sends on (idempotent ones). What passive marking saved is
+# small here: a refused connect to a dead worker costs microseconds per request until the
+# monitor's next round, and a hung worker's first timeout (READ_TIMEOUT_S) comes after the
+# monitor has taken it out anyway.
+MAX_FAILS = 0
 # Idle upstream connections are closed after this; workers keep theirs open longer.
 UPSTREAM_KEEPALIVE_TIMEOUT_S = 60
 # Proxy timeouts to the workers (seconds). A hung worker holds an idempotent request for
@@ -202,8 +208,7 @@ def render_nginx_upstream(members: Sequence[Member], settings: ControllerSetting
     for member in members:
         down = "" if member.healthy or fail_open else " down"
         lines.append(
-            f"    server {member.address} max_fails={MAX_FAILS} "
-            f"fail_timeout={FAIL_TIMEOUT_S}s{down};"
+            f"    server {member.address} max_fails={MAX_FAILS}{down};"
         )
     if not members:
         lines.append(f"    server unix:{settings.paths.nginx_fallback_socket};")

@@ -377,8 +377,7 @@ class WorkerSettings:
     graceful_shutdown_s: int = 30
     # Longer than the controller's upstream keepalive_timeout (provisioning.nginx), so Nginx,
     # not the app, closes an idle kept-alive connection. Otherwise Nginx can reuse one the app
-    # is closing: that error counts against the worker (max_fails=1), and with another worker
-    # already down it leaves Nginx with "no live upstreams" (502s) for a moment.
+    # is closing: the request on it errors (a POST then fails; a GET goes to another worker).
     keep_alive_s: int = 75
     ports: WorkerPorts = field(default_factory=WorkerPorts)
     controller_ports: ControllerPorts = field(default_factory=ControllerPorts)
