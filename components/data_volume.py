@@ -15,10 +15,9 @@ import shlex
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_command import remote
 
 from components.component import Component, Outputs
-from components.node_command import node_command
+from components.node_command import OnNode, on_node
 from components.nodes import as_root
 
 DATA_VOLUME = "/usr/local/sbin/gemnar-data-volume"
@@ -31,9 +30,7 @@ def data_volume_script(device: str, volume: str = DATA_VOLUME, setup: str = POST
 
 
 @dataclass(frozen=True)
-class DataVolumeArgs:
-    connection: remote.ConnectionArgs
-    node_identity: pulumi.Input[str]
+class DataVolumeArgs(OnNode):
     device: pulumi.Input[str]
     ssh_user: str = "root"
 
@@ -47,8 +44,6 @@ class DataVolume(Component[DataVolumeArgs]):
         self.device = pulumi.Output.from_input(args.device)
         # A new machine (or a new volume, which changes the device) needs it once more; the
         # script is idempotent and never formats a volume that holds a filesystem.
-        node_command(
-            f"{name}-mount", self, args.connection, args.node_identity,
-            create=self.device.apply(lambda d: as_root(data_volume_script(d), args.ssh_user)),
-        )
+        on_node(f"{name}-mount", self, args,
+                create=self.device.apply(lambda d: as_root(data_volume_script(d), args.ssh_user)))
         return {"device": self.device}

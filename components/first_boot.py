@@ -12,11 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pulumi
-from pulumi_command import remote
-
 from components.component import Component, Outputs
-from components.node_command import node_command
+from components.node_command import OnNode, on_node
 from components.nodes import as_root
 
 # `--wait` blocks on cloud-init itself (no polling here); `--long` names the failed module.
@@ -27,9 +24,7 @@ CLOUD_INIT_WAIT = (
 
 
 @dataclass(frozen=True)
-class FirstBootArgs:
-    connection: remote.ConnectionArgs
-    node_identity: pulumi.Input[str]
+class FirstBootArgs(OnNode):
     wait_command: str
     ssh_user: str = "root"
 
@@ -39,6 +34,5 @@ class FirstBoot(Component[FirstBootArgs]):
 
     def build(self, name: str, args: FirstBootArgs) -> Outputs:
         # A new machine boots once more.
-        node_command(f"{name}-wait", self, args.connection, args.node_identity,
-                     create=as_root(args.wait_command, args.ssh_user))
+        on_node(f"{name}-wait", self, args, create=as_root(args.wait_command, args.ssh_user))
         return {}

@@ -22,10 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_command import remote
 
 from components.component import Component, Outputs
-from components.node_command import node_command
+from components.node_command import OnNode, on_node
 from components.nodes import as_root
 from provisioning.monitoring import WEBHOOK_ENV
 from provisioning.pgbouncer import ADMIN_VERIFIER_ENV
@@ -141,9 +140,7 @@ def write_script(path: str, hook: str = APPLY_HOOK, then: str | None = None) -> 
 
 
 @dataclass(frozen=True)
-class HostSecretsArgs:
-    connection: remote.ConnectionArgs
-    node_identity: pulumi.Input[str]
+class HostSecretsArgs(OnNode):
     path: str
     # The whole file; it is made secret here whatever the caller passed.
     content: pulumi.Input[str]
@@ -177,8 +174,8 @@ class HostSecrets(Component[HostSecretsArgs]):
             else as_root(write_script(args.path, args.hook), args.ssh_user)
         )
         # A replaced machine is a new host that needs the file again.
-        node_command(
-            f"{name}-write", self, args.connection, args.node_identity,
+        on_node(
+            f"{name}-write", self, args,
             create=script,
             # Secrets travel on stdin only: never in the command text (upstream shows it in
             # failure messages) nor in `environment` (visible to the remote session's env).

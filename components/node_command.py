@@ -8,6 +8,7 @@ replaced (the machine's identity is its trigger), and it is not handed its previ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -27,3 +28,17 @@ def node_command(name: str, parent: pulumi.Resource,
         opts=pulumi.ResourceOptions(parent=parent),
         **command,
     )
+
+
+@dataclass(frozen=True)
+class OnNode:
+    """The fields of a component's args that say which node its commands run on: the node's
+    SSH connection and the resource whose replacement means a new machine."""
+
+    connection: remote.ConnectionArgs
+    node_identity: pulumi.Input[str]
+
+
+def on_node(name: str, parent: pulumi.Resource, node: OnNode, **command: Any) -> remote.Command:
+    """``node_command`` on the node that ``node`` (a component's args) names."""
+    return node_command(name, parent, node.connection, node.node_identity, **command)

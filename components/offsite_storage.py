@@ -33,6 +33,7 @@ from components.host_secrets import (
     derive_secret,
     render_env_file,
 )
+from components.node_command import OnNode
 from provisioning.settings import ControllerPaths
 
 BACKUP_ENV = f"{ControllerPaths().secrets_dir}/backup.env"
@@ -52,9 +53,7 @@ class ExternalS3:
 
 
 @dataclass(frozen=True)
-class OffsiteStorageArgs:
-    connection: remote.ConnectionArgs
-    node_identity: pulumi.Input[str]
+class OffsiteStorageArgs(OnNode):
     path: str
     seed: pulumi.Input[str]
     keep_daily: int

@@ -19,10 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_command import remote
 
 from components.component import Component, Outputs
-from components.node_command import node_command
+from components.node_command import OnNode, on_node
 from components.nodes import as_root
 
 READY = "/usr/local/sbin/gemnar-worker-ready"
@@ -30,9 +29,7 @@ DRAIN = "/usr/local/sbin/gemnar-worker-drain"
 
 
 @dataclass(frozen=True)
-class WorkerReadinessArgs:
-    connection: remote.ConnectionArgs
-    node_identity: pulumi.Input[str]
+class WorkerReadinessArgs(OnNode):
     private_address: pulumi.Input[str]
     ssh_user: str = "root"
     ready_command: str = READY
@@ -47,8 +44,8 @@ class WorkerReadiness(Component[WorkerReadinessArgs]):
     def build(self, name: str, args: WorkerReadinessArgs) -> Outputs:
         self.address = pulumi.Output.from_input(args.private_address)
         # A replaced instance is a new machine: wait for it (and drain the old one) again.
-        node_command(
-            f"{name}-gate", self, args.connection, args.node_identity,
+        on_node(
+            f"{name}-gate", self, args,
             create=self.address.apply(
                 lambda ip: as_root(f"{args.ready_command} {ip}", args.ssh_user)
             ),
