@@ -129,8 +129,7 @@ def test_secret_files_and_database_url(tmp_path: Path) -> None:
     assert s["CACHES"]["default"]["OPTIONS"]["fail_open"] is False
 
 
-# (environment change, variable named in the error): rows of data, which `duplicates` pairs
-# by shape with tests/scaler/test_config.py's bad values.
+# (environment change, variable named in the error)
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -83,9 +83,19 @@ def _series(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
     return {"series": f"{name}{{{inner}}}", "values": values}
 
 
+# (input series, eval time, labels of the expected alert), (quiet series, eval time)
+Case = tuple[tuple[list[dict[str, str]], str, dict[str, str]], tuple[list[dict[str, str]], str]]
+
+
+def _unlabelled(metric: str, fires: tuple[str, str], quiet: tuple[str, str]) -> Case:
+    """The case of a rule on one metric without labels: (values, evaluated at) when it fires,
+    and when it stays quiet."""
+    return (([_series(metric, {}, fires[0])], fires[1], {}),
+            ([_series(metric, {}, quiet[0])], quiet[1]))
+
+
 # alert -> (input series, eval time, labels of the expected alert), (quiet series, eval time)
-CASES: dict[str, tuple[tuple[list[dict[str, str]], str, dict[str, str]],
-                       tuple[list[dict[str, str]], str]]] = {
+CASES: dict[str, Case] = {
     "SiteDown": (
         ([_series("nginx_up", {"job": "nginx"}, "0x10"), _series("up", {"job": "app"}, "1x10")],
          "5m", {"job": "nginx"}),
@@ -125,22 +135,14 @@ CASES: dict[str, tuple[tuple[list[dict[str, str]], str, dict[str, str]],
             _series("node_memory_MemTotal_bytes", {**W, "worker": f"w{i}"}, "100x10"),
             _series("up", {"job": "node", **W, "worker": f"w{i}"}, "1x10"))], "5m"),
     ),
-    "ScalerFailing": (
-        ([_series("gemnar_scaler_last_tick_success", {}, "0x10")], "5m", {}),
-        ([_series("gemnar_scaler_last_tick_success", {}, "1x10")], "5m"),
-    ),
-    "ScalerStuck": (
-        ([_series("gemnar_scaler_last_tick_timestamp_seconds", {}, "0x10")], "10m", {}),
-        ([_series("gemnar_scaler_last_tick_timestamp_seconds", {}, "0+60x10")], "10m"),
-    ),
-    "BackupFailed": (
-        ([_series("gemnar_backup_last_attempt_success", {}, "0x3")], "2m", {}),
-        ([_series("gemnar_backup_last_attempt_success", {}, "1x3")], "2m"),
-    ),
-    "BackupMissing": (
-        ([_series("gemnar_backup_last_success_timestamp_seconds", {}, "0x30")], "27h", {}),
-        ([_series("gemnar_backup_last_success_timestamp_seconds", {}, "0x30")], "25h"),
-    ),
+    "ScalerFailing": _unlabelled("gemnar_scaler_last_tick_success", ("0x10", "5m"),
+                                 ("1x10", "5m")),
+    "ScalerStuck": _unlabelled("gemnar_scaler_last_tick_timestamp_seconds", ("0x10", "10m"),
+                               ("0+60x10", "10m")),
+    "BackupFailed": _unlabelled("gemnar_backup_last_attempt_success", ("0x3", "2m"),
+                                ("1x3", "2m")),
+    "BackupMissing": _unlabelled("gemnar_backup_last_success_timestamp_seconds", ("0x30", "27h"),
+                                 ("0x30", "25h")),
     "BackupNeverSucceeded": (
         ([_series("up", {"job": "node"}, "1x60")], "53h", {}),
         ([_series("gemnar_backup_last_success_timestamp_seconds", {}, "0+3600x60")], "53h"),

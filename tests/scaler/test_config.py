@@ -53,21 +53,23 @@ def test_a_count_outside_the_bounds_is_left_to_the_policy() -> None:
     assert load_settings({"gemnar:workerCount": "12"}).worker_count == 12
 
 
-# Every value the issue found accepted by one validator and refused by the other. Rows of
-# data; `duplicates` pairs them by shape with tests/app/test_app_settings.py's bad values.
-DISAGREED = [
+# Every value the issue found accepted by one validator and refused by the other: one key's
+# value (key, value), or values wrong only together (values, key named in the error).
+DISAGREED_VALUE = [
+    ("scaleUpThreshold", "0"),
+    ("scaleUpThreshold", "0.5"),
+    ("scaleInterval", "3601"),
+    ("evaluationPeriods", "101"),
+    ("minWorkers", "two"),
+    ("minWorkers", "12"),
+    ("scaleDownThreshold", "90"),
+    ("scaleInterval", "0"),
+    ("scaleTrend", "yes"),
+]
+DISAGREED = [({key: value}, key) for key, value in DISAGREED_VALUE] + [
     ({"scaleStaleAfter": "30", "scaleInterval": "60"}, "scaleStaleAfter"),
-    ({"scaleUpThreshold": "0"}, "scaleUpThreshold"),
-    ({"scaleUpThreshold": "0.5"}, "scaleUpThreshold"),
     ({"scaleInMargin": "40", "scaleUpThreshold": "40", "scaleDownThreshold": "20"},
      "scaleInMargin"),
-    ({"scaleInterval": "3601"}, "scaleInterval"),
-    ({"evaluationPeriods": "101"}, "evaluationPeriods"),
-    ({"minWorkers": "two"}, "minWorkers"),
-    ({"minWorkers": "12"}, "minWorkers"),
-    ({"scaleDownThreshold": "90"}, "scaleDownThreshold"),
-    ({"scaleInterval": "0"}, "scaleInterval"),
-    ({"scaleTrend": "yes"}, "scaleTrend"),
 ]
 
 
