@@ -77,6 +77,41 @@ CONN_PER_CLIENT = 32
 LOGIN_PATH = "/accounts/login/"
 UPLOAD_PATH = "/upload/"
 
+# The fixed values above, by their placeholder in controller/nginx.conf.
+_FIXED: dict[str, object] = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "read_timeout": READ_TIMEOUT_S,
+    "next_upstream_timeout": NEXT_UPSTREAM_TIMEOUT_S,
+    "app_csp": APP_CSP,
+    "login_rate": LOGIN_RATE,
+    "upload_rate": UPLOAD_RATE,
+    "conn_per_client": CONN_PER_CLIENT,
+    "login_path": LOGIN_PATH,
+    "upload_path": UPLOAD_PATH,
+    "media_cache_mb": MEDIA_CACHE_MB,
+    "static_cache_mb": STATIC_CACHE_MB,
+    "static_cache_inactive": STATIC_CACHE_INACTIVE,
+    "static_cache_valid": STATIC_CACHE_VALID,
+    "static_missing_valid": STATIC_MISSING_VALID,
+}
+
+# Placeholders of controller/nginx.conf filled with a path of ControllerPaths, by field.
+_PATHS: dict[str, str] = {
+    "pid_file": "nginx_pid_file",
+    "error_log": "nginx_error_log",
+    "mime_types": "nginx_mime_types_file",
+    "access_log": "nginx_access_log",
+    "temp_dir": "nginx_temp_dir",
+    "upstream_file": "nginx_upstream_file",
+    "fallback_socket": "nginx_fallback_socket",
+    "acme_webroot": "acme_webroot",
+    "tls_cert": "tls_cert_file",
+    "tls_key": "tls_key_file",
+    "media_file": "nginx_media_file",
+    "media_cache_dir": "nginx_media_cache_dir",
+    "static_cache_dir": "nginx_static_cache_dir",
+}
+
 
 class Member(Protocol):
     """A load-balancer member as the membership step and health monitor see it."""
@@ -145,18 +180,10 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
     default = "" if settings.domain else " default_server"
     return render(
         "controller/nginx.conf",
+        **_FIXED,
+        **{placeholder: getattr(paths, name) for placeholder, name in _PATHS.items()},
         user_line=_user_line(settings.nginx_user),
-        pid_file=paths.nginx_pid_file,
-        error_log=paths.nginx_error_log,
         worker_shutdown_timeout=settings.worker_shutdown_timeout_s,
-        connect_timeout=CONNECT_TIMEOUT_S,
-        read_timeout=READ_TIMEOUT_S,
-        next_upstream_timeout=NEXT_UPSTREAM_TIMEOUT_S,
-        mime_types=paths.nginx_mime_types_file,
-        access_log=paths.nginx_access_log,
-        temp_dir=paths.nginx_temp_dir,
-        upstream_file=paths.nginx_upstream_file,
-        fallback_socket=paths.nginx_fallback_socket,
         status_listen=f"{settings.loopback_address}:{settings.ports.nginx_status}",
         # Any 127/8 source is this host; a local node's own 127.x address is not the source
         # its exporter's connections get (the kernel picks 127.0.0.1).
@@ -172,24 +199,7 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
         ssl_ciphers=":".join(SSL_CIPHERS),
         security_headers=_headers("        "),
         location_security_headers=_headers("            "),
-        app_csp=APP_CSP,
-        login_rate=LOGIN_RATE,
-        upload_rate=UPLOAD_RATE,
-        conn_per_client=CONN_PER_CLIENT,
-        login_path=LOGIN_PATH,
-        upload_path=UPLOAD_PATH,
-        acme_webroot=paths.acme_webroot,
-        tls_cert=paths.tls_cert_file,
-        tls_key=paths.tls_key_file,
         static_root=paths.static_root.rstrip("/"),
-        media_file=paths.nginx_media_file,
-        media_cache_dir=paths.nginx_media_cache_dir,
-        media_cache_mb=MEDIA_CACHE_MB,
-        static_cache_dir=paths.nginx_static_cache_dir,
-        static_cache_mb=STATIC_CACHE_MB,
-        static_cache_inactive=STATIC_CACHE_INACTIVE,
-        static_cache_valid=STATIC_CACHE_VALID,
-        static_missing_valid=STATIC_MISSING_VALID,
     )
 
 
