@@ -20,9 +20,9 @@ class FileStat:
 
 
 @dataclass(frozen=True)
-class CachedHash:
-    size: int
-    version: str
+class CachedHash(FileStat):
+    """A file's hash and the stat it was taken at."""
+
     sha256: str
 
 

@@ -37,15 +37,15 @@ UNSUPPORTED_INPUTS: Mapping[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class CheckFailure:
-    property: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class CheckResult:
     inputs: PropertyMap
     failures: tuple[CheckFailure, ...]
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    property: str
+    reason: str
 
 
 def check(type_token: str, news: Mapping[str, Any]) -> CheckResult:
