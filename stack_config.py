@@ -196,41 +196,53 @@ def parse_stack_config(
     return assemble(parse_values(values, secret_keys=secret_keys))
 
 
+# StackConfig fields read as they are, each from its stack key.
+_PLAIN_KEYS = {
+    "platform": "platform",
+    "region": "region",
+    "controller_plan": "controllerPlan",
+    "worker_plan": "workerPlan",
+    "os_id": "osId",
+    "ssh_public_keys": "sshPublicKeys",
+    "ssh_user": "sshUser",
+    "admin_cidrs": "adminCidrs",
+    "worker_ssh_from_admin": "workerSshFromAdmin",
+    "manage_dns": "manageDns",
+    "app_port": "appPort",
+    "worker_count": "workerCount",
+    "app_source": "appSource",
+    "app_version": "appVersion",
+    "postgres_volume_gb": "postgresVolumeGb",
+    "postgres_volume_type": "postgresVolumeType",
+    "ddos_protection": "ddosProtection",
+}
+# Backups field -> the stack key it is read from.
+_BACKUP_KEYS = {
+    "enabled": "backups",
+    "schedule": "backupSchedule",
+    "hour_utc": "backupHour",
+    "retention_days": "backupRetentionDays",
+}
+
+
+def _read(keys: Mapping[str, str], v: Mapping[str, Any]) -> dict[str, Any]:
+    """``{field: v[key]}`` for a table of field -> stack key."""
+    return {name: v[key] for name, key in keys.items()}
+
+
 def assemble(v: Mapping[str, Any]) -> StackConfig:
     """The typed config from values ``stack_schema.parse_values`` has validated (pure)."""
     seed = v["secretSeed"]
     private_key = v["sshPrivateKey"]
-    # Here, in _scaling and in _local_layout: each typed field read from its schema key, which
-    # is data (`duplicates` pairs the three by shape); the rules live in stack_schema.
+    # The rules live in stack_schema; here, fields read as they are and the ones converted.
     return StackConfig(
-        platform=v["platform"],
-        region=v["region"],
-        controller_plan=v["controllerPlan"],
-        worker_plan=v["workerPlan"],
-        os_id=v["osId"],
-        ssh_public_keys=v["sshPublicKeys"],
+        **_read(_PLAIN_KEYS, v),
         ssh_private_key=SecretValue(private_key) if private_key else None,
-        ssh_user=v["sshUser"],
-        admin_cidrs=v["adminCidrs"],
-        worker_ssh_from_admin=v["workerSshFromAdmin"],
         domain=v["domain"] or None,
         tls_email=v["tlsEmail"] or None,
-        manage_dns=v["manageDns"],
         vpc_subnet=str(ipaddress.IPv4Network(v["vpcSubnet"])),
-        app_port=v["appPort"],
-        worker_count=v["workerCount"],
         scaling=_scaling(v),
-        app_source=v["appSource"],
-        app_version=v["appVersion"],
-        backups=Backups(
-            enabled=v["backups"],
-            schedule=v["backupSchedule"],
-            hour_utc=v["backupHour"],
-            retention_days=v["backupRetentionDays"],
-        ),
-        postgres_volume_gb=v["postgresVolumeGb"],
-        postgres_volume_type=v["postgresVolumeType"],
-        ddos_protection=v["ddosProtection"],
+        backups=Backups(**_read(_BACKUP_KEYS, v)),
         secret_seed=SecretValue(seed),
         local=_local_layout(v) if v["platform"] == "local" else None,
         scaler_credentials={
@@ -254,28 +266,37 @@ SCALER_CREDENTIALS = {
 }
 
 
+# ScalingPolicy field -> the stack key it is read from.
+_SCALING_KEYS = {
+    "min_workers": "minWorkers",
+    "max_workers": "maxWorkers",
+    "up_threshold": "scaleUpThreshold",
+    "down_threshold": "scaleDownThreshold",
+    "up_cooldown_s": "scaleUpCooldown",
+    "down_cooldown_s": "scaleDownCooldown",
+    "evaluation_periods": "evaluationPeriods",
+    "interval_s": "scaleInterval",
+}
+# The schema's percentages are integers; the policy's thresholds are floats.
+_FLOAT_FIELDS = ("up_threshold", "down_threshold")
+# LocalLayout field -> the stack key it is read from.
+_LOCAL_KEYS = {
+    "address_prefix": "localAddressPrefix",
+    "state_dir": "localStateDir",
+    "http_port": "localHttpPort",
+    "https_port": "localHttpsPort",
+    "ssh_port": "localSshPort",
+    "worker_memory_mb": "localWorkerMemoryMb",
+}
+
+
 def _scaling(v: Mapping[str, Any]) -> ScalingPolicy:
-    return ScalingPolicy(
-        min_workers=v["minWorkers"],
-        max_workers=v["maxWorkers"],
-        up_threshold=float(v["scaleUpThreshold"]),
-        down_threshold=float(v["scaleDownThreshold"]),
-        up_cooldown_s=v["scaleUpCooldown"],
-        down_cooldown_s=v["scaleDownCooldown"],
-        evaluation_periods=v["evaluationPeriods"],
-        interval_s=v["scaleInterval"],
-    )
+    fields = _read(_SCALING_KEYS, v)
+    return ScalingPolicy(**{**fields, **{name: float(fields[name]) for name in _FLOAT_FIELDS}})
 
 
 def _local_layout(v: Mapping[str, Any]) -> LocalLayout:
-    return LocalLayout(
-        address_prefix=v["localAddressPrefix"],
-        state_dir=v["localStateDir"],
-        http_port=v["localHttpPort"],
-        https_port=v["localHttpsPort"],
-        ssh_port=v["localSshPort"],
-        worker_memory_mb=v["localWorkerMemoryMb"],
-    )
+    return LocalLayout(**_read(_LOCAL_KEYS, v))
 
 
 def load_stack_config() -> StackConfig:
