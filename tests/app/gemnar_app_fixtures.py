@@ -516,7 +516,8 @@ class Worker:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
+        # The same address and port: Uvicorn serves WebSockets beside HTTP.
+        return self.url.replace("http://", "ws://", 1)
 
     @property
     def pid(self) -> int:
