@@ -252,11 +252,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Output[object]]:
             roll = AppRoll(
                 role_resource(index, "roll"),
                 AppRollArgs(
-                    worker=worker.name,
-                    worker_connection=worker.connection,
+                    worker=worker,
                     controller_connection=controller.connection,
-                    node_identity=worker.identity,
-                    private_address=worker.private_address,
                     app_port=cfg.app_port,
                     release=release,
                     min_healthy=cfg.get("rollMinHealthy"),

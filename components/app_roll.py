@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from components.nodes import as_root
+from components.nodes import NodeHandle, as_root
 
 ROLL = "/usr/local/sbin/gemnar-worker-roll"
 LB_WAIT = "/usr/local/sbin/gemnar-lb-wait"
@@ -56,11 +56,9 @@ def roll_command(command: str, worker: str, address: str, timeout_s: int, releas
 
 @dataclass(frozen=True)
 class AppRollArgs:
-    worker: str  # worker-0, ...: named in every message of its turn
-    worker_connection: remote.ConnectionArgs
+    # Its name (worker-0, ...) is in every message of its turn.
+    worker: NodeHandle
     controller_connection: remote.ConnectionArgs
-    node_identity: pulumi.Input[str]
-    private_address: pulumi.Input[str]
     app_port: int
     release: str
     min_healthy: int
@@ -83,10 +81,10 @@ class AppRoll(pulumi.ComponentResource):
         install: InstallStep | None = None, opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("gemnar:infra:AppRoll", name, None, opts)
-        address = pulumi.Output.from_input(args.private_address)
+        address = args.worker.private_address
         member = address.apply(lambda ip: f"{ip}:{args.app_port}")
         # The turn starts over on a new machine only as a create, which waits for nothing.
-        triggers = [args.node_identity]
+        triggers = [args.worker.identity]
         gate = remote.Command(
             f"{name}-gate",
             connection=args.controller_connection,
@@ -105,11 +103,11 @@ class AppRoll(pulumi.ComponentResource):
             assert args.install_args is not None, "install_args or install"
             install_args = list(args.install_args)
             script = address.apply(lambda ip: as_root(roll_command(
-                args.roll_command, args.worker, ip, args.timeout_s, args.release,
+                args.roll_command, args.worker.name, ip, args.timeout_s, args.release,
                 install_args), args.ssh_user))
             self.install = remote.Command(
                 f"{name}-install",
-                connection=args.worker_connection,
+                connection=args.worker.connection,
                 create=script,
                 update=script,
                 add_previous_output_in_env=False,
