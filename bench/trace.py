@@ -26,7 +26,6 @@ DAY_S = 86_400.0
 HOUR_S = 3_600.0
 
 
-# Field defaults only (data); `duplicates` pairs them by shape with provisioning.settings.
 @dataclass(frozen=True)
 class DayShape:
     """Amplitudes (percent of one worker's memory) and timing of each part of the day."""
@@ -34,7 +33,7 @@ class DayShape:
     base: float = 20.0
     morning: float = 130.0
     morning_at_h: float = 8.0
-    morning_width_h: float = 0.5
+    morning_width_h: float = 30 / 60
     office_end_h: float = 18.0
     lunch: float = 120.0
     lunch_at_h: float = 12.5
