@@ -27,10 +27,6 @@ from backups.swap import SwapError, check_admin, swap_in
 log = logging.getLogger("backups")
 
 
-class RestoreError(Exception):
-    """The restore stopped; nothing live was changed."""
-
-
 @dataclass(frozen=True)
 class RestoreRequest:
     wanted: str = "latest"
@@ -42,6 +38,10 @@ class RestoreRequest:
     keep_restored_on_failure: bool = False
     # Apply the saved roles and tablespaces first (a new cluster); existing ones are reported.
     with_globals: bool = False
+
+
+class RestoreError(Exception):
+    """The restore stopped; nothing live was changed."""
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ class NodeBase:
     authorized_keys: Path
 
     @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+    @property
     def supervised(self) -> Path:
         """The pid files of the node's supervised daemons."""
         return self.root / "run" / "supervised"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.root / "log"
