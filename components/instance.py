@@ -33,9 +33,7 @@ def node_instance(resource_name: str, hostname: str, role: str, args: InstanceAr
     how ``strays.vultr`` lists this stack's instances, and only those)."""
     return vultr.Instance(
         resource_name,
-        region=args.region,
-        plan=args.plan,
-        os_id=args.os_id,
+        region=args.region, plan=args.plan, os_id=args.os_id,
         hostname=hostname,
         label=f"gemnar-{hostname}",
         tags=["gemnar", f"gemnar-{role}", stack_tag(pulumi.get_stack())],
@@ -47,8 +45,7 @@ def node_instance(resource_name: str, hostname: str, role: str, args: InstanceAr
         user_data=user_data,
         # An unset ddos_protection shows up as a diff that forces replacement (2.27.1).
         ddos_protection=args.ddos_protection,
-        enable_ipv6=False,
-        activation_email=False,
+        enable_ipv6=False, activation_email=False,
         opts=opts,
         **role_options,
     )

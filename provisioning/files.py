@@ -7,7 +7,7 @@ real checker (shellcheck for scripts, ``systemd-analyze verify`` for units).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -44,9 +44,6 @@ from provisioning.toolchain import COMMAND_PROVIDER_VERSION, PULUMI_CLI_VERSION
 
 # script: bash (checked by shellcheck); python: the node's system python3 (py_compile).
 Kind = Literal["config", "script", "unit", "python"]
-VPC_ADDRESS_SCRIPT = "gemnar-vpc-address"
-# Vultr's VPC interface is configured by cloud-init early in boot; the lab's by networkd.
-VPC_ADDRESS_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,11 @@ class RenderedFile:
     kind: Kind = "config"
     permissions: str = "0644"
     owner: str = "root:root"
+
+
+VPC_ADDRESS_SCRIPT = "gemnar-vpc-address"
+# Vultr's VPC interface is configured by cloud-init early in boot; the lab's by networkd.
+VPC_ADDRESS_TIMEOUT_S = 120
 
 
 def _script(path: PurePosixPath, content: str) -> RenderedFile:
@@ -289,22 +291,21 @@ def data_volume_commands(settings: ControllerSettings) -> list[RenderedFile]:
     (initdb once, start, app role and database): run over SSH once the volume is attached."""
     paths = settings.paths
     commands = PurePosixPath(paths.commands_dir)
+    # Both scripts name the volume's mount point and PostgreSQL's data directory on it.
+    volume = {"mount_point": paths.block_storage_mount, "data_dir": paths.postgres_data_dir}
     return [
         _script(commands / "gemnar-data-volume", render(
             "controller/gemnar-data-volume.sh",
-            mount_point=paths.block_storage_mount, fstab=paths.fstab_file,
-            data_dir=paths.postgres_data_dir, timeout_s=DATA_VOLUME_TIMEOUT_S)),
+            **volume, fstab=paths.fstab_file, timeout_s=DATA_VOLUME_TIMEOUT_S)),
         _script(commands / "gemnar-postgres-setup", render(
             "controller/gemnar-postgres-setup.sh",
-            mount_point=paths.block_storage_mount,
-            data_dir=paths.postgres_data_dir,
+            **volume,
+            # The database's names (database, app_user, monitor_user) under their own names.
+            **asdict(settings.db),
             pg_bin=paths.postgres_bin_dir,
             pg_conf_dir=paths.postgres_conf_dir,
             pg_run_dir=paths.postgres_run_dir,
-            pg_port=settings.ports.postgres,
-            database=settings.db.database,
-            app_user=settings.db.app_user,
-            monitor_user=settings.db.monitor_user)),
+            pg_port=settings.ports.postgres)),
     ]
 
 
