@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from pulumi import automation as auto
 
-from engine.toolchain import COMMAND_PROVIDER_VERSION, PROJECT_ROOT, tool_paths
+from engine.toolchain import COMMAND_PROVIDER_VERSION, PROJECT_ROOT, ToolPaths, tool_paths
 from engine.workspace import PROJECT_NAME, project_program
 from tests.support.tooling import missing
 from worker_count import GENERATION_KEY, next_generation
@@ -43,18 +43,19 @@ exec "{python}" -m {module} "$@"
 @dataclass(frozen=True)
 class ProdEngine:
     base: Path
-    cli_root: Path
+    # The project's own CLI (tools/bootstrap.sh installs it).
+    tools: ToolPaths = field(default_factory=tool_paths)
 
     @property
     def backend(self) -> Path:
         return self.base / "backend"
 
+    def home(self, kind: str) -> Path:
+        return self.base / f"home-{kind}"
+
     @property
     def work_dir(self) -> Path:
         return self.base / "project"
-
-    def home(self, kind: str) -> Path:
-        return self.base / f"home-{kind}"
 
     def env(self, kind: str) -> dict[str, str]:
         return {
@@ -73,7 +74,7 @@ class ProdEngine:
             opts=auto.LocalWorkspaceOptions(
                 work_dir=str(self.work_dir), env_vars=self.env(kind),
                 pulumi_home=str(self.home(kind)),
-                pulumi_command=auto.PulumiCommand(root=str(self.cli_root))),
+                pulumi_command=auto.PulumiCommand(root=str(self.tools.cli_dir))),
         )
         opened.append(stack)
         return stack
@@ -95,15 +96,14 @@ def _install(cli: Path, env: dict[str, str], name: str, version: str, launcher: 
 
 def prepare(base: Path, operator_values: dict[str, str], secret_seed: str) -> ProdEngine:
     """Homes, backend and a working copy holding Pulumi.prod.yaml plus ``operator_values``."""
-    cli_root = tool_paths().cli_dir
-    if not (cli_root / "bin" / "pulumi").exists():
-        missing(f"the Pulumi CLI at {cli_root}/bin/pulumi")
-    engine = ProdEngine(base, cli_root)
+    engine = ProdEngine(base)
+    cli = engine.tools.cli
+    if not cli.exists():
+        missing(f"the Pulumi CLI at {cli}")
     launchers = base / "launchers"
     for directory in (engine.backend, engine.work_dir, launchers,
                       engine.home("setup"), engine.home("real")):
         directory.mkdir(parents=True)
-    cli = cli_root / "bin" / "pulumi"
     vultr = _launcher(launchers, "tests.support.fake_vultr")
     commands = {"setup": _launcher(launchers, "tests.support.fake_vultr.hosts"),
                 "real": _launcher(launchers, "tools.command_provider")}
