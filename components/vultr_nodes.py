@@ -48,9 +48,7 @@ def provision_vultr(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
     )
     keys = SshKeys("gemnar-admin-key", SshKeysArgs(public_keys=cfg.ssh_public_keys))
     controller_instance = InstanceArgs(
-        region=cfg.region,
-        plan=cfg.controller_plan,
-        os_id=cfg.os_id,
+        region=cfg.region, plan=cfg.controller_plan, os_id=cfg.os_id,
         vpc_id=network.vpc_id,
         firewall_group_id=firewall.controller_group_id,
         ssh_key_ids=keys.key_ids,
