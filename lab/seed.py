@@ -25,11 +25,12 @@ class SeedSpec:
     hostname: str
     vpc_address: str
     vpc_prefixlen: int
+    # Vultr hands the instance's SSH keys to cloud-init through metadata, not user data.
+    public_keys: tuple[str, ...] = ()
+    # The public interface (the controller's only): network-config, as the VPC's.
     public_address: str = ""
     public_prefixlen: int = 24
     public_gateway: str = ""
-    # Vultr hands the instance's SSH keys to cloud-init through metadata, not user data.
-    public_keys: tuple[str, ...] = ()
 
 
 def meta_data(spec: SeedSpec) -> str:
