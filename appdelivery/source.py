@@ -55,14 +55,15 @@ class AppSource:
     requirements: tuple[str, ...]
 
     @classmethod
-    def of_project(cls, project_root: Path) -> AppSource:
-        return cls.at(project_root / "app", project_root)
-
-    @classmethod
     def at(cls, app_dir: Path, project_root: Path) -> AppSource:
         """The app in ``app_dir`` with the project's pinned app requirements."""
         text = (project_root / "requirements.txt").read_text()
         return cls(app_dir, app_requirements(text))
+
+    @classmethod
+    def of_project(cls, project_root: Path) -> AppSource:
+        """The bundled app, ``app/``."""
+        return cls.at(project_root / "app", project_root)
 
     @property
     def content_hash(self) -> str:
