@@ -113,10 +113,20 @@ class LocalLayout:
     worker_memory_mb: int
 
     def controller_address(self) -> str:
-        return f"{self.address_prefix}.1"
+        return local_controller_address(self.address_prefix)
 
     def worker_address(self, index: int) -> str:
-        return f"{self.address_prefix}.{10 + index}"
+        return local_worker_address(self.address_prefix, index)
+
+
+def local_controller_address(prefix: str) -> str:
+    """The local controller's address in its stack's 127.x.y.0/24 (``prefix`` is 127.x.y)."""
+    return f"{prefix}.1"
+
+
+def local_worker_address(prefix: str, index: int) -> str:
+    """Worker ``index``'s address in its local stack's 127.x.y.0/24."""
+    return f"{prefix}.{10 + index}"
 
 
 @dataclass(frozen=True)

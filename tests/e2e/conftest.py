@@ -44,6 +44,7 @@ from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import open_stack
 from localnode.supervise import running
 from localnode.worker import parse_env_file
+from stack_config import local_controller_address, local_worker_address
 from tests.support.net import loopback_prefix
 from tests.support.resend import get_resending
 from tests.support.state_order import Needs, chain
@@ -108,14 +109,14 @@ class LocalStack:
 
     @property
     def controller(self) -> str:
-        return f"{self.prefix}.1"
+        return local_controller_address(self.prefix)
 
     @property
     def site(self) -> str:
         return f"https://{self.controller}:8443"
 
     def worker_address(self, index: int) -> str:
-        return f"{self.prefix}.{10 + index}"
+        return local_worker_address(self.prefix, index)
 
     def node_root(self, name: str) -> Path:
         return self.state_dir / "nodes" / name
