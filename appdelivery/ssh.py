@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# `duplicates` pairs this with tools/command_provider/ssh_runner.Endpoint (host, port, user):
+# that one mirrors the command provider's connection input inside the stand-in plugin, a
+# program of its own; this one is what the system ssh client is given. Kept apart.
 @dataclass(frozen=True)
 class Endpoint:
     host: str

@@ -17,6 +17,8 @@ from typing import Any
 from bench.stats import percentile
 
 
+# Four fields, the last optional: `duplicates` pairs this record by shape with
+# scaler.metrics.WorkerEndpoint, which has nothing else in common with it.
 @dataclass(frozen=True)
 class Request:
     """One request of the load: when it started (s), how long it took (ms), who answered."""

@@ -32,6 +32,8 @@ class MetricsError(ValueError):
     """A metrics page could not be turned into a memory reading."""
 
 
+# `duplicates` pairs this record by shape with bench.timeline.Request (four fields, the last
+# optional); they share nothing else.
 @dataclass(frozen=True)
 class WorkerEndpoint:
     """Where to read one worker, and since when it exists (for the warm-up rule)."""

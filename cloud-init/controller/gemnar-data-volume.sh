@@ -11,6 +11,8 @@ fstab='@{fstab}'
 data_dir='@{data_dir}'
 deadline=$((SECONDS + @{timeout_s}))
 
+# The deadline loop of gemnar-worker-ready too (`duplicates` pairs them): each script is
+# installed alone on its own role's node; a shell library for six lines would be one more file.
 until [ -b "$device" ]; do
     if ((SECONDS >= deadline)); then
         echo "gemnar-data-volume: $device did not appear within @{timeout_s}s" >&2

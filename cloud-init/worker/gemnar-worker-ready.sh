@@ -8,6 +8,7 @@ set -euo pipefail
 address="${1:?usage: gemnar-worker-ready <private-ip>}"
 timeout_s="${2:-@{timeout_s}}"
 deadline=$((SECONDS + timeout_s))
+# Same loop as the controller's gemnar-data-volume (`duplicates` pairs them; see there).
 until [ -e '@{boot_finished_file}' ]; do
     if ((SECONDS >= deadline)); then
         echo "gemnar-worker-ready: first boot not finished after ${timeout_s}s" >&2

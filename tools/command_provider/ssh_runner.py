@@ -76,6 +76,8 @@ class SetenvRefused(paramiko.SSHException):
     """The server refused an `env` request for a variable of `environment`."""
 
 
+# The provider's connection input; `duplicates` pairs its first fields with appdelivery.ssh's
+# Endpoint, kept apart (see there): the stand-in plugin does not import the project's code.
 @dataclass(frozen=True)
 class Endpoint:
     host: str
