@@ -37,7 +37,7 @@ from components.worker_pool import worker_hostname
 from lab import agent
 from lab.netns import LabNetwork
 from project import PROJECT_ROOT
-from stack_config import StackConfig
+from stack_config import StackConfig, plan_size
 
 # The controller's data volume, named as Vultr names block storage inside the instance.
 LAB_DATA_DISK_ID = "gemnar-lab-pgdata"
@@ -125,6 +125,9 @@ class LabMachineArgs:
     # The hypervisor API's token (gemnar:labHypervisorToken).
     token: pulumi.Input[str]
     public_address: str = ""
+    # The machine's RAM, its plan's memory as on Vultr: its memory cgroup's limit and the
+    # MemTotal its /proc/meminfo shows (lab/memory.py).
+    memory_mb: int = 1024
     data_disk_mb: int = 0
     data_disk_id: str = ""
     # As the Vultr controller (components/controller.py): user data and keys matter at first
@@ -142,7 +145,8 @@ class LabMachine(Component[LabMachineArgs]):
         machine = name.removeprefix("gemnar-")
         body = pulumi.Output.from_input(args.user_data).apply(lambda user_data: json.dumps({
             "name": machine, "role": args.role, "vpcAddress": args.vpc_address,
-            "publicAddress": args.public_address, "dataDiskMb": args.data_disk_mb,
+            "publicAddress": args.public_address, "memoryMb": args.memory_mb,
+            "dataDiskMb": args.data_disk_mb,
             "dataDiskId": args.data_disk_id, "publicKeys": list(args.public_keys),
             "userData": user_data}, sort_keys=True))
         command = local.Command(
@@ -192,6 +196,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
             public_keys=cfg.ssh_public_keys,
             token=token,
             public_address=net.controller_public,
+            memory_mb=plan_size(cfg.controller_plan)[1],
             data_disk_mb=LAB_DATA_DISK_MB,
             data_disk_id=LAB_DATA_DISK_ID,
             ignore_user_data_changes=True,
@@ -225,6 +230,7 @@ def provision_lab(cfg: StackConfig, ssh: SshIdentity) -> Nodes:
                 public_keys=cfg.ssh_public_keys,
                 token=token,
                 public_address=worker_public_address(net, index),
+                memory_mb=plan_size(cfg.worker_plan)[1],
             ),
         )
         workers.append(

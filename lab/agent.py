@@ -8,8 +8,8 @@ listening only inside it, on the host's side of the public bridge (``192.0.2.1:8
 serving only that stack. A request must come from the host's own address (the operator's
 engine runs in the namespace) or the controller's public address, and carry the token:
 
-    POST   /v1/machines          JSON {name, role, vpcAddress, publicAddress, dataDiskMb,
-                                       dataDiskId, publicKeys, userData}
+    POST   /v1/machines          JSON {name, role, vpcAddress, publicAddress, memoryMb,
+                                       dataDiskMb, dataDiskId, publicKeys, userData}
                                  -> 201 {"instanceId": ..., "name": ...}
     DELETE /v1/machines/<name>   -> 200 {"deleted": name} (also when there was none)
     GET    /v1/machines          -> 200 {"machines": [{"name": ...}, ...]} (every machine with
@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from lab import service
+from lab import memory, service
 from lab.netns import LabNetwork
 
 AGENT_PORT = 8070
@@ -82,6 +82,9 @@ def create_spec(net: LabNetwork, body: dict[str, Any], roles: frozenset[str]) ->
     if public and (ipaddress.ip_address(public) not in ipaddress.ip_network(net.public_subnet)
                    or public == net.gateway):
         raise ValueError(f"publicAddress: inside {net.public_subnet}, not {net.gateway}")
+    memory_mb = field("memoryMb", int)
+    if not memory.MIN_MEMORY_MB <= memory_mb <= memory.MAX_MEMORY_MB:
+        raise ValueError(f"memoryMb: {memory.MIN_MEMORY_MB} to {memory.MAX_MEMORY_MB}")
     disk_mb = field("dataDiskMb", int, 0)
     disk_id = field("dataDiskId", str, "")
     if not 0 <= disk_mb <= MAX_DISK_MB or bool(disk_mb) != bool(disk_id) or (
@@ -91,7 +94,8 @@ def create_spec(net: LabNetwork, body: dict[str, Any], roles: frozenset[str]) ->
     if not all(isinstance(k, str) and k.startswith("ssh-") and "\n" not in k for k in keys):
         raise ValueError("publicKeys: OpenSSH public keys")
     return {"name": name, "role": role, "vpc_address": vpc, "public_address": public,
-            "data_disk_mb": disk_mb, "data_disk_id": disk_id, "public_keys": tuple(keys),
+            "memory_mb": memory_mb, "data_disk_mb": disk_mb, "data_disk_id": disk_id,
+            "public_keys": tuple(keys),
             "user_data": field("userData", str)}
 
 

@@ -8,15 +8,16 @@ environment variable ``GEMNAR_USER_DATA`` (it is long and must reach the seed by
     python -m lab.hypervisor net-up|net-down --stack S --vpc-subnet CIDR
     python -m lab.hypervisor image
     python -m lab.hypervisor create --stack S --vpc-subnet CIDR --name N --vpc-address A \
-        [--public-address P] [--data-disk-mb M --data-disk-id ID]
+        [--public-address P] [--memory-mb M] [--data-disk-mb M --data-disk-id ID]
     python -m lab.hypervisor delete --stack S --vpc-subnet CIDR --name N
     python -m lab.hypervisor exec --stack S --name N -- CMD...
     python -m lab.hypervisor destroy-all --stack S --vpc-subnet CIDR
     python -m lab.hypervisor object-storage --stack S
 
-``net-up`` also starts the stack's S3 server (``lab/s3.py``: state, media, backups) and its
+``net-up`` also starts the stack's S3 server (``lab/s3.py``: state, media, backups), its
 hypervisor API (``lab/agent.py``: what the program calls to create and delete machines, from
-the host or the controller), and ``destroy-all`` stops both; ``object-storage`` prints the S3
+the host or the controller) and its LXCFS (``lab/memory.py``: each machine's own
+``/proc/meminfo``), and ``destroy-all`` stops all three; ``object-storage`` prints the S3
 server's endpoint and keys as JSON, which the program reads as it reads Vultr's
 ``ObjectStorage`` outputs.
 """
@@ -31,7 +32,7 @@ import sys
 from pathlib import Path
 
 from engine.toolchain import PROJECT_ROOT, tool_paths
-from lab import agent, image, machine, netns, s3
+from lab import agent, image, machine, memory, netns, s3
 from lab.netns import LabNetwork
 from stack_schema import KEYS
 
@@ -51,6 +52,8 @@ def destroy_all(net: LabNetwork, directory: Path) -> None:
     agent.stop(directory)  # first: nothing may create a machine while they go
     for name in machine.names(directory):
         machine.delete(net, directory, name)
+    memory.remove_stack_cgroups(net.namespace)
+    memory.stop_view(directory)
     s3.stop(directory)
     netns.delete(net)
     shutil.rmtree(directory, ignore_errors=True)
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--vpc-address", required=True)
             p.add_argument("--role", required=True, choices=sorted(image.ROLE_PACKAGES))
             p.add_argument("--public-address", default="")
+            p.add_argument("--memory-mb", type=int, default=machine.MachineSpec.memory_mb)
             p.add_argument("--data-disk-mb", type=int, default=0)
             p.add_argument("--data-disk-id", default="")
             p.add_argument("--public-key", action="append", default=[])
@@ -106,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "net-up":
         netns.create(net)
         s3.start(net, directory)
+        memory.start_view(directory)
         agent.start(net, directory)
         print(net.namespace)
     elif args.action == "net-down":
         agent.stop(directory)
+        memory.stop_view(directory)
         s3.stop(directory)
         netns.delete(net)
     elif args.action == "destroy-all":
@@ -126,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             net, directory, lower,
             machine.MachineSpec(
                 name=args.name, vpc_address=args.vpc_address, user_data=user_data,
-                public_address=args.public_address, data_disk_mb=args.data_disk_mb,
+                public_address=args.public_address, memory_mb=args.memory_mb,
+                data_disk_mb=args.data_disk_mb,
                 data_disk_id=args.data_disk_id, public_keys=tuple(args.public_key),
             ),
         )

@@ -3,8 +3,9 @@
 A machine's files live in ``<stack dir>/machines/<name>/``: ``upper`` and ``work`` (the
 overlay's writable layer over the shared image), ``root`` (the mount point), ``disk.img``
 (the controller's data volume, attached through a loop device), ``console.log`` and
-``state.json`` (pids, loop device, veth) so that ``delete`` undoes exactly what ``create`` did,
-also from another process.
+``state.json`` (pids, loop device, veth, memory cgroup) so that ``delete`` undoes exactly what
+``create`` did, also from another process. A machine has its own memory, as a Vultr plan has
+(``lab/memory.py``): a memory cgroup limited to ``memory_mb`` and a ``/proc/meminfo`` of it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import netns
+from lab import memory, netns
 from lab.netns import LabNetwork
 from lab.seed import (
     PLATFORM_CLOUD_CFG,
@@ -49,6 +50,8 @@ class MachineSpec:
     data_disk_mb: int = 0
     data_disk_id: str = ""
     public_keys: tuple[str, ...] = ()
+    # The machine's RAM in MiB (its plan's memory): its cgroup's limit and its MemTotal.
+    memory_mb: int = 1024
 
 
 @dataclass
@@ -59,6 +62,8 @@ class MachineState:
     loop_device: str = ""
     host_veth: str = ""
     mounted: bool = False
+    # The machine's memory cgroup (a directory in the host's memory hierarchy).
+    cgroup: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -158,11 +163,16 @@ def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> M
         seed_dir.mkdir(parents=True, exist_ok=True)
         for filename, content in seed_files(seed, spec.user_data).items():
             (seed_dir / filename).write_text(content)
+        memory.start_view(stack_dir)  # the stack's LXCFS, kept when it runs
+        cgroup = memory.create_cgroup(memory.host_layout(), net.namespace, spec.name,
+                                      spec.memory_mb)
+        state.cgroup = str(cgroup)
+        _save(directory, state)
         argv = [
             "nsenter", f"--net={net.netns_path}", "--",
             "systemd-nspawn", "--quiet", "-D", str(root), "--boot", "--register=no",
             "--keep-unit", f"--machine={spec.name}", f"--network-bridge={netns.VPC_BRIDGE}",
-            "--console=read-only", "--link-journal=no",
+            "--console=read-only", "--link-journal=no", *memory.nspawn_args(stack_dir),
         ]
         if spec.data_disk_mb:
             disk = directory / "disk.img"
@@ -183,8 +193,8 @@ def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> M
             argv.append(f"--network-veth-extra={state.host_veth}:{PUBLIC_INTERFACE}")
         console = (directory / "console.log").open("ab")
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            memory.join_argv(cgroup, argv), stdin=subprocess.DEVNULL, stdout=console,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         console.close()
         state.nspawn_pid = process.pid
@@ -244,6 +254,8 @@ def delete(net: LabNetwork, stack_dir: Path, name: str) -> None:
             _run(["umount", str(root)])
         if state.loop_device:
             subprocess.run(["losetup", "-d", state.loop_device], capture_output=True)
+        if state.cgroup:
+            memory.remove_cgroup(Path(state.cgroup))
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ APT_PACKAGES=(
   postgresql pgbouncer redis-server nginx prometheus-node-exporter
   openssh-server openssh-client cloud-init shellcheck wrk nftables openssl
   ssl-cert systemd procps iproute2 curl ca-certificates
-  debootstrap systemd-container
+  debootstrap systemd-container lxcfs
   testssl.sh
   prometheus prometheus-alertmanager prometheus-postgres-exporter
   prometheus-redis-exporter prometheus-nginx-exporter

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from engine.toolchain import PROJECT_ROOT
-from lab import image, machine, netns
+from lab import image, machine, memory, netns
 from lab.netns import LabNetwork
 from tests.support.tooling import missing
 
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "losetup", "mount")
+LAB_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "losetup", "mount", "lxcfs")
 
 
 def lab_unavailable() -> str | None:
@@ -29,7 +29,7 @@ def lab_unavailable() -> str | None:
         return "root (lab machines are systemd-nspawn containers in network namespaces)"
     absent = [tool for tool in LAB_TOOLS if shutil.which(tool) is None]
     if absent:
-        return f"{', '.join(absent)} (apt-get install systemd-container debootstrap)"
+        return f"{', '.join(absent)} (apt-get install systemd-container debootstrap lxcfs)"
     probe = f"gemnar-probe-{uuid.uuid4().hex[:8]}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
@@ -56,6 +56,7 @@ def leftovers(net: LabNetwork, stack_dir: Path) -> list[str]:
     found = []
     if netns.exists(net):
         found.append(f"namespace {net.namespace}")
+    found += [f"memory cgroup {path}" for path in memory.stack_cgroups(net.namespace)]
     mounts = Path("/proc/mounts").read_text()
     if str(stack_dir) in mounts:
         found.append(f"mounts under {stack_dir}")
@@ -86,6 +87,7 @@ def lab_net(lab_available: None, tmp_path: Path) -> Iterator[tuple[LabNetwork, P
     finally:
         for name in machine.names(stack_dir):
             machine.delete(net, stack_dir, name)
+        memory.stop_view(stack_dir)
         netns.delete(net)
     assert leftovers(net, stack_dir) == []
 

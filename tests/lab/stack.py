@@ -24,7 +24,7 @@ import yaml
 from engine.local_stack import prepare_work_dir
 from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import stack_env
-from lab import agent, hypervisor, machine, netns, s3
+from lab import agent, hypervisor, machine, memory, netns, s3
 from lab.netns import LabNetwork
 from tests.support.waiting import WaitTimeout, wait_until
 from worker_count import next_generation
@@ -151,13 +151,14 @@ def new_lab_stack(log_dir: Path, workers: int = 2,
 def network_up(stack: LabStack) -> None:
     """What `tools/lab.sh up` does first: the deployer's artifacts, built where the package
     index is reachable (the lab has no internet), then the lab's namespace, its S3 server
-    (the state) and its hypervisor API."""
+    (the state), its LXCFS (the machines' own memory) and its hypervisor API."""
     for kind in ([], ["--ops"]):
         built = subprocess.run([PYTHON, "-m", "appdelivery", "build", *kind], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=1200)
         assert built.returncode == 0, f"building the deployer's artifacts failed: {built.stderr}"
     netns.create(stack.net)
     s3.start(stack.net, stack.stack_dir)
+    memory.start_view(stack.stack_dir)
     agent.start(stack.net, stack.stack_dir)
 
 

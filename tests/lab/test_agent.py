@@ -23,6 +23,7 @@ NET = LabNetwork(stack="pure", vpc_subnet="10.20.0.0/24")
 ROLES = frozenset({"controller", "worker"})
 GOOD: dict[str, Any] = {"name": "worker-2", "role": "worker", "vpcAddress": "10.20.0.12",
                         "publicAddress": "192.0.2.22", "publicKeys": ["ssh-ed25519 AAAA k"],
+                        "memoryMb": 2048,
                         "userData": "#cloud-config\n{}\n"}
 
 
@@ -37,7 +38,8 @@ def test_only_the_host_and_the_controller_may_call(peer: str, allowed: bool) -> 
 def test_a_good_request_is_the_machine_spec() -> None:
     spec = agent.create_spec(NET, GOOD, ROLES)
     assert spec == {"name": "worker-2", "role": "worker", "vpc_address": "10.20.0.12",
-                    "public_address": "192.0.2.22", "data_disk_mb": 0, "data_disk_id": "",
+                    "public_address": "192.0.2.22", "memory_mb": 2048, "data_disk_mb": 0,
+                    "data_disk_id": "",
                     "public_keys": ("ssh-ed25519 AAAA k",), "user_data": "#cloud-config\n{}\n"}
 
 
@@ -49,6 +51,10 @@ def test_a_good_request_is_the_machine_spec() -> None:
     ({"vpcAddress": 5}, "vpcAddress"),
     ({"publicAddress": "198.51.100.7"}, "publicAddress"),
     ({"publicAddress": "192.0.2.1"}, "publicAddress"),
+    ({"memoryMb": None}, "memoryMb"),
+    ({"memoryMb": "2gb"}, "memoryMb"),
+    ({"memoryMb": 256}, "memoryMb"),
+    ({"memoryMb": 2**21}, "memoryMb"),
     ({"dataDiskMb": 100}, "dataDiskMb"),
     ({"dataDiskMb": 10**6, "dataDiskId": "x"}, "dataDiskMb"),
     ({"dataDiskMb": True, "dataDiskId": "x"}, "dataDiskMb"),
@@ -115,7 +121,8 @@ def test_a_machine_created_and_deleted_through_the_api(running: Any, lab_image: 
     net, stack_dir, record = running
     body = json.dumps({"name": "controller", "role": "controller",
                        "vpcAddress": net.vpc_host(3), "publicAddress": net.controller_public,
-                       "dataDiskMb": 64, "dataDiskId": "gemnar-test-disk", "publicKeys": [],
+                       "memoryMb": 1024, "dataDiskMb": 64, "dataDiskId": "gemnar-test-disk",
+                       "publicKeys": [],
                        "userData": "#cloud-config\n{}\n"})
     created = call(net, agent_create_command(net), record.token, body)
     assert created.returncode == 0, created.stdout + created.stderr

@@ -114,13 +114,16 @@ def test_lab_declares_machines_and_no_cloud_resource() -> pulumi.Output[None]:
         # A public address as every Vultr instance has (the way out, e.g. to object storage).
         assert worker["publicAddress"] == "192.0.2.21" and worker["dataDiskMb"] == 0
         assert worker["name"] == "worker-1"
+        # Each machine's RAM is its plan's memory, as a Vultr plan's (lab/memory.py).
+        assert body["memoryMb"] == 4 * 1024 and worker["memoryMb"] == 2 * 1024
         # Same machine name and addresses: the old one must be gone before the new one boots.
         assert controller.opts.delete_before_replace
         # As on Vultr: a later user-data change does not replace the controller, a worker's does.
         assert controller.opts.ignore_changes == ["triggers", "stdin"]
         assert not commands["gemnar-worker-1-machine"].opts.ignore_changes
 
-    return declared(config("lab")).apply(check)
+    return declared(config("lab", controllerPlan="vc2-2c-4gb",
+                               workerPlan="vc2-1c-2gb")).apply(check)
 
 
 def test_lab_platform_needs_its_ssh_key() -> None:

@@ -1,0 +1,258 @@
+"""A lab machine's own memory, as a Vultr plan's RAM: a memory cgroup and a /proc/meminfo of it.
+
+systemd-nspawn does not virtualise ``/proc/meminfo``: without this every lab machine reports
+the host's memory, and nothing a worker holds moves its node exporter's reading (what the
+scaler reads). So each machine runs in a memory cgroup of its own whose limit is its plan's
+memory (``create_cgroup``; nspawn, started with ``--keep-unit``, stays in the cgroup it was
+started in, and a v1 hierarchy is mounted read-only inside the machine, so its systemd puts
+every process of the machine there), and the stack's LXCFS (``start_view``: one FUSE daemon
+per lab stack, from Debian's ``lxcfs``) serves a ``meminfo`` computed from the cgroup of the
+reading process's machine, which nspawn binds over the machine's ``/proc/meminfo``
+(``nspawn_args``). The kernel here has a ``memory.shown_ram_in_bytes`` file, but setting it
+changes neither ``/proc/meminfo`` nor ``sysinfo()`` (checked): hence LXCFS.
+
+``cgroup_layout`` and ``join_argv`` are pure; the rest does the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import service
+
+# Debian bookworm's lxcfs (5.0.3-1+deb12u1), installed by tools/bootstrap.sh.
+LXCFS_VERSION = "5.0.3"
+VIEW_START_TIMEOUT_S = 15
+CGROUP_EMPTY_TIMEOUT_S = 30
+# The smallest machine the lab makes (Vultr's smallest plan with a whole GB) and the largest.
+MIN_MEMORY_MB = 512
+MAX_MEMORY_MB = 1_048_576
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    """Where this host's memory controller is and how a limit is written: cgroup v1 and v2
+    differ only in these values."""
+
+    mount: Path
+    # This process's own cgroup in that hierarchy ("/process_api/…"); machines go under it.
+    own: str
+    limit_file: str
+
+    @property
+    def own_dir(self) -> Path:
+        return self.mount / self.own.lstrip("/")
+
+
+def cgroup_layout(proc_self_cgroup: str, proc_mounts: str) -> CgroupLayout:
+    """The memory controller's layout from ``/proc/self/cgroup`` and ``/proc/mounts`` (pure):
+    a v1 ``memory`` hierarchy when there is one, else the unified (v2) hierarchy."""
+    v1_path = v2_path = None
+    for line in proc_self_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            v1_path = path
+        elif controllers == "" and line.startswith("0::"):
+            v2_path = path
+    v1_mount = v2_mount = None
+    for line in proc_mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        if fields[2] == "cgroup" and "memory" in fields[3].split(","):
+            v1_mount = fields[1]
+        elif fields[2] == "cgroup2":
+            v2_mount = fields[1]
+    if v1_path is not None and v1_mount is not None:
+        return CgroupLayout(Path(v1_mount), v1_path, "memory.limit_in_bytes")
+    if v2_path is not None and v2_mount is not None:
+        return CgroupLayout(Path(v2_mount), v2_path, "memory.max")
+    raise RuntimeError("no memory cgroup controller mounted (lab machines need one for their "
+                       "memory: mount the cgroup v1 memory hierarchy or cgroup2)")
+
+
+def host_layout() -> CgroupLayout:
+    return cgroup_layout(Path("/proc/self/cgroup").read_text(),
+                         Path("/proc/mounts").read_text())
+
+
+def join_argv(cgroup: Path, argv: Sequence[str]) -> list[str]:
+    """``argv`` run as a process that joined ``cgroup`` before it exec'd: nspawn and every
+    process of the machine are then in it from the first instruction (pure)."""
+    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *argv]
+
+
+def create_cgroup(layout: CgroupLayout, group: str, name: str, memory_mb: int) -> Path:
+    """The machine's cgroup ``<own>/<group>/<name>`` with its memory limit; returns its path."""
+    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise ValueError(f"memory: {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MiB, not {memory_mb}")
+    path = layout.own_dir / group / name
+    path.mkdir(parents=True, exist_ok=True)
+    limit = path / layout.limit_file
+    if not limit.exists():
+        raise RuntimeError(f"{path} has no {layout.limit_file}: the memory controller is not "
+                           "enabled for this cgroup (cgroup v2: add +memory to the parent's "
+                           "cgroup.subtree_control)")
+    limit.write_text(str(memory_mb * 1024 * 1024))
+    return path
+
+
+def _procs(cgroup: Path) -> list[int]:
+    try:
+        return [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def remove_cgroup(cgroup: Path) -> None:
+    """Kill whatever is left in the machine's cgroup, remove it and its group when that is
+    empty; idempotent. Only a cgroup without processes can be removed."""
+    deadline = time.monotonic() + CGROUP_EMPTY_TIMEOUT_S
+    while cgroup.exists():
+        for pid in _procs(cgroup):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            cgroup.rmdir()
+        except FileNotFoundError:
+            break
+        except OSError as error:
+            if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+            # Killed processes leave the cgroup once reaped; nothing to wait on but that.
+            time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        cgroup.parent.rmdir()  # the stack's group, once its last machine is gone
+
+
+def stack_cgroups(group: str, layout: CgroupLayout | None = None) -> list[Path]:
+    """Every cgroup directory named ``group`` in the memory hierarchy (what a lab stack
+    would leave behind)."""
+    mount = (layout or host_layout()).mount
+    found = []
+    for directory, subdirs, _ in os.walk(mount):
+        if Path(directory).name == group:
+            found.append(Path(directory))
+            subdirs.clear()
+    return found
+
+
+def remove_stack_cgroups(group: str) -> None:
+    """Every machine cgroup of a stack and the stack's group, also those of machines whose
+    state was lost (a crash between mkdir and the state file); idempotent."""
+    for stack_group in stack_cgroups(group):
+        for child in (p for p in stack_group.iterdir() if p.is_dir()):
+            remove_cgroup(child)
+        with contextlib.suppress(FileNotFoundError):
+            stack_group.rmdir()
+
+
+# The stack's LXCFS: a FUSE file system whose proc/meminfo answers each reader with the
+# memory of the cgroup of its pid namespace's init, i.e. its machine.
+
+
+def view_dir(stack_dir: Path) -> Path:
+    return stack_dir / "lxcfs"
+
+
+def _mount_point(stack_dir: Path) -> Path:
+    return view_dir(stack_dir) / "mnt"
+
+
+def _record(stack_dir: Path) -> Path:
+    return view_dir(stack_dir) / "lxcfs.json"
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    pid: int
+    mount: str
+
+
+# Where the view appears inside a machine, as LXC puts it.
+VIEW_IN_MACHINE = "/var/lib/lxcfs"
+
+
+def nspawn_args(stack_dir: Path) -> list[str]:
+    """The machine's /proc/meminfo is the stack's LXCFS view of it. nspawn makes the binds
+    under /proc inside the machine, after its /proc is mounted, so their source is a path
+    inside the machine: the view is bound in first."""
+    return [f"--bind-ro={_mount_point(stack_dir)}:{VIEW_IN_MACHINE}",
+            f"--bind-ro={VIEW_IN_MACHINE}/proc/meminfo:/proc/meminfo"]
+
+
+@contextlib.contextmanager
+def _locked(stack_dir: Path) -> Iterator[None]:
+    # The agent creates machines in parallel threads: one of them starts the daemon.
+    view_dir(stack_dir).mkdir(parents=True, exist_ok=True)
+    with (view_dir(stack_dir) / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _version() -> str:
+    # It prints '"5.0.3"' on stderr.
+    out = subprocess.run(["lxcfs", "--version"], capture_output=True, text=True, check=True)
+    return (out.stdout + out.stderr).strip().strip('"')
+
+
+def start_view(stack_dir: Path) -> ViewRecord:
+    """Start the stack's LXCFS (a running one is kept); returns once it serves meminfo."""
+    from localnode.supervise import alive
+
+    with _locked(stack_dir):
+        running = service.load_record(_record(stack_dir), ViewRecord)
+        mount = _mount_point(stack_dir)
+        if running is not None and alive(running.pid) and os.path.ismount(mount):
+            return running
+        if running is not None:
+            _stop_locked(stack_dir)
+        version = _version()
+        if version != LXCFS_VERSION:
+            raise RuntimeError(f"lxcfs {version} found, the lab pins {LXCFS_VERSION} "
+                               "(Debian bookworm's; bash tools/bootstrap.sh installs it)")
+        mount.mkdir(parents=True, exist_ok=True)
+        log = view_dir(stack_dir) / "lxcfs.log"
+        with log.open("ab") as out:
+            # Foreground, so that the pid is the daemon's; its own pid file, not /run's, so
+            # that several stacks' daemons coexist; no swap (the host has none).
+            process = subprocess.Popen(
+                ["lxcfs", "--foreground", "--disable-swap",
+                 f"--pidfile={view_dir(stack_dir) / 'lxcfs.pid'}", str(mount)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        record = ViewRecord(pid=process.pid, mount=str(mount))
+        service.save_record(_record(stack_dir), record)
+        deadline = time.monotonic() + VIEW_START_TIMEOUT_S
+        while not (mount / "proc" / "meminfo").exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                _stop_locked(stack_dir)
+                raise RuntimeError(f"lxcfs did not mount {mount}:\n"
+                                   f"{log.read_text(errors='replace')[-2000:]}")
+            # FUSE gives no notification of the mount; bounded by the deadline.
+            time.sleep(0.05)
+        return record
+
+
+def _stop_locked(stack_dir: Path) -> None:
+    service.retire(_record(stack_dir))
+    mount = _mount_point(stack_dir)
+    # LXCFS unmounts on SIGTERM; after a SIGKILL the mount stays, dead ("not connected").
+    if os.path.ismount(mount):
+        subprocess.run(["umount", "--lazy", str(mount)], capture_output=True)
+
+
+def stop_view(stack_dir: Path) -> None:
+    """Stop the stack's LXCFS and unmount it; idempotent."""
+    if view_dir(stack_dir).exists():
+        with _locked(stack_dir):
+            _stop_locked(stack_dir)

@@ -1,0 +1,111 @@
+"""A lab machine's own memory (lab/memory.py): the cgroup layout as data (tables), and a real
+machine whose /proc/meminfo shows its plan's RAM and moves when a process on it holds memory.
+
+The lab_net fixture fails the test if the machine's cgroup, the stack's LXCFS process or its
+mount is left behind.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import machine, memory
+from lab.netns import LabNetwork
+from tests.support.waiting import wait_until
+
+V1_CGROUP = "4:memory:/process_api/abc\n1:cpu:/\n9:name=systemd:/\n0::/\n"
+V1_MOUNTS = ("tmpfs /sys/fs/cgroup tmpfs rw 0 0\n"
+             "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n"
+             "cgroup /sys/fs/cgroup/cpu cgroup rw,relatime,cpu 0 0\n"
+             "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n")
+V2_CGROUP = "0::/user.slice/session-1.scope\n"
+V2_MOUNTS = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n"
+
+
+@pytest.mark.parametrize(("cgroup", "mounts", "expected"), [
+    (V1_CGROUP, V1_MOUNTS,
+     memory.CgroupLayout(Path("/sys/fs/cgroup/memory"), "/process_api/abc",
+                         "memory.limit_in_bytes")),
+    (V2_CGROUP, V2_MOUNTS,
+     memory.CgroupLayout(Path("/sys/fs/cgroup"), "/user.slice/session-1.scope", "memory.max")),
+    # A v1 memory line without its hierarchy mounted: the unified one.
+    ("4:memory:/x\n0::/y\n", V2_MOUNTS,
+     memory.CgroupLayout(Path("/sys/fs/cgroup"), "/y", "memory.max")),
+    ("3:cpu,memory:/x\n", "cgroup /c cgroup rw,cpu,memory 0 0\n",
+     memory.CgroupLayout(Path("/c"), "/x", "memory.limit_in_bytes")),
+])
+def test_the_memory_controller_is_found_in_either_hierarchy(
+    cgroup: str, mounts: str, expected: memory.CgroupLayout
+) -> None:
+    assert memory.cgroup_layout(cgroup, mounts) == expected
+
+
+def test_no_memory_controller_is_an_error_that_says_so() -> None:
+    with pytest.raises(RuntimeError, match="memory cgroup"):
+        memory.cgroup_layout("1:cpu:/\n", "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
+
+
+def test_the_machine_joins_its_cgroup_before_it_runs() -> None:
+    argv = memory.join_argv(Path("/cg/m"), ["nsenter", "--net=/run/netns/x", "--", "a b"])
+    done = subprocess.run([*argv[:3], "/nonexistent", "true"], capture_output=True, text=True)
+    # The write fails (no such cgroup): the program must not run outside its cgroup.
+    assert done.returncode != 0
+    assert argv[3:] == ["/cg/m", "nsenter", "--net=/run/netns/x", "--", "a b"]
+
+
+def test_a_machine_outside_the_plans_range_is_refused(tmp_path: Path) -> None:
+    layout = memory.CgroupLayout(tmp_path, "/", "memory.limit_in_bytes")
+    for mb in (memory.MIN_MEMORY_MB - 1, memory.MAX_MEMORY_MB + 1):
+        with pytest.raises(ValueError, match="memory"):
+            memory.create_cgroup(layout, "g", "worker-0", mb)
+
+
+def _meminfo_kb(stack_dir: Path, name: str) -> dict[str, int]:
+    text = machine.exec_in(stack_dir, name, ["cat", "/proc/meminfo"]).stdout
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+):\s+(\d+) kB$", text, re.M)}
+
+
+def test_a_machine_sees_its_own_memory_and_what_is_held_on_it(
+    lab_image: str, lab_net: tuple[LabNetwork, Path]
+) -> None:
+    net, stack_dir = lab_net
+    spec = machine.MachineSpec(name="worker-0", vpc_address=net.vpc_host(10),
+                               user_data="#cloud-config\n{}\n", memory_mb=768)
+    state = machine.create(net, stack_dir, lab_image, spec)
+    cgroup = Path(state.cgroup)
+    assert cgroup.name == "worker-0" and cgroup.parent.name == net.namespace
+    assert (cgroup / "memory.limit_in_bytes").read_text().strip() == str(768 * 1024 * 1024)
+    # The machine's init, and so every process it starts, is in the machine's cgroup.
+    init = machine.init_pid(state.nspawn_pid)
+    assert str(init) in (cgroup / "cgroup.procs").read_text().split()
+
+    before = _meminfo_kb(stack_dir, "worker-0")
+    assert before["MemTotal"] == 768 * 1024
+    assert 0 < before["MemAvailable"] <= before["MemTotal"]
+    # A process on the machine holds 256 MiB, written so that it is resident.
+    held = machine.exec_in(stack_dir, "worker-0", [
+        "systemd-run", "--unit=hold-memory", "python3", "-c",
+        "import signal; b = bytearray(b'Z') * (256 << 20); print('held', flush=True); "
+        "signal.pause()"])
+    assert held.returncode == 0, held.stderr
+
+    def holding() -> dict[str, int] | None:
+        now = _meminfo_kb(stack_dir, "worker-0")
+        return now if now["MemAvailable"] <= before["MemAvailable"] - 256 * 1024 else None
+
+    during = wait_until(holding, timeout_s=30, interval_s=0.5,
+                        what="the held memory in the machine's MemAvailable")
+    assert during["MemTotal"] == 768 * 1024
+    stopped = machine.exec_in(stack_dir, "worker-0", ["systemctl", "stop", "hold-memory"])
+    assert stopped.returncode == 0, stopped.stderr
+    after = _meminfo_kb(stack_dir, "worker-0")
+    assert after["MemAvailable"] >= during["MemAvailable"] + 200 * 1024
+    print(f"worker-0 (768 MiB) MemAvailable kB: before {before['MemAvailable']}, "
+          f"holding 256 MiB {during['MemAvailable']}, released {after['MemAvailable']}")
+
+    machine.delete(net, stack_dir, "worker-0")
+    assert not cgroup.exists() and not cgroup.parent.exists()
