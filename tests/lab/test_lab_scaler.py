@@ -7,11 +7,13 @@ decide, and run a targeted ``up`` on the controller, whose machines are created 
 through the hypervisor's API (``lab/agent.py``). The periods and cooldowns are shortened by
 stack config.
 
-The readings are real node-exporter memory, but a lab machine's ``/proc/meminfo`` is the
-host's (nspawn does not virtualise it), so memory cannot be held on one worker: the scale-out
-is driven by a threshold below the host's reading, the scale-in by the operator raising the
-thresholds above it (docs/lab.md). Under a steady, bounded load through the controller no
-request may fail, and the operator's ``up`` from the host must keep the scaler's count.
+Each lab machine has its own memory, its plan's RAM (``lab/memory.py``: a memory cgroup and
+LXCFS's ``/proc/meminfo``), so the readings are the workers' own: the test holds memory on
+worker-0 and worker-1 (a process on each, started by the worker's systemd) until the workers'
+node exporters, read from the controller as the scaler reads them, are above the seed's up
+threshold; the scaler adds worker-2. After the operator's ``up`` from the host (which must keep
+the scaler's count) the memory is released and the scaler, after its cooldown, goes back to
+two. Under a steady, bounded load through the controller no request may fail.
 """
 
 from __future__ import annotations
@@ -20,26 +22,37 @@ import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from lab import machine
+from scaler.metrics import memory_utilisation
 from tests.lab.stack import PROJECT_ROOT, PYTHON, LabStack, brought_up, new_lab_stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-# Ticks every 10 s from 10 s after boot; one sample decides; no warm-up; 20 s cooldowns. Up
-# threshold 5 %: below any reading of this host's memory, so the first tick scales out.
+# Workers of 2 GB, Vultr's vc2-1c-2gb: enough that an idle worker (the app's two Uvicorn
+# processes, node exporter, systemd) reads well under the seed's down threshold, small enough
+# that holding 88 % of two of them costs this host about 3 GB.
+WORKER_PLAN = "vc2-1c-2gb"
+WORKER_MEMORY_KB = 2 * 1024 * 1024
+# The seed's thresholds and scale-in margin (80 %, 30 %, 10 points). The periods are shortened:
+# ticks every 10 s from 10 s after boot; one sample decides; no warm-up; 20 s cooldowns.
+UP_THRESHOLD, DOWN_THRESHOLD = 80, 30
 SCALER_CONFIG: dict[str, object] = {
-    "scaleInterval": 10, "scaleUpThreshold": 5, "scaleDownThreshold": 4, "scaleInMargin": 1,
-    "evaluationPeriods": 1, "scaleWarmup": 0, "scaleStaleAfter": 30, "scaleUpCooldown": 20,
-    "scaleDownCooldown": 20, "maxWorkers": 3, "scaleMaxStep": 1,
+    "workerPlan": WORKER_PLAN,
+    "scaleUpThreshold": UP_THRESHOLD, "scaleDownThreshold": DOWN_THRESHOLD, "scaleInMargin": 10,
+    "scaleInterval": 10, "evaluationPeriods": 1, "scaleWarmup": 0, "scaleStaleAfter": 30,
+    "scaleUpCooldown": 20, "scaleDownCooldown": 20, "maxWorkers": 3, "scaleMaxStep": 1,
 }
-# The operator's change: thresholds above the host's reading, so the scaler scales back in.
-SCALE_IN_CONFIG = {"scaleUpThreshold": "95", "scaleDownThreshold": "90"}
+# What holding brings a worker's reading to: above the up threshold, so that with the new
+# worker's low reading the mean of three (about 65 %) is in the band, and short of the
+# machine's limit (about 240 MB left for the app under load; no OOM kill).
+HOLD_TO_PCT = 88
+HOLD_UNIT = "gemnar-test-hold-memory"
 SCALE_TIMEOUT_S = 420
 # Bounds the load generator whatever happens to the test.
 LOAD_MAX_S = 1200
@@ -131,6 +144,53 @@ def applied_outcomes(stack: LabStack) -> list[str] | None:
     return outcomes if len(outcomes) >= 2 else None
 
 
+def exporter_reading(stack: LabStack, index: int) -> tuple[float, float]:
+    """(memory in use %, MemTotal in kB) of worker ``index`` as its node exporter reports
+    it to the controller: what the scaler reads."""
+    address = stack.net.vpc_host(10 + index)
+    metrics = stack.inside("controller", "curl", "-sS", "--max-time", "5",
+                           f"http://{address}:9100/metrics")
+    assert metrics.returncode == 0, metrics.stderr
+    total = [line for line in metrics.stdout.splitlines()
+             if line.startswith("node_memory_MemTotal_bytes ")]
+    return memory_utilisation(metrics.stdout), float(total[0].split()[1]) / 1024
+
+
+def readings_when(stack: LabStack, wanted: Callable[[float], bool], what: str) -> list[float]:
+    """worker-0's and worker-1's readings once both are ``wanted``."""
+    def both() -> list[float] | None:
+        readings = [exporter_reading(stack, index)[0] for index in (0, 1)]
+        return readings if all(wanted(pct) for pct in readings) else None
+
+    return wait_until(both, timeout_s=90, interval_s=1, what=what,
+                      detail=lambda: str([exporter_reading(stack, i) for i in (0, 1)]))
+
+
+def meminfo_kb(stack: LabStack, name: str) -> dict[str, int]:
+    text = stack.inside(name, "cat", "/proc/meminfo").stdout
+    return {key: int(value.split()[0]) for key, value in
+            (line.split(":", 1) for line in text.splitlines()) if value.strip().endswith("kB")}
+
+
+def hold(stack: LabStack, index: int) -> int:
+    """Hold memory on worker ``index`` (a process its systemd starts, so it is the machine's)
+    until its reading is HOLD_TO_PCT; returns the MB held."""
+    info = meminfo_kb(stack, f"worker-{index}")
+    used_kb = info["MemTotal"] - info["MemAvailable"]
+    mb = int((info["MemTotal"] * HOLD_TO_PCT / 100 - used_kb) / 1024)
+    assert mb > 0, info
+    started = stack.inside(f"worker-{index}", "systemd-run", f"--unit={HOLD_UNIT}", "python3",
+                           "-c", f"import signal; b = bytearray(b'Z') * ({mb} << 20); "
+                           "signal.pause()")
+    assert started.returncode == 0, started.stderr
+    return mb
+
+
+def release(stack: LabStack, index: int) -> None:
+    stopped = stack.inside(f"worker-{index}", "systemctl", "stop", HOLD_UNIT)
+    assert stopped.returncode == 0, stopped.stderr
+
+
 def wait_for_count(stack: LabStack, count: int, what: str) -> float:
     started = time.monotonic()
     wait_until(lambda: worker_count(stack) == count, timeout_s=SCALE_TIMEOUT_S,
@@ -144,24 +204,40 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
     up = stack.results["up"]
     assert up.returncode == 0, f"lab `up` failed:\n{up.stdout[-6000:]}"
     assert worker_count(stack) == 2
+    # Each worker's node exporter reports the worker's own memory, its plan's 2 GB.
+    idle = [exporter_reading(stack, index) for index in (0, 1)]
+    assert [total for _, total in idle] == [WORKER_MEMORY_KB] * 2, idle
+    assert all(pct < DOWN_THRESHOLD for pct, _ in idle), idle
     load = LabLoad(stack)
+    held: list[int] = []
     try:
         load.wait_until_going()
-        stack.timings["scale-out"] = wait_for_count(
+        started = time.monotonic()
+        held = [hold(stack, index) for index in (0, 1)]
+        # The holders take a moment to start and write their memory.
+        holding = readings_when(stack, lambda pct: pct > UP_THRESHOLD,
+                                "both workers' readings above the up threshold")
+        stack.timings["scale-out"] = time.monotonic() - started + wait_for_count(
             stack, 3, "the controller's scaler to scale out to 3 workers")
         assert sorted(machine.names(stack.stack_dir)) == [
             "controller", "worker-0", "worker-1", "worker-2"]
-        # The operator raises the thresholds and runs `up` from the host: it keeps the count
-        # the scaler set (its working copy's request is older than the scaler's).
-        for key, value in SCALE_IN_CONFIG.items():
-            stack.set_config(f"gemnar:{key}", value)
+        # The operator runs `up` from the host: it keeps the count the scaler set (its working
+        # copy's request is older than the scaler's).
         operator = stack.engine("up", label="operator-up")
         assert operator.returncode == 0, operator.stdout[-6000:]
         assert worker_count(stack) == 3, "the operator's up did not keep the scaler's count"
-        stack.timings["scale-in"] = wait_for_count(
+        started = time.monotonic()
+        for index in (0, 1):
+            release(stack, index)
+        released = readings_when(stack, lambda pct: pct < DOWN_THRESHOLD,
+                                 "both workers' readings below the down threshold")
+        stack.timings["scale-in"] = time.monotonic() - started + wait_for_count(
             stack, 2, "the controller's scaler to scale back in to 2 workers")
     finally:
         result = load.stop()
+    print(f"worker memory in use (%, node exporter): idle {[round(p, 1) for p, _ in idle]}, "
+          f"holding {held} MB {[round(p, 1) for p in holding]}, "
+          f"released {[round(p, 1) for p in released]}")
     assert sorted(machine.names(stack.stack_dir)) == ["controller", "worker-0", "worker-1"]
     # The scale-in's record follows its `up` (which changed the outputs): wait for it.
     applied = wait_until(lambda: applied_outcomes(stack), timeout_s=60, interval_s=1,
