@@ -49,8 +49,9 @@ SCALER_CONFIG: dict[str, object] = {
     "scaleUpCooldown": 20, "scaleDownCooldown": 20, "maxWorkers": 3, "scaleMaxStep": 1,
 }
 # What holding brings a worker's reading to: above the up threshold, so that with the new
-# worker's low reading the mean of three (about 65 %) is in the band, and short of the
-# machine's limit (about 240 MB left for the app under load; no OOM kill).
+# worker's low reading the mean of three (about 65 %) is in the band; under /health/'s memory
+# limit (95 %), so the workers stay in the balancer; and short of the machine's limit (about
+# 240 MB left for the app under load; no OOM kill).
 HOLD_TO_PCT = 88
 HOLD_UNIT = "gemnar-test-hold-memory"
 SCALE_TIMEOUT_S = 420
