@@ -130,6 +130,8 @@ def scaler_records(stack: LabStack) -> list[dict[str, Any]]:
     """The JSON records of the controller's scaler ticks, from its journal."""
     journal = stack.inside("controller", "journalctl", "-u", "gemnar-scaler.service",
                            "-o", "cat", "--no-pager")
+    # Kept with the stack's engine logs: what to read when a wait on the records fails.
+    (stack.log_dir / "scaler-journal.log").write_text(journal.stdout + journal.stderr)
     records = []
     for line in journal.stdout.splitlines():
         with contextlib.suppress(ValueError):
