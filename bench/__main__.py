@@ -5,11 +5,13 @@
 3. on a throwaway local stack (``bench.stack_run``): load-balancer overhead with wrk,
    ``/health/`` under load, one real scale-up and scale-in, and engine cost at N = 2, 4, 8;
 4. from the episode: the scaling-reaction split with the seed's projection, the recorded
-   trace replayed through the simulated day, and the timeline plot.
+   trace replayed through the simulated day, and the timeline plot;
+5. on a throwaway lab stack (``bench.lab_reaction``): the controller's scaler adding a worker,
+   split from the crossing to the new worker serving through Nginx.
 
 Writes ``results.json`` (everything), ``results.md`` (every table, with the date and
 machine), ``simulated_day.{json,md,png}``, ``episode.{json,png}`` and ``run.json``.
-``--no-stack`` runs 1 and 2 only (seconds).
+``--no-stack`` runs 1 and 2 only (seconds); ``--no-lab`` leaves out 5.
 """
 
 from __future__ import annotations
@@ -88,6 +90,25 @@ def stack_part(data: dict[str, Any], out: Path, label: str, lb_seconds: int,
     (out / "episode.json").write_text(json.dumps(ep, indent=1) + "\n", encoding="utf-8")
 
 
+def lab_part(data: dict[str, Any], log: Any) -> None:
+    """The scaling reaction on a throwaway lab stack; a failure is reported, not raised."""
+    from bench import lab_reaction
+
+    seed, _ = simulated_day.seed_config()
+    mark = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-lab-") as scratch:
+            lab = lab_reaction.run(Path(scratch), log=log)
+        data["lab_reaction"] = lab
+        data["lab_projection"] = report.lab_reaction(lab, seed.evaluation_periods,
+                                                     seed.interval_s)
+    except Exception as error:  # the lab failing must not cost the other parts' results
+        data.setdefault("errors", {})["lab_reaction"] = f"{type(error).__name__}: {error}"[:2000]
+        log(f"lab_reaction FAILED: {data['errors']['lab_reaction'][:500]}")
+    data["wall_s"]["lab_reaction"] = round(time.perf_counter() - mark, 1)
+    log(f"lab_reaction done in {data['wall_s']['lab_reaction']} s")
+
+
 def tables(data: dict[str, Any]) -> str:
     parts = [f"# Benchmarks: {data['label']}\n",
              "Every ratio compares figures measured in this one run; absolute times are from "
@@ -105,6 +126,16 @@ def tables(data: dict[str, Any]) -> str:
         parts += ["## Scaling reaction: memory crossing to the new worker serving\n",
                   report.reaction_markdown(data["reaction"]),
                   f"\n{data['reaction']['boot_source']}\n"]
+    if "lab_projection" in data:
+        lab = data["lab_reaction"]
+        parts += ["## Scaling reaction on the lab stack: the controller's scaler, 2 -> 3\n",
+                  report.lab_reaction_markdown(lab, data["lab_projection"]),
+                  f"\nCrossing: {lab['crossing_method']}. Scaler: evaluationPeriods "
+                  f"{lab['config']['evaluationPeriods']}, scaleInterval "
+                  f"{lab['config']['scaleInterval']} s. Load through the controller during "
+                  f"the scale-out: {lab['load'].get('ok')} answers, "
+                  f"{lab['load'].get('failed')} failed.\n",
+                  f"\n{data['lab_projection']['source']}\n"]
     if "engine" in data:
         parts += ["## Engine cost (local stack)\n", report.engine_markdown(data["engine"])]
     parts += ["## Scaler tick (scrape + decide, dry run)\n", report.tick_markdown(data["tick"])]
@@ -120,6 +151,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=simulated_day.ROOT / "bench" / "results")
     parser.add_argument("--no-stack", action="store_true",
                         help="skip the benchmarks that need a local stack")
+    parser.add_argument("--no-lab", action="store_true",
+                        help="skip the scaling reaction on a lab stack")
     parser.add_argument("--lb-seconds", type=int, default=2, help="seconds per wrk run")
     args = parser.parse_args()
     label = run_label()
@@ -137,6 +170,8 @@ def main() -> None:
     data["wall_s"]["tick"] = round(time.perf_counter() - mark, 1)
     if not args.no_stack:
         stack_part(data, args.out, label, args.lb_seconds, log)
+    if not args.no_stack and not args.no_lab:
+        lab_part(data, log)
     data["targets"] = report.targets(data)
     data["wall_s"]["total"] = round(time.perf_counter() - start, 1)
     (args.out / "results.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

@@ -3,8 +3,9 @@
 At each size N the bench asks for N + 1 workers as the scaler does (a newer count generation,
 ``scaler set-count``'s rule) and times
 
-* ``preview``: a whole preview of the stack at N, as an operator runs it (it diffs every
-  resource; nothing to change);
+* ``preview``: a whole preview of the stack from N to N + 1 workers, after the request, as an
+  operator previews what the scaler would do (it diffs every resource and plans the new
+  worker's creates and the membership's update);
 * ``up``: the scaler's targeted update (``scaler.targets.scope_targets``: the new worker's
   scope and the membership, ``target_dependents``), the path the scaler takes in prod.
 
@@ -33,10 +34,12 @@ def _count(stack: auto.Stack) -> int:
     return int(stack.outputs()["workerCount"].value)
 
 
-def targeted_up(stack: auto.Stack, target: int) -> float:
-    """Seconds of the scaler's targeted ``up`` from the stack's count to ``target``."""
+def targeted_up(stack: auto.Stack, target: int, requested: bool = False) -> float:
+    """Seconds of the scaler's targeted ``up`` from the stack's count to ``target`` (asked for
+    first, unless ``requested`` already)."""
     previous = _count(stack)
-    request_count(stack, target)
+    if not requested:
+        request_count(stack, target)
     urns = scope_targets(stack.export_stack(), previous, target)
     start = time.perf_counter()
     result = stack.up(target=urns or None, target_dependents=True if urns else None,
@@ -48,7 +51,7 @@ def targeted_up(stack: auto.Stack, target: int) -> float:
 
 
 def timed_preview(stack: auto.Stack) -> tuple[float, dict[str, int]]:
-    """Seconds of a whole ``preview`` of the stack as it stands (nothing to change)."""
+    """Seconds of a whole ``preview`` of the stack with its requested count, and its changes."""
     start = time.perf_counter()
     result = stack.preview(color="never")
     return time.perf_counter() - start, {str(getattr(k, "value", k)): v
@@ -62,8 +65,11 @@ def run(stack: auto.Stack, sizes: Sequence[int] = SIZES,
         if _count(stack) != size:
             log(f"engine cost: growing to {size} workers (untimed)")
             targeted_up(stack, size)
+        request_count(stack, size + 1)  # as `python -m scaler set-count` or the scaler does
         preview_s, changes = timed_preview(stack)
-        up_s = targeted_up(stack, size + 1)
+        if not changes.get("create"):
+            raise RuntimeError(f"the preview of {size} -> {size + 1} creates nothing: {changes}")
+        up_s = targeted_up(stack, size + 1, requested=True)
         log(f"engine cost: N={size}: preview {preview_s:.1f} s, up +1 {up_s:.1f} s")
         rows.append({"workers": size, "preview_s": round(preview_s, 1),
                      "preview_changes": changes, "up_plus_one_s": round(up_s, 1)})

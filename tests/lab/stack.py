@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -88,6 +89,25 @@ class LabStack:
         outputs = json.loads(self.cli("stack", "output", "--json").stdout or "{}")
         self.set_config("gemnar:workerCount", str(workers))
         self.set_config("gemnar:workerCountGeneration", str(next_generation(outputs)))
+
+    def worker_count(self) -> int:
+        """The stack's ``workerCount`` output: the count its last update deployed."""
+        outputs = json.loads(self.cli("stack", "output", "--json").stdout or "{}")
+        return int(outputs.get("workerCount", 0))
+
+    def scaler_records(self) -> list[dict[str, Any]]:
+        """The JSON records of the controller's scaler ticks, from its journal."""
+        journal = self.inside("controller", "journalctl", "-u", "gemnar-scaler.service",
+                              "-o", "cat", "--no-pager")
+        # Kept with the stack's engine logs: what to read when a wait on the records fails.
+        (self.log_dir / "scaler-journal.log").write_text(journal.stdout + journal.stderr)
+        records = []
+        for line in journal.stdout.splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and "action" in record:
+                    records.append(record)
+        return records
 
     def inside(
         self, name: str, *argv: str, timeout: float = 120

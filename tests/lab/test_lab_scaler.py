@@ -18,7 +18,6 @@ two. Under a steady, bounded load through the controller no request may fail.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import time
@@ -121,29 +120,9 @@ def scaler_stack(lab_available: None, lab_image: str,
         yield stack
 
 
-def worker_count(stack: LabStack) -> int:
-    outputs = json.loads(stack.cli("stack", "output", "--json").stdout or "{}")
-    return int(outputs.get("workerCount", 0))
-
-
-def scaler_records(stack: LabStack) -> list[dict[str, Any]]:
-    """The JSON records of the controller's scaler ticks, from its journal."""
-    journal = stack.inside("controller", "journalctl", "-u", "gemnar-scaler.service",
-                           "-o", "cat", "--no-pager")
-    # Kept with the stack's engine logs: what to read when a wait on the records fails.
-    (stack.log_dir / "scaler-journal.log").write_text(journal.stdout + journal.stderr)
-    records = []
-    for line in journal.stdout.splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and "action" in record:
-                records.append(record)
-    return records
-
-
 def applied_outcomes(stack: LabStack) -> list[str] | None:
     """The outcomes of the scaler's applied changes, once there are two."""
-    outcomes = [r["outcome"] for r in scaler_records(stack) if r["action"] == "applied"]
+    outcomes = [r["outcome"] for r in stack.scaler_records() if r["action"] == "applied"]
     return outcomes if len(outcomes) >= 2 else None
 
 
@@ -196,9 +175,9 @@ def release(stack: LabStack, index: int) -> None:
 
 def wait_for_count(stack: LabStack, count: int, what: str) -> float:
     started = time.monotonic()
-    wait_until(lambda: worker_count(stack) == count, timeout_s=SCALE_TIMEOUT_S,
+    wait_until(lambda: stack.worker_count() == count, timeout_s=SCALE_TIMEOUT_S,
                interval_s=3, what=what,
-               detail=lambda: json.dumps(scaler_records(stack)[-3:])[-3000:])
+               detail=lambda: json.dumps(stack.scaler_records()[-3:])[-3000:])
     return time.monotonic() - started
 
 
@@ -206,7 +185,7 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
     stack = scaler_stack
     up = stack.results["up"]
     assert up.returncode == 0, f"lab `up` failed:\n{up.stdout[-6000:]}"
-    assert worker_count(stack) == 2
+    assert stack.worker_count() == 2
     # Each worker's node exporter reports the worker's own memory, its plan's 2 GB.
     idle = [exporter_reading(stack, index) for index in (0, 1)]
     assert [total for _, total in idle] == [WORKER_MEMORY_KB] * 2, idle
@@ -228,7 +207,7 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
         # copy's request is older than the scaler's).
         operator = stack.engine("up", label="operator-up")
         assert operator.returncode == 0, operator.stdout[-6000:]
-        assert worker_count(stack) == 3, "the operator's up did not keep the scaler's count"
+        assert stack.worker_count() == 3, "the operator's up did not keep the scaler's count"
         started = time.monotonic()
         for index in (0, 1):
             release(stack, index)
@@ -245,9 +224,9 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
     # The scale-in's record follows its `up` (which changed the outputs): wait for it.
     applied = wait_until(lambda: applied_outcomes(stack), timeout_s=60, interval_s=1,
                          what="the scaler's records of both changes",
-                         detail=lambda: json.dumps(scaler_records(stack)[-3:])[-3000:])
+                         detail=lambda: json.dumps(stack.scaler_records()[-3:])[-3000:])
     assert applied[:2] == ["2 -> 3 workers", "3 -> 2 workers"], applied
-    assert not [r for r in scaler_records(stack) if r["action"] in ("error", "failed")], (
-        [r for r in scaler_records(stack) if r["action"] in ("error", "failed")][:2])
+    assert not [r for r in stack.scaler_records() if r["action"] in ("error", "failed")], (
+        [r for r in stack.scaler_records() if r["action"] in ("error", "failed")][:2])
     assert result["failed"] == 0, result["failures"]
     assert result["ok"] > 100, result
