@@ -20,8 +20,8 @@ TARGET_REACTION_S = 300.0
 BOOT_SOURCE = (
     "ASSUMPTION: Vultr publishes no create-to-boot time and none is in /work/shared/FACTS.md; "
     "bench.fleet.BootModel's 120 s boot + 120 s provisioning (the figures the simulated day "
-    "uses). For scale, the lab stack (docs/lab.md) measured 28 s from create to `cloud-init "
-    "status: done` for a container with the packages already installed: a lower bound for "
+    "uses). For scale, the lab part of the same run (its own table) measures boot and "
+    "cloud-init in a container with the packages already installed: a lower bound for "
     "provisioning, not a VM's boot."
 )
 
