@@ -7,8 +7,10 @@ which destroys it at the end and fails when a machine, namespace, mount, loop de
 is left), with the periods shortened by stack config (``LAB_CONFIG``). Everything that reaches
 the lab runs inside its network namespace: the engine, and the load (``bench.lab_watch``).
 
-**How the crossing is made.** A lab machine's ``/proc/meminfo`` is the host's (docs/lab.md), so
-memory held on one worker does not move its reading. The stack is brought up with thresholds
+**How the crossing is made.** When this part was written a lab machine's ``/proc/meminfo`` was
+the host's, so memory held on one worker did not move its reading (lab machines have their own
+memory since; holding memory as ``tests/lab/test_lab_scaler.py`` now does is the next step). The
+stack is brought up with thresholds
 above the host's reading (``LAB_CONFIG``: up 95 %, down 90 %); the crossing is the operator's
 ``up`` from the host that lowers the up threshold below it (``CROSSING``: 5 %). The
 controller's scaler reads its config from the state's last update (docs/lab.md), so the
@@ -31,13 +33,13 @@ from bench.lab_phases import LabPhases, cloud_init_run, lab_phases
 from tests.support.waiting import wait_until
 
 # Ticks every 10 s; one sample decides; no warm-up; the scale-out's cooldown does not matter.
-# Thresholds above this host's memory reading: no decision until the crossing.
+# Thresholds above any worker's memory reading: no decision until the crossing.
 LAB_CONFIG: dict[str, object] = {
     "scaleInterval": 10, "scaleUpThreshold": 95, "scaleDownThreshold": 90, "scaleInMargin": 1,
     "evaluationPeriods": 1, "scaleWarmup": 0, "scaleStaleAfter": 30, "scaleUpCooldown": 20,
     "scaleDownCooldown": 20, "maxWorkers": 3, "scaleMaxStep": 1,
 }
-# The operator's change that makes the reading cross: below any reading of this host's memory.
+# The operator's change that makes the reading cross: below any worker's reading.
 CROSSING = {"scaleUpThreshold": "5", "scaleDownThreshold": "4"}
 NEW_WORKER = "worker-2"
 SCALE_TIMEOUT_S = 420
@@ -46,7 +48,8 @@ ENGINE_TIMEOUT_S = 720
 # Bounds the load whatever happens to the bench.
 LOAD_MAX_S = 900
 CROSSING_METHOD = (
-    "threshold: lab machines see the host's /proc/meminfo, so no memory is held on a worker; "
+    "threshold (written when lab machines still saw the host's /proc/meminfo): no memory is "
+    "held on a worker; "
     "the stack runs with up/down thresholds 95/90 % (above the host's reading) and the "
     "crossing is the end of the operator's `up` from the host that sets them to 5/4 % (the "
     "controller's scaler reads the config of the state's last update)")
