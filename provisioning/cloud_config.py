@@ -2,7 +2,9 @@
 
 Files are written with ``defer: true`` so they land after the packages are installed (the
 owners, such as ``postgres`` and ``redis``, exist only then, and package installs would
-otherwise overwrite our configs); the setup script then runs from ``runcmd``. No secret is
+otherwise overwrite our configs); the setup script then runs from ``runcmd``. Before all that,
+``bootcmd`` and one early file keep every network-facing daemon from starting until the setup
+script has loaded the host firewall (provisioning.firstboot). No secret is
 ever part of this text: any process on a Vultr instance can read its user data.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]  # no types-PyYAML in requirements
 
+from provisioning import firstboot
 from provisioning.files import RenderedFile, controller_files, worker_files
 from provisioning.settings import ControllerSettings, WorkerSettings
 
@@ -99,18 +102,21 @@ def _dump(document: dict[str, Any]) -> str:
 def controller_cloud_config(settings: ControllerSettings) -> dict[str, Any]:
     """The controller's cloud-config as data."""
     return _node_cloud_config(settings.hostname, COMMON_PACKAGES + CONTROLLER_PACKAGES,
-                              controller_files(settings), "gemnar-controller-setup.sh")
+                              controller_files(settings), "gemnar-controller-setup.sh",
+                              firstboot.COMMON_GUARDED + firstboot.CONTROLLER_GUARDED)
 
 
 def worker_cloud_config(settings: WorkerSettings) -> dict[str, Any]:
     """A worker's cloud-config as data."""
     return _node_cloud_config(settings.name, COMMON_PACKAGES + WORKER_PACKAGES,
-                              worker_files(settings), "gemnar-worker-setup.sh")
+                              worker_files(settings), "gemnar-worker-setup.sh",
+                              firstboot.COMMON_GUARDED)
 
 
 def _node_cloud_config(hostname: str, packages: Sequence[str], files: list[RenderedFile],
-                       setup_script: str) -> dict[str, Any]:
-    """Either role's cloud-config: its packages and files, then its setup script, once."""
+                       setup_script: str, guarded: Sequence[str]) -> dict[str, Any]:
+    """Either role's cloud-config: ``guarded`` held back until the firewall, its packages and
+    files, then its setup script, once."""
     setup = next(f.path for f in files if f.path.endswith(f"/{setup_script}"))
     return {
         "hostname": hostname,
@@ -120,7 +126,8 @@ def _node_cloud_config(hostname: str, packages: Sequence[str], files: list[Rende
         "packages": packages,
         "users": ["default", dict(APP_USER)],
         **SSH_LOGIN,
-        "write_files": _write_files(files),
+        "bootcmd": firstboot.bootcmd(guarded),
+        "write_files": [firstboot.policy_rc_d_entry(), *_write_files(files)],
         "runcmd": [[setup]],
     }
 

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from provisioning.app_env import render_worker_app_env
+from provisioning.firstboot import FIREWALL_READY_FLAG, POLICY_RC_D
 from provisioning.media import render_nginx_media
 from provisioning.monitoring import (
     ALERT_RECEIVER,
@@ -174,6 +175,7 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             "controller/gemnar-controller-setup.sh",
             vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
             address_files=" ".join(f"'{path}'" for path in address_files(files)),
+            firewall_ready_flag=FIREWALL_READY_FLAG, policy_rc_d=POLICY_RC_D,
             block_storage_mount=paths.block_storage_mount,
             postgres_setup=postgres_setup,
             pgbouncer_auth_file=paths.pgbouncer_auth_file,
@@ -369,6 +371,7 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
         "worker/gemnar-worker-setup.sh",
         vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
         address_files=" ".join(f"'{path}'" for path in address_files(files)),
+        firewall_ready_flag=FIREWALL_READY_FLAG, policy_rc_d=POLICY_RC_D,
         run_dir=paths.run_dir, artifacts_dir=paths.artifacts_dir,
         static_root=paths.static_root, app_env_file=paths.app_env_file,
         install_script=install)))

@@ -18,9 +18,15 @@ server_name='@{server_name}'
 # The host firewall before any data service listens on the VPC address.
 systemctl enable nftables
 systemctl restart nftables
+# The ruleset is loaded: from here on the network-facing units may start, and packages may
+# start their daemons again (both held back since boot: provisioning/firstboot.py).
+install -d -m 0755 "$(dirname '@{firewall_ready_flag}')"
+touch '@{firewall_ready_flag}'
+rm -f '@{policy_rc_d}'
 
-# Debian's package started a cluster in /var/lib; ours is configured by the files cloud-init
-# has written and lives on the volume. Without the volume mounted it stays down.
+# Debian's packaged cluster in /var/lib never ran here (held back above), but an image made
+# without that guard may run it; ours is configured by the files cloud-init has written and
+# lives on the volume. Without the volume mounted it stays down.
 systemctl stop postgresql
 # That stop fails for the packaged cluster (pg_ctlcluster reads the written config, whose data
 # directory is on the volume) and systemd ends its processes anyway; forget the failure, or
@@ -61,6 +67,8 @@ systemctl daemon-reload
 # leave the sessions open right now alone -- the deployer's first-boot wait is one of them.
 systemctl reload-or-restart ssh
 systemctl restart redis-server pgbouncer
+# Nginx resolves the media bucket's host through it (Debian's config: loopback only).
+systemctl start unbound
 systemctl enable prometheus-node-exporter
 systemctl restart prometheus-node-exporter
 nginx -t && systemctl restart nginx

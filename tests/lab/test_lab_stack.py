@@ -21,6 +21,8 @@ import pytest
 
 from components.lab_nodes import worker_public_address
 from lab import image
+from provisioning import firstboot
+from tests.lab import boot_order
 from tests.lab.stack import PROJECT_ROOT, LabStack, brought_up, new_lab_stack
 from tests.support.waiting import wait_until
 
@@ -76,6 +78,35 @@ def test_nftables_is_active_with_a_ruleset(lab_stack: LabStack, name: str) -> No
     ruleset = lab_stack.inside(name, "nft", "list", "ruleset").stdout
     assert "chain input" in ruleset and "policy drop" in ruleset, (
         f"{name}: no input chain dropping by default:\n{ruleset}")
+
+
+# sshd is up before the setup script on purpose: the deployer waits for the first boot over
+# SSH (keys only; provisioning.firstboot).
+FIRST_BOOT_EXEMPT = ("ssh.service",)
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_firewall_was_loaded_before_every_listener_started(lab_stack: LabStack, name: str) -> None:
+    """Nothing that listens now began to start before nftables loaded its ruleset on this (first)
+    boot, from systemd's journal inside the machine. The lab's images hold the packages, so
+    systemd starts their units at boot: the guard (provisioning.firstboot) must skip them."""
+    condition = f"ConditionPathExists={firstboot.FIREWALL_READY_FLAG}"
+    probe = lab_stack.inside(name, "python3", "-c",
+                             (PROJECT_ROOT / "tests" / "lab" / "boot_order.py").read_text(),
+                             condition)
+    assert probe.returncode == 0, probe.stderr
+    seen = json.loads(probe.stdout)
+    firewall, starts, listening = seen["firewall"], seen["first_starts"], seen["listeners"]
+    early = boot_order.early(firewall, starts, listening, FIRST_BOOT_EXEMPT)
+    assert early == {}, (
+        f"{name}: started before nftables (at {firewall} us): {early}; listening: {listening}")
+    # The image enables the node exporter on both roles: its boot start was skipped.
+    assert "prometheus-node-exporter.service" in seen["skipped"], seen["skipped"]
+    policy = lab_stack.inside(name, "test", "-e", firstboot.POLICY_RC_D)
+    assert policy.returncode == 1, f"{name}: {firstboot.POLICY_RC_D} left in place"
+    first = min(starts[unit] for unit in set(listening) - set(FIRST_BOOT_EXEMPT))
+    lab_stack.timings[f"{name}: first listener after nftables"] = (first - firewall) / 1e6
+    lab_stack.timings[f"{name}: boot starts skipped"] = len(seen["skipped"])
 
 
 def listeners(stack: LabStack, name: str) -> set[tuple[str, int]]:

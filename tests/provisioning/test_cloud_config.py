@@ -48,7 +48,8 @@ def test_user_data_is_plain_yaml_data(render) -> None:  # type: ignore[no-untype
     document = yaml.safe_load(render())
     assert {"packages", "write_files", "runcmd"} <= document.keys()
     for entry in document["write_files"]:
-        assert entry["defer"] is True
+        # Only the package policy lands before the packages (provisioning.firstboot).
+        assert entry.get("defer", False) is (entry["path"] != "/usr/sbin/policy-rc.d")
         assert entry["path"].startswith("/")
 
 
