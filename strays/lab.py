@@ -24,21 +24,25 @@ _WORKER = re.compile(r"^worker-\d+$")
 
 @dataclass(frozen=True)
 class LabMachines:
-    """The stack's machines through its agent; ``http`` carries the URL and the token."""
+    """The stack's machines through its agent: ``url`` is the machine collection, exactly as
+    the agent serves it (httpx's ``base_url`` would add a trailing slash, which it refuses)."""
 
-    http: httpx.Client
+    http: httpx.Client  # carries the token
+    url: str
 
     def nodes(self) -> list[Node]:
-        response = self.http.get("")
+        response = self.http.get(self.url)
         response.raise_for_status()
         names = [str(m["name"]) for m in response.json().get("machines") or []]
         return [Node(name, "worker" if _WORKER.match(name) else name) for name in names]
 
     def remove(self, node: Node) -> None:
-        self.http.delete(f"/{node.key}").raise_for_status()
+        self.http.delete(f"{self.url}/{node.key}").raise_for_status()
 
 
-def client(net: LabNetwork, token: str, transport: httpx.BaseTransport | None = None
-           ) -> httpx.Client:
-    return httpx.Client(base_url=agent.url(net), headers={"Authorization": f"Bearer {token}"},
+def machines(net: LabNetwork, token: str, transport: httpx.BaseTransport | None = None
+             ) -> LabMachines:
+    """The adapter for the stack's agent (``agent.url``), authorized by the stack's token."""
+    http = httpx.Client(headers={"Authorization": f"Bearer {token}"},
                         timeout=agent.CREATE_TIMEOUT_S, transport=transport)
+    return LabMachines(http, agent.url(net))

@@ -54,7 +54,7 @@ def platform_for(stack: str, config: Mapping[str, Any]) -> tuple[str, Platform]:
         if not token:
             raise RuntimeError(f"cannot list the lab's machines: no {lab.TOKEN_KEY}")
         net = LabNetwork(stack=stack, vpc_subnet=value("vpcSubnet"))
-        return "lab", lab.LabMachines(lab.client(net, str(token)))
+        return "lab", lab.machines(net, str(token))
     from strays.vultr import VultrInstances, client
 
     key = values.get(VULTR_KEY) or os.environ.get("VULTR_API_KEY")

@@ -16,8 +16,7 @@ from lab import agent
 from lab.netns import LabNetwork
 from localnode.supervise import alive, read_pid, start_detached, stop_pidfile
 from strays.core import Node
-from strays.lab import LabMachines
-from strays.lab import client as lab_client
+from strays.lab import machines as lab_machines
 from strays.local import LocalNodes
 from strays.sweep import sweep
 from strays.vultr import VultrInstances, client, stack_tag
@@ -68,15 +67,18 @@ def test_lab_machines_are_what_the_agent_lists_and_removal_is_its_delete() -> No
         machines.remove(request.url.path.rsplit("/", 1)[1])
         return httpx.Response(200, json={"deleted": request.url.path.rsplit("/", 1)[1]})
 
-    lab = LabMachines(lab_client(net, "t0ken", httpx.MockTransport(answer)))
+    lab = lab_machines(net, "t0ken", httpx.MockTransport(answer))
     assert lab.nodes() == [Node("controller", "controller"), Node("worker-0", "worker"),
                            Node("worker-3", "worker")]
+    # The collection's URL exactly: the agent answers 404 to /v1/machines/ (a trailing slash,
+    # which httpx's base_url would add; every scaler tick on the lab then missed its strays).
+    assert calls == [f"GET {agent.url(net)}"]
     lab.remove(Node("worker-3", "worker"))
     assert machines == ["controller", "worker-0"]
     # Exactly the URL the program's delete command calls (components.lab_nodes).
     assert calls[-1] == f"DELETE {agent.url(net)}/worker-3"
     assert f"{agent.url(net)}/worker-3" in agent_delete_command(net, "worker-3")
-    wrong = LabMachines(lab_client(net, "nope", httpx.MockTransport(answer)))
+    wrong = lab_machines(net, "nope", httpx.MockTransport(answer))
     with pytest.raises(httpx.HTTPStatusError):
         wrong.nodes()
 

@@ -142,8 +142,7 @@ def test_the_platform_comes_from_the_keys_that_say_where_nodes_are(
     name, machines = platform_for("s1", {"gemnar:platform": "lab", lab.TOKEN_KEY: "t",
                                          "gemnar:vpcSubnet": "10.30.0.0/24"})
     assert name == "lab" and isinstance(machines, lab.LabMachines)
-    assert str(machines.http.base_url).startswith(
-        lab.agent.url(LabNetwork(stack="s1", vpc_subnet="10.30.0.0/24")))
+    assert machines.url == lab.agent.url(LabNetwork(stack="s1", vpc_subnet="10.30.0.0/24"))
     with pytest.raises(RuntimeError, match="labHypervisorToken"):
         platform_for("s1", {"gemnar:platform": "lab"})
     monkeypatch.delenv("VULTR_API_KEY", raising=False)
