@@ -57,6 +57,7 @@ class RenderedFile:
 
 
 VPC_ADDRESS_SCRIPT = "gemnar-vpc-address"
+FIREWALL_UP_SCRIPT = "gemnar-firewall-up"
 # Vultr's VPC interface is configured by cloud-init early in boot; the lab's by networkd.
 VPC_ADDRESS_TIMEOUT_S = 120
 
@@ -106,6 +107,8 @@ def _common(
             kind="python",
             permissions="0755",
         ),
+        _script(PurePosixPath(paths.scripts_dir) / FIREWALL_UP_SCRIPT, render(
+            "common/gemnar-firewall-up.sh", flag=FIREWALL_READY_FLAG, policy_rc_d=POLICY_RC_D)),
     ]
 
 
@@ -175,7 +178,7 @@ def controller_files(settings: ControllerSettings) -> list[RenderedFile]:
             "controller/gemnar-controller-setup.sh",
             vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
             address_files=" ".join(f"'{path}'" for path in address_files(files)),
-            firewall_ready_flag=FIREWALL_READY_FLAG, policy_rc_d=POLICY_RC_D,
+            firewall_up_script=scripts / FIREWALL_UP_SCRIPT,
             block_storage_mount=paths.block_storage_mount,
             postgres_setup=postgres_setup,
             pgbouncer_auth_file=paths.pgbouncer_auth_file,
@@ -371,7 +374,7 @@ def worker_files(settings: WorkerSettings) -> list[RenderedFile]:
         "worker/gemnar-worker-setup.sh",
         vpc_address_script=scripts / VPC_ADDRESS_SCRIPT,
         address_files=" ".join(f"'{path}'" for path in address_files(files)),
-        firewall_ready_flag=FIREWALL_READY_FLAG, policy_rc_d=POLICY_RC_D,
+        firewall_up_script=scripts / FIREWALL_UP_SCRIPT,
         run_dir=paths.run_dir, artifacts_dir=paths.artifacts_dir,
         static_root=paths.static_root, app_env_file=paths.app_env_file,
         install_script=install)))

@@ -16,13 +16,7 @@ server_name='@{server_name}'
 '@{vpc_address_script}' @{address_files}
 
 # The host firewall before any data service listens on the VPC address.
-systemctl enable nftables
-systemctl restart nftables
-# The ruleset is loaded: from here on the network-facing units may start, and packages may
-# start their daemons again (both held back since boot: provisioning/firstboot.py).
-install -d -m 0755 "$(dirname '@{firewall_ready_flag}')"
-touch '@{firewall_ready_flag}'
-rm -f '@{policy_rc_d}'
+'@{firewall_up_script}'
 
 # Debian's packaged cluster in /var/lib never ran here (held back above), but an image made
 # without that guard may run it; ours is configured by the files cloud-init has written and

@@ -6,13 +6,7 @@ set -euo pipefail
 '@{vpc_address_script}' @{address_files}
 
 # The host firewall before any service listens on the VPC address.
-systemctl enable nftables
-systemctl restart nftables
-# The ruleset is loaded: from here on the network-facing units may start, and packages may
-# start their daemons again (both held back since boot: provisioning/firstboot.py).
-install -d -m 0755 "$(dirname '@{firewall_ready_flag}')"
-touch '@{firewall_ready_flag}'
-rm -f '@{policy_rc_d}'
+'@{firewall_up_script}'
 install -d -o gemnar -g gemnar -m 0755 '@{run_dir}'
 install -d -m 0700 '@{artifacts_dir}'
 # The app's collectstatic writes here (its unit's ExecStartPre, as the gemnar user).

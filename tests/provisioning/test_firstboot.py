@@ -13,14 +13,20 @@ import json
 import re
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
 from provisioning import firstboot
 from provisioning.cloud_config import controller_cloud_config, worker_cloud_config
-from provisioning.files import controller_files, data_volume_commands, worker_files
+from provisioning.files import (
+    FIREWALL_UP_SCRIPT,
+    RenderedFile,
+    controller_files,
+    data_volume_commands,
+    worker_files,
+)
 from tests.provisioning.combos import CONTROLLERS, WORKERS
 from tests.support.tooling import require_executable
 
@@ -32,13 +38,22 @@ CONFIGS: list[Any] = [
     *[pytest.param(lambda s=s: worker_cloud_config(s), "worker", id=f"worker-{n}")
       for n, s in PROD_WORKERS.items()],
 ]
+
+
+def setup_script(files: list[RenderedFile], name: str) -> str:
+    """The setup script ``name`` with the common firewall script's lines in place of its call,
+    so that the order checked below spans both."""
+    by_name = {PurePosixPath(f.path).name: f.content for f in files}
+    firewall = by_name[FIREWALL_UP_SCRIPT]
+    return "\n".join(firewall if line.strip().endswith(f"/{FIREWALL_UP_SCRIPT}'") else line
+                     for line in by_name[name].splitlines())
+
+
 SETUP_SCRIPTS: list[Any] = [
-    *[pytest.param(lambda s=s: next(f.content for f in controller_files(s)
-                                    if f.path.endswith("/gemnar-controller-setup.sh")),
+    *[pytest.param(lambda s=s: setup_script(controller_files(s), "gemnar-controller-setup.sh"),
                    firstboot.COMMON_GUARDED + firstboot.CONTROLLER_GUARDED, id=f"controller-{n}")
       for n, s in PROD_CONTROLLERS.items()],
-    *[pytest.param(lambda s=s: next(f.content for f in worker_files(s)
-                                    if f.path.endswith("/gemnar-worker-setup.sh")),
+    *[pytest.param(lambda s=s: setup_script(worker_files(s), "gemnar-worker-setup.sh"),
                    firstboot.COMMON_GUARDED, id=f"worker-{n}")
       for n, s in PROD_WORKERS.items()],
 ]
