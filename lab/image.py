@@ -10,18 +10,23 @@ new is offered) and pip reads a wheelhouse baked into the image. Those two are i
 never user data.
 
 The build runs in a temporary directory beside the cache entry and is renamed into place
-when complete, so an interrupted build never leaves a half image behind.
+when complete, so an interrupted build never leaves a half image behind. One process builds
+into a cache at a time (a lock file in it): the test suite's parallel workers and the
+background build of ``tools/test.sh`` ask for the same image at once, and two debootstraps of
+the same entry would each pay the minutes and race to rename.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +57,8 @@ LOCAL_REPO = "/var/lib/gemnar-lab/apt"
 WHEELHOUSE = "/var/lib/gemnar-lab/wheels"
 # Bump when the build recipe below changes, so cached images are rebuilt.
 RECIPE_VERSION = "2"
+# In the cache directory: held by whoever is building an entry there.
+LOCK_FILE = ".build.lock"
 
 
 ROLE_PACKAGES: dict[str, tuple[str, ...]] = {
@@ -108,6 +115,37 @@ def cache_dir() -> Path:
 
 def image_path(spec: ImageSpec, cache: Path | None = None) -> Path:
     return (cache or cache_dir()) / spec.key
+
+
+@contextlib.contextmanager
+def _build_lock(cache: Path) -> Iterator[None]:
+    """Held while this process builds into ``cache``; waits for another builder first."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"lab image: another process is building into {cache}; waiting for it",
+                  flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def building(cache: Path | None = None) -> bool:
+    """Whether some process is building into the cache right now (it holds the lock)."""
+    lock = (cache or cache_dir()) / LOCK_FILE
+    if not lock.exists():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _run(argv: Sequence[str], **kwargs: object) -> None:
@@ -196,7 +234,14 @@ def build(spec: ImageSpec, cache: Path | None = None) -> Path:
     final = image_path(spec, cache)
     if (final / "etc" / "os-release").exists():
         return final
+    with _build_lock(final.parent):
+        # Another process may have built it while this one waited for the lock.
+        if (final / "etc" / "os-release").exists():
+            return final
+        return _build_base(final, spec)
 
+
+def _build_base(final: Path, spec: ImageSpec) -> Path:
     def make(work: Path) -> Path:
         root = work / "root"
         _run(
@@ -222,7 +267,13 @@ def build_role(base: ImageSpec, role: str, cache: Path | None = None) -> Path:
     final = (cache or cache_dir()) / role_key(base, role)
     if (final / "etc").exists():
         return final
+    with _build_lock(final.parent):
+        if (final / "etc").exists():
+            return final
+        return _build_role(final, base_root, role)
 
+
+def _build_role(final: Path, base_root: Path, role: str) -> Path:
     def make(work: Path) -> Path:
         upper, scratch, merged = work / "upper", work / "work", work / "merged"
         for directory in (upper, scratch, merged):

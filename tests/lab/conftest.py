@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,12 @@ import pytest
 from engine.toolchain import PROJECT_ROOT
 from lab import image, machine, memory, netns
 from lab.netns import LabNetwork
+from tests.lab.stack import TIMINGS
 from tests.support.tooling import missing
+from tests.support.waiting import wait_until
 
+# A cold image takes 4-5 min on two idle cores; under the load of a whole parallel run, more.
+LAB_IMAGE_WAIT_S = 1200
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "losetup", "mount", "lxcfs")
 
 
@@ -47,8 +52,27 @@ def lab_available() -> None:
 
 @pytest.fixture(scope="session")
 def lab_image(lab_available: None) -> str:
-    """The controller's image layers (overlay lowerdir), built on first use (minutes, once)."""
-    return image.lower_dirs(image.default_spec(PROJECT_ROOT), "controller")
+    """The controller's image layers (overlay lowerdir), built on first use (minutes, once).
+
+    ``tools/test.sh`` starts the build in the background before ruff and mypy, so a cold
+    cache costs the run less; another xdist worker may be building too. Either holds the
+    cache's build lock: wait for it with a deadline, then build whatever is still missing.
+    """
+    log = os.environ.get("GEMNAR_LAB_IMAGE_LOG", "")
+
+    def tail() -> str:
+        path = Path(log)
+        return path.read_text()[-3000:] if log and path.exists() else "(no build log)"
+
+    started = time.monotonic()
+    wait_until(lambda: not image.building(), timeout_s=LAB_IMAGE_WAIT_S, interval_s=2,
+               what=f"the lab image build of another process (its log: {log or 'none'})",
+               detail=tail)
+    lower = image.lower_dirs(image.default_spec(PROJECT_ROOT), "controller")
+    # In the summary with the stacks' steps: how long this process waited for an image.
+    TIMINGS[f"image (worker {os.environ.get('PYTEST_XDIST_WORKER', 'main')})"] = {
+        "ready": round(time.monotonic() - started, 1)}
+    return lower
 
 
 def leftovers(net: LabNetwork, stack_dir: Path) -> list[str]:
@@ -91,10 +115,3 @@ def lab_net(lab_available: None, tmp_path: Path) -> Iterator[tuple[LabNetwork, P
         netns.delete(net)
     assert leftovers(net, stack_dir) == []
 
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The lab stacks' step times (image, up, one more worker, destroy): wanted on a pass too."""
-    from tests.lab.stack import TIMINGS
-
-    for name, timings in TIMINGS.items():
-        terminalreporter.write_line(f"lab stack {name} timings (s): {timings}")

@@ -34,7 +34,8 @@ VPC_INDEX = {"controller": 3, "worker-0": 10, "worker-1": 11}
 
 
 @pytest.fixture(scope="module")
-def lab_stack(lab_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
+def lab_stack(lab_available: None, lab_image: str,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     stack = new_lab_stack(tmp_path_factory.mktemp("lab-stack"))
     started = time.monotonic()
     for role in image.ROLE_PACKAGES:
