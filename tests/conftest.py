@@ -55,4 +55,4 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The lab stacks' step times (image, up, one more worker, destroy): wanted on a pass too."""
     for name, timings in {**_lab_timings(), **_WORKER_LAB_TIMINGS}.items():
-        terminalreporter.write_line(f"lab stack {name} timings (s): {timings}")
+        terminalreporter.write_line(f"lab timings (s), {name}: {timings}")

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from lab import image
 from tests.support.parallel import (
+    LAB_STACK_TESTS,
+    LAB_STACKS_GROUP,
     LOCAL_STACK_GROUP,
     LOCAL_STACK_TESTS,
     LONGEST,
@@ -32,16 +34,20 @@ def test_the_session_stack_is_defined_for_its_group_alone() -> None:
     assert defining == [f"{LOCAL_STACK_TESTS}conftest.py"]
 
 
-def test_any_other_test_is_grouped_with_its_module() -> None:
+def test_the_lab_stacks_come_up_one_after_the_other() -> None:
     assert group_of("tests/lab/test_lab_stack.py::test_x[worker-0]") == (
-        "tests/lab/test_lab_stack.py")
-    assert group_of("tests/lab/test_lab_scaler.py::test_y") != group_of(
-        "tests/lab/test_lab_stack.py::test_x")
+        group_of("tests/lab/test_lab_scaler.py::test_y")) == LAB_STACKS_GROUP
 
 
-def test_the_longest_groups_are_real_groups() -> None:
+def test_any_other_test_is_grouped_with_its_module() -> None:
+    assert group_of("tests/lab/test_machine.py::test_x[a::b]") == "tests/lab/test_machine.py"
+    assert group_of("tests/app/test_app_health.py::test_y") == "tests/app/test_app_health.py"
+
+
+def test_the_grouped_modules_exist() -> None:
     root = Path(__file__).resolve().parents[2]
-    assert all((root / name).is_file() for name in LONGEST if name != LOCAL_STACK_GROUP)
+    assert all((root / name).is_file() for name in LAB_STACK_TESTS)
+    assert (root / LOCAL_STACK_TESTS).is_dir()
 
 
 @given(st.permutations([*LONGEST, "a", "b", "c", "d"]))

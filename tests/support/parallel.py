@@ -1,5 +1,5 @@
-"""How the suite is split over pytest-xdist's processes (``tools/test.sh``: ``-n 3 --dist
-loadfile``, with the scheduler below).
+"""How the suite is split over pytest-xdist's processes (``GEMNAR_TEST_WORKERS=3 bash
+tools/test.sh``: ``-n 3 --dist loadfile``, with the scheduler below).
 
 Much of the suite's time is spent waiting on real events (a scaler's period, a machine's boot,
 ``pulumi up`` of real processes), not on the CPU, so test groups run side by side. What must
@@ -7,7 +7,10 @@ stay in one process stays in one group, handed to one worker as a whole:
 
 - every end-to-end test of the local stack (tests/e2e): they share the session's one stack
   (``local_stack``), ordered by worker count within the process (tests/support/state_order.py);
-- every other test module as a whole, so a module-scoped fixture (a lab stack, daemons) is
+- the two lab stack modules (``LAB_STACK_TESTS``), one after the other: two lab stacks coming
+  up at once (six machines running cloud-init and pip under a loaded run) each took more than
+  the engine's 6-minute bound in a CI run, where one alone takes 2-3 minutes;
+- every other test module as a whole, so a module-scoped fixture (daemons, a machine) is
   brought up once and its tests keep pytest-randomly's order.
 
 The groups are read from node ids in xdist's controller (which collects nothing): xdist's own
@@ -23,15 +26,19 @@ from typing import Any
 
 LOCAL_STACK_GROUP = "local-stack"
 LOCAL_STACK_TESTS = "tests/e2e/"
-# Groups longer than the rest, longest first (CI runs on two cores, warm image cache): the
-# local e2e modules ~10 min, the lab scaler ~7 min, the lab stack ~5 min (plus a cold image).
-LONGEST = (LOCAL_STACK_GROUP, "tests/lab/test_lab_scaler.py", "tests/lab/test_lab_stack.py")
+LAB_STACKS_GROUP = "lab-stacks"
+LAB_STACK_TESTS = ("tests/lab/test_lab_scaler.py", "tests/lab/test_lab_stack.py")
+# Groups longer than the rest, longest first (a CI run on two loaded cores, warm image cache:
+# the local e2e modules ~25 min, the lab stacks ~12 min plus a cold image).
+LONGEST = (LOCAL_STACK_GROUP, LAB_STACKS_GROUP)
 
 
 def group_of(nodeid: str) -> str:
-    """The group (work unit) of the test ``nodeid``: its module, or the local stack's group."""
+    """The group (work unit) of the test ``nodeid``: its module, or a shared group."""
     module = nodeid.split("::", 1)[0]
-    return LOCAL_STACK_GROUP if module.startswith(LOCAL_STACK_TESTS) else module
+    if module.startswith(LOCAL_STACK_TESTS):
+        return LOCAL_STACK_GROUP
+    return LAB_STACKS_GROUP if module in LAB_STACK_TESTS else module
 
 
 def longest_first(scopes: list[str]) -> list[str]:
