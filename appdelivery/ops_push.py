@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from appdelivery.artifact import build, sha256_of
 from appdelivery.operations import OpsSource, build_bundle
@@ -68,9 +68,14 @@ def run_ops(ops: OpsPlan, private_key: str | None, scratch: Path) -> str:
     with session(ops.target, None, private_key) as node:
         cli_path, cli_sent = node.upload(named_cli, ops.ops_dir)
         bundle_path, bundle_sent = node.upload(ops.bundle, ops.ops_dir)
-        installed = node.run(shlex.join([ops.install, bundle_path, ops.bundle_sha256, cli_path,
-                                         *ops.fetch_plugins]))
         app = ""
         if ops.app_artifact is not None and ops.app_cache_dir:
-            app = "\napp " + node.upload(ops.app_artifact, ops.app_cache_dir)[1]
+            # Seeded before the install gives the scaler its Python (its units' condition):
+            # on a first deploy the scaler's first start then finds the seed and chowns it
+            # with its state directory; later seeds take the directory's owner on the way in.
+            state_dir = str(PurePosixPath(ops.app_cache_dir).parent)
+            app = "\napp " + node.upload(ops.app_artifact, ops.app_cache_dir,
+                                          owner_like=state_dir)[1]
+        installed = node.run(shlex.join([ops.install, bundle_path, ops.bundle_sha256, cli_path,
+                                         *ops.fetch_plugins]))
     return f"cli {cli_sent}\nbundle {bundle_sent}\n{installed}{app}"

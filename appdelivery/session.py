@@ -45,15 +45,28 @@ class Session:
             raise PushError(f"{self.target.host}: {command!r} failed:\n{text}")
         return text
 
-    def upload(self, local: Path, remote_dir: str) -> tuple[str, str]:
+    def upload(self, local: Path, remote_dir: str,
+               owner_like: str | None = None) -> tuple[str, str]:
         """Send ``local`` to ``remote_dir`` unless a file of that name is there already;
-        returns (remote path, "sent" or "present")."""
+        returns (remote path, "sent" or "present").
+
+        With ``owner_like``, the directory and the file belong to that path's owner (followed
+        through a symlink) before the file appears under its name: a service's state
+        directory whose owner is a dynamic user (the scaler's) is chowned by systemd only
+        when its top level has the wrong owner, so a root-owned file added later stays
+        unreadable to the service.
+        """
         path = f"{remote_dir}/{local.name}"
-        quoted = shlex.quote(path)
+        quoted, directory = shlex.quote(path), shlex.quote(remote_dir)
+
+        def own(target: str) -> str:
+            return f"chown --reference={shlex.quote(owner_like)} {target}; " if owner_like else ""
+
         said = self.run(
-            f"set -e; umask 077; mkdir -p {shlex.quote(remote_dir)}; "
-            f"if [ -e {quoted} ]; then cat >/dev/null; echo present; "
-            f"else cat > {quoted}.part && mv -f {quoted}.part {quoted}; echo sent; fi",
+            f"set -e; umask 077; mkdir -p {directory}; {own(directory)}"
+            f"if [ -e {quoted} ]; then cat >/dev/null; {own(quoted)}echo present; "
+            f"else cat > {quoted}.part; {own(quoted + '.part')}"
+            f"mv -f {quoted}.part {quoted}; echo sent; fi",
             stdin=local,
         )
         return path, said.splitlines()[-1]

@@ -50,6 +50,10 @@ fi
 for plugin in $fetch; do
     '@{cli_path}' plugin install resource "${plugin%%:*}" "${plugin#*:}" >/dev/null
 done
+# The Pulumi home lives in the scaler's state directory, which belongs to the scaler's dynamic
+# user once it has run: systemd re-chowns it only when its top level has the wrong owner, so
+# the plugins this root script just wrote take that owner here.
+chown -R --reference="$(dirname "$PULUMI_HOME")" "$PULUMI_HOME"
 
 ln -sfn "$release/project" "$project_dir.new"
 mv -Tf "$project_dir.new" "$project_dir"

@@ -70,12 +70,25 @@ def _push(node: Controller, scratch: Path) -> str:
     return run_ops(plan, node.ssh.private_key, scratch)
 
 
+# The uid systemd gives the scaler's dynamic user (any uid other than root's will do).
+SCALER_UID = 61234
+
+
 def test_controller_gets_project_venv_cli_and_plugins_once(
     controller: Controller, tmp_path: Path
 ) -> None:
+    paths = controller.settings.paths
+    state = Path(paths.scaler_state_dir)
+    # The scaler has run already (a redeploy): its state directory is its dynamic user's. What
+    # the root deploy adds there must take that owner, or the scaler cannot read it (found on
+    # the lab: the seeded app artifact, PermissionError in the scaler's `up`).
+    state.mkdir(parents=True, mode=0o700)
+    os.chown(state, SCALER_UID, SCALER_UID)
     first = _push(controller, tmp_path)
     assert first.splitlines()[:2] == ["cli sent", "bundle sent"]
-    paths = controller.settings.paths
+    wrong_owner = {str(path.relative_to(state)): path.lstat().st_uid for path in state.rglob("*")
+                   if path.lstat().st_uid != SCALER_UID}
+    assert wrong_owner == {}, wrong_owner
     cli = Path(paths.tools_dir) / f"pulumi-cli-v{toolchain.PULUMI_CLI_VERSION}" / "bin" / "pulumi"
     env = {**os.environ, "PULUMI_HOME": str(Path(paths.scaler_state_dir) / "pulumi-home"),
            "PULUMI_SKIP_UPDATE_CHECK": "true"}
@@ -95,8 +108,10 @@ def test_controller_gets_project_venv_cli_and_plugins_once(
     assert imported.returncode == 0, imported.stderr
     # The app artifact is seeded where the controller's scaler looks for it.
     assert first.splitlines()[-1] == "app sent"
-    name = AppSource.of_project(PROJECT_ROOT).artifact_name
-    assert (Path(paths.scaler_state_dir) / "artifacts" / name).exists()
+    seed = state / "artifacts" / AppSource.of_project(PROJECT_ROOT).artifact_name
+    # A seed left with root's owner (before this fix) gets the directory's owner back.
+    os.chown(seed, 0, 0)
     second = _push(controller, tmp_path / "again")
     assert second.splitlines()[:2] == ["cli present", "bundle present"]
     assert second.splitlines()[-1] == "app present"
+    assert seed.stat().st_uid == SCALER_UID

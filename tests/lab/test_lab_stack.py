@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from components.lab_nodes import worker_public_address
-from lab import image
+from lab import image, machine
 from provisioning import firstboot
 from tests.lab import boot_order
 from tests.lab.stack import PROJECT_ROOT, LabStack, brought_up, new_lab_stack
@@ -67,9 +67,27 @@ def test_cloud_init_finished_without_errors(lab_stack: LabStack, name: str) -> N
 def test_no_failed_units(lab_stack: LabStack, name: str) -> None:
     failed = lab_stack.inside(name, "systemctl", "--failed", "--no-legend", "--plain")
     units = [line.split()[0] for line in failed.stdout.splitlines() if line.strip()]
-    why = "\n".join(lab_stack.inside(name, "journalctl", "-b", "-u", unit, "-n", "15",
-                                     "--no-pager").stdout for unit in units)
-    assert units == [], f"{name}: failed units {units}; their journal:\n{why}"
+    assert units == [], f"{name}: failed units {units}:\n{failure_report(lab_stack, name, units)}"
+
+
+def failure_report(lab_stack: LabStack, name: str, units: list[str]) -> str:
+    """What is known of the failed ``units``: their status (the result and exit code), their
+    journal, and the machine's console lines naming them (a unit that fails before journald
+    runs, as systemd-remount-fs once did in CI, is only there)."""
+    console = (machine.machine_dir(lab_stack.stack_dir, name) / "console.log").read_text(
+        errors="replace").splitlines()
+    reports = []
+    for unit in units:
+        # The console names a unit by its description ("Failed to start Remount Root ...").
+        description = lab_stack.inside(name, "systemctl", "show", "-p", "Description",
+                                       "--value", unit).stdout.strip() or unit
+        reports.append(
+            lab_stack.inside(name, "systemctl", "status", "--no-pager", "-l", unit).stdout
+            + lab_stack.inside(name, "journalctl", "-b", "-u", unit, "-n", "15",
+                               "--no-pager").stdout
+            + "\nconsole:\n" + "\n".join(line for line in console
+                                          if unit in line or description in line))
+    return "\n".join(reports)
 
 
 @pytest.mark.parametrize("name", MACHINES)
