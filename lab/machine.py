@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab import memory, netns
+from lab import memory, netns, service
 from lab.netns import LabNetwork
 from lab.seed import (
     PLATFORM_CLOUD_CFG,
@@ -250,7 +250,7 @@ def delete(net: LabNetwork, stack_dir: Path, name: str) -> None:
             subprocess.run(["ip", "-n", net.namespace, "link", "del", state.host_veth],
                            capture_output=True)
         root = directory / "root"
-        if os.path.ismount(root):
+        if service.mounted(root):
             _run(["umount", str(root)])
         if state.loop_device:
             subprocess.run(["losetup", "-d", state.loop_device], capture_output=True)

@@ -212,7 +212,7 @@ def start_view(stack_dir: Path) -> ViewRecord:
     with _locked(stack_dir):
         running = service.load_record(_record(stack_dir), ViewRecord)
         mount = _mount_point(stack_dir)
-        if running is not None and alive(running.pid) and os.path.ismount(mount):
+        if running is not None and alive(running.pid) and service.mounted(mount):
             return running
         if running is not None:
             _stop_locked(stack_dir)
@@ -247,7 +247,7 @@ def _stop_locked(stack_dir: Path) -> None:
     service.retire(_record(stack_dir))
     mount = _mount_point(stack_dir)
     # LXCFS unmounts on SIGTERM; after a SIGKILL the mount stays, dead ("not connected").
-    if os.path.ismount(mount):
+    if service.mounted(mount):
         subprocess.run(["umount", "--lazy", str(mount)], capture_output=True)
 
 

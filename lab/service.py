@@ -23,6 +23,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT_S = 10
 
 
+def mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point, read from the mount table: ``os.path.ismount``
+    stats the path, which fails on a FUSE mount whose server died ("Transport endpoint is not
+    connected"), so such a mount looked unmounted and outlived its stack (found after a run
+    was killed: LXCFS's mount stayed)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as table:
+        # Field 5 is the mount point, with spaces and the like octal-escaped.
+        return any(line.split()[4].encode().decode("unicode_escape") == target
+                   for line in table)
+
+
 def spawn(net: LabNetwork, module_argv: Sequence[str], log_path: Path,
           stdout_pipe: bool = False) -> subprocess.Popen[bytes]:
     """``python -m <module_argv>`` in the lab namespace; stderr (and stdout unless piped) to

@@ -7,14 +7,17 @@ mount is left behind.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from lab import machine, memory
+from lab import machine, memory, service
 from lab.netns import LabNetwork
+from localnode.supervise import alive
 from tests.support.waiting import wait_until
 
 V1_CGROUP = "4:memory:/process_api/abc\n1:cpu:/\n9:name=systemd:/\n0::/\n"
@@ -109,3 +112,31 @@ def test_a_machine_sees_its_own_memory_and_what_is_held_on_it(
 
     machine.delete(net, stack_dir, "worker-0")
     assert not cgroup.exists() and not cgroup.parent.exists()
+
+
+def test_a_killed_lxcfs_leaves_no_mount_behind(lab_available: None, tmp_path: Path) -> None:
+    # A run killed mid-way (SIGKILL: no clean shutdown) leaves LXCFS's FUSE mount dead; the
+    # mount table still lists it though stat on it fails, and the stop must unmount it.
+    stack_dir = tmp_path / "stack"
+    record = memory.start_view(stack_dir)
+    mount = Path(record.mount)
+    try:
+        assert service.mounted(mount) and not service.mounted(tmp_path)
+        os.kill(record.pid, signal.SIGKILL)
+        wait_until(lambda: not alive(record.pid), timeout_s=10, what="LXCFS to die")
+        # Once the kernel's cached attributes expire, stat fails ("not connected"), and so
+        # did os.path.ismount, which left such mounts behind until the fix.
+        wait_until(lambda: stat_fails(mount), timeout_s=30, interval_s=0.2,
+                   what="stat on the dead mount to fail")
+        assert service.mounted(mount), "a dead FUSE mount is still a mount"
+    finally:
+        memory.stop_view(stack_dir)
+    assert not service.mounted(mount)
+
+
+def stat_fails(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError:
+        return True
+    return False
