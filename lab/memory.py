@@ -207,7 +207,7 @@ def _version() -> str:
 
 def start_view(stack_dir: Path) -> ViewRecord:
     """Start the stack's LXCFS (a running one is kept); returns once it serves meminfo."""
-    from localnode.supervise import alive
+    from localnode.supervise import alive, wait_for
 
     with _locked(stack_dir):
         running = service.load_record(_record(stack_dir), ViewRecord)
@@ -232,14 +232,15 @@ def start_view(stack_dir: Path) -> ViewRecord:
                 start_new_session=True)
         record = ViewRecord(pid=process.pid, mount=str(mount))
         service.save_record(_record(stack_dir), record)
-        deadline = time.monotonic() + VIEW_START_TIMEOUT_S
-        while not (mount / "proc" / "meminfo").exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                _stop_locked(stack_dir)
-                raise RuntimeError(f"lxcfs did not mount {mount}:\n"
-                                   f"{log.read_text(errors='replace')[-2000:]}")
-            # FUSE gives no notification of the mount; bounded by the deadline.
-            time.sleep(0.05)
+        meminfo = mount / "proc" / "meminfo"
+        # FUSE gives no notification of the mount: poll for its file, or LXCFS's exit.
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: meminfo.exists() or process.poll() is not None,
+                     VIEW_START_TIMEOUT_S, f"lxcfs to mount {mount}")
+        if not meminfo.exists():
+            _stop_locked(stack_dir)
+            raise RuntimeError(f"lxcfs did not mount {mount}:\n"
+                               f"{log.read_text(errors='replace')[-2000:]}")
         return record
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from provisioning.settings import ControllerSettings
+from provisioning.settings import ControllerPaths, ControllerSettings
 from provisioning.templates import render
 
 # Nginx's passive check is off (max_fails=0): the health monitor's active probes alone take
@@ -95,22 +95,24 @@ _FIXED: dict[str, object] = {
     "static_missing_valid": STATIC_MISSING_VALID,
 }
 
-# Placeholders of controller/nginx.conf filled with a path of ControllerPaths, by field.
-_PATHS: dict[str, str] = {
-    "pid_file": "nginx_pid_file",
-    "error_log": "nginx_error_log",
-    "mime_types": "nginx_mime_types_file",
-    "access_log": "nginx_access_log",
-    "temp_dir": "nginx_temp_dir",
-    "upstream_file": "nginx_upstream_file",
-    "fallback_socket": "nginx_fallback_socket",
-    "acme_webroot": "acme_webroot",
-    "tls_cert": "tls_cert_file",
-    "tls_key": "tls_key_file",
-    "media_file": "nginx_media_file",
-    "media_cache_dir": "nginx_media_cache_dir",
-    "static_cache_dir": "nginx_static_cache_dir",
-}
+def _path_placeholders(paths: ControllerPaths) -> dict[str, str]:
+    """Placeholders of controller/nginx.conf filled with a path of ``paths`` (attribute
+    access, so mypy checks every field name)."""
+    return {
+        "pid_file": paths.nginx_pid_file,
+        "error_log": paths.nginx_error_log,
+        "mime_types": paths.nginx_mime_types_file,
+        "access_log": paths.nginx_access_log,
+        "temp_dir": paths.nginx_temp_dir,
+        "upstream_file": paths.nginx_upstream_file,
+        "fallback_socket": paths.nginx_fallback_socket,
+        "acme_webroot": paths.acme_webroot,
+        "tls_cert": paths.tls_cert_file,
+        "tls_key": paths.tls_key_file,
+        "media_file": paths.nginx_media_file,
+        "media_cache_dir": paths.nginx_media_cache_dir,
+        "static_cache_dir": paths.nginx_static_cache_dir,
+    }
 
 
 class Member(Protocol):
@@ -181,7 +183,7 @@ def render_nginx_conf(settings: ControllerSettings) -> str:
     return render(
         "controller/nginx.conf",
         **_FIXED,
-        **{placeholder: getattr(paths, name) for placeholder, name in _PATHS.items()},
+        **_path_placeholders(paths),
         user_line=_user_line(settings.nginx_user),
         worker_shutdown_timeout=settings.worker_shutdown_timeout_s,
         status_listen=f"{settings.loopback_address}:{settings.ports.nginx_status}",
