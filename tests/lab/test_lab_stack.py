@@ -74,19 +74,22 @@ def failure_report(lab_stack: LabStack, name: str, units: list[str]) -> str:
     """What is known of the failed ``units``: their status (the result and exit code), their
     journal, and the machine's console lines naming them (a unit that fails before journald
     runs, as systemd-remount-fs once did in CI, is only there)."""
-    console = (machine.machine_dir(lab_stack.stack_dir, name) / "console.log").read_text(
-        errors="replace").splitlines()
+    text = (machine.machine_dir(lab_stack.stack_dir, name) / "console.log").read_text(
+        errors="replace")
+    # The console colours its lines and cuts long names ("systemd-remount-f…nt Root ...").
+    console = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
     reports = []
     for unit in units:
-        # The console names a unit by its description ("Failed to start Remount Root ...").
+        # The console names a unit by a cut name and its description.
         description = lab_stack.inside(name, "systemctl", "show", "-p", "Description",
                                        "--value", unit).stdout.strip() or unit
+        stem = unit[:12]
         reports.append(
             lab_stack.inside(name, "systemctl", "status", "--no-pager", "-l", unit).stdout
             + lab_stack.inside(name, "journalctl", "-b", "-u", unit, "-n", "15",
                                "--no-pager").stdout
             + "\nconsole:\n" + "\n".join(line for line in console
-                                          if unit in line or description in line))
+                                          if stem in line or description in line))
     return "\n".join(reports)
 
 
