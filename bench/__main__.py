@@ -11,7 +11,8 @@
 
 Writes ``results.json`` (everything), ``results.md`` (every table, with the date and
 machine), ``simulated_day.{json,md,png}``, ``episode.{json,png}`` and ``run.json``.
-``--no-stack`` runs 1 and 2 only (seconds); ``--no-lab`` leaves out 5.
+``--no-stack`` runs 1 and 2 only (seconds); ``--no-lab`` leaves out 5; ``--only-lab`` runs 1,
+2 and 5 (the lab part without the local stack, 5-10 minutes).
 """
 
 from __future__ import annotations
@@ -109,6 +110,16 @@ def lab_part(data: dict[str, Any], log: Any) -> None:
     log(f"lab_reaction done in {data['wall_s']['lab_reaction']} s")
 
 
+def lab_memory(memory: dict[str, Any]) -> str:
+    """The lab workers' readings around the crossing, as one sentence."""
+    tick = memory["deciding_tick"]
+    return (f"Workers' memory (node exporter, % of {memory['worker_total_kb'][0] / 1024:.0f} "
+            f"MB): idle {memory['idle_pct']}, {memory['first_above_pct']} at the first scrape "
+            f"above (mean {memory['first_above_fleet_pct']}) with {memory['held_mb']} MB held; "
+            f"the deciding tick read a mean of {tick['fleet_memory_pct']} %; the crossing was "
+            f"first seen by {memory['crossed_by']}.")
+
+
 def tables(data: dict[str, Any]) -> str:
     parts = [f"# Benchmarks: {data['label']}\n",
              "Every ratio compares figures measured in this one run; absolute times are from "
@@ -130,9 +141,12 @@ def tables(data: dict[str, Any]) -> str:
         lab = data["lab_reaction"]
         parts += ["## Scaling reaction on the lab stack: the controller's scaler, 2 -> 3\n",
                   report.lab_reaction_markdown(lab, data["lab_projection"]),
-                  f"\nCrossing: {lab['crossing_method']}. Scaler: evaluationPeriods "
+                  f"\nCrossing: {lab['crossing_method']}. {lab_memory(lab['memory'])} "
+                  f"Scaler: thresholds {lab['config']['scaleUpThreshold']}/"
+                  f"{lab['config']['scaleDownThreshold']} %, evaluationPeriods "
                   f"{lab['config']['evaluationPeriods']}, scaleInterval "
-                  f"{lab['config']['scaleInterval']} s. Load through the controller during "
+                  f"{lab['config']['scaleInterval']} s, workers {lab['config']['workerPlan']}. "
+                  "Load through the controller during "
                   f"the scale-out: {lab['load'].get('ok')} answers, "
                   f"{lab['load'].get('failed')} failed.\n",
                   f"\n{data['lab_projection']['source']}\n"]
@@ -153,6 +167,8 @@ def main() -> None:
                         help="skip the benchmarks that need a local stack")
     parser.add_argument("--no-lab", action="store_true",
                         help="skip the scaling reaction on a lab stack")
+    parser.add_argument("--only-lab", action="store_true",
+                        help="of the stack benchmarks, run only the lab stack's scaling reaction")
     parser.add_argument("--lb-seconds", type=int, default=2, help="seconds per wrk run")
     args = parser.parse_args()
     label = run_label()
@@ -168,7 +184,7 @@ def main() -> None:
     mark = time.perf_counter()
     data["tick"] = run_ticks(log)
     data["wall_s"]["tick"] = round(time.perf_counter() - mark, 1)
-    if not args.no_stack:
+    if not args.no_stack and not args.only_lab:
         stack_part(data, args.out, label, args.lb_seconds, log)
     if not args.no_stack and not args.no_lab:
         lab_part(data, log)

@@ -1,5 +1,6 @@
-"""Pure pieces of the lab's scaling reaction: cloud-init's own timestamps, and the split of one
-scale-out on the lab stack from the crossing to the new worker serving through Nginx.
+"""Pure pieces of the lab's scaling reaction: when the workers' memory crossed the threshold,
+cloud-init's own timestamps, and the split of one scale-out on the lab stack from the crossing
+to the new worker serving through Nginx.
 
 No clock, no machine: ``bench.lab_reaction`` gathers the instants (every one read from the same
 kernel clock: lab machines are containers on this host), these functions order them, and
@@ -15,6 +16,35 @@ from typing import Any
 
 # cloud-init's stages in the order they run (``/var/lib/cloud/data/status.json``, ``v1``).
 CLOUD_INIT_STAGES = ("init-local", "init", "modules-config", "modules-final")
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """When the fleet's memory reading went above the up threshold, as measured.
+
+    ``at`` is the earliest instant a reading above it is known: the end of the first scrape
+    of the workers' exporters that read it above, or the scaler's deciding tick if that came
+    first (the tick's own scrape read it above too). ``after`` is the start of the last scrape
+    that still read it below: the crossing lies between the two."""
+
+    at: float
+    after: float
+
+    @property
+    def window_s(self) -> float:
+        return self.at - self.after
+
+
+def crossing(last_below_started: float, first_above_ended: float,
+             decided_at: float) -> Crossing:
+    """The crossing from the scrapes around it and the scaler's deciding tick."""
+    if not last_below_started < first_above_ended:
+        raise ValueError(f"the scrape below ({last_below_started}) must start before the one "
+                         f"above ends ({first_above_ended})")
+    if decided_at < last_below_started:
+        raise ValueError(f"the scaler decided ({decided_at}) before the readings crossed "
+                         f"(below at {last_below_started})")
+    return Crossing(at=min(first_above_ended, decided_at), after=last_below_started)
 
 
 @dataclass(frozen=True)

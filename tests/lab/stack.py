@@ -184,12 +184,17 @@ def network_up(stack: LabStack) -> None:
     agent.start(stack.net, stack.stack_dir)
 
 
-def remove(stack: LabStack) -> None:
-    """Destroy through the engine, then whatever a failed run left; remove the stack."""
-    stack.engine("destroy")
-    # The stack's state lives in the lab's S3 server, which destroy_all stops.
-    if s3.load(stack.stack_dir) is not None:
-        stack.cli("stack", "rm", "--yes", "--force", check=False)
+def remove(stack: LabStack, engine_destroy: bool = True) -> None:
+    """Destroy through the engine, then whatever a failed run left; remove the stack.
+
+    Without ``engine_destroy`` (the bench, which does not measure its teardown) only the
+    second step runs: ``destroy_all`` removes every machine, the namespace and the S3 server
+    that holds the stack's state, which is what leaves nothing behind either way."""
+    if engine_destroy:
+        stack.engine("destroy")
+        # The stack's state lives in the lab's S3 server, which destroy_all stops.
+        if s3.load(stack.stack_dir) is not None:
+            stack.cli("stack", "rm", "--yes", "--force", check=False)
     started = time.monotonic()
     hypervisor.destroy_all(stack.net, stack.stack_dir)
     stack.timings["destroy-all"] = time.monotonic() - started
@@ -198,9 +203,10 @@ def remove(stack: LabStack) -> None:
 
 
 @contextlib.contextmanager
-def brought_up(stack: LabStack) -> Iterator[LabStack]:
+def brought_up(stack: LabStack, engine_destroy: bool = True) -> Iterator[LabStack]:
     """The stack's network and ``up`` (recorded, not asserted: the machines are worth
-    inspecting when it fails); on exit it is removed, and any part of it left fails."""
+    inspecting when it fails); on exit it is removed (``remove``), and any part of it left
+    fails."""
     from tests.lab.conftest import leftovers  # the lab's fixtures module
 
     try:
@@ -208,7 +214,7 @@ def brought_up(stack: LabStack) -> Iterator[LabStack]:
         stack.results["up"] = stack.engine("up")
         yield stack
     finally:
-        remove(stack)
+        remove(stack, engine_destroy)
         # A stopped nspawn can linger as a zombie for a moment.
         with contextlib.suppress(WaitTimeout):
             wait_until(lambda: not leftovers(stack.net, stack.stack_dir), timeout_s=30,

@@ -21,38 +21,27 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from lab import machine
-from scaler.metrics import memory_utilisation
+from tests.lab.memory_load import (
+    DOWN_THRESHOLD,
+    SCALER_CONFIG,
+    UP_THRESHOLD,
+    WORKER_MEMORY_KB,
+    exporter_readings,
+    hold,
+    readings_when,
+    release,
+)
 from tests.lab.stack import PROJECT_ROOT, PYTHON, LabStack, brought_up, new_lab_stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
-# Workers of 2 GB, Vultr's vc2-1c-2gb: enough that an idle worker (the app's two Uvicorn
-# processes, node exporter, systemd) reads well under the seed's down threshold, small enough
-# that holding 88 % of two of them costs this host about 3 GB.
-WORKER_PLAN = "vc2-1c-2gb"
-WORKER_MEMORY_KB = 2 * 1024 * 1024
-# The seed's thresholds and scale-in margin (80 %, 30 %, 10 points). The periods are shortened:
-# ticks every 10 s from 10 s after boot; one sample decides; no warm-up; 20 s cooldowns.
-UP_THRESHOLD, DOWN_THRESHOLD = 80, 30
-SCALER_CONFIG: dict[str, object] = {
-    "workerPlan": WORKER_PLAN,
-    "scaleUpThreshold": UP_THRESHOLD, "scaleDownThreshold": DOWN_THRESHOLD, "scaleInMargin": 10,
-    "scaleInterval": 10, "evaluationPeriods": 1, "scaleWarmup": 0, "scaleStaleAfter": 30,
-    "scaleUpCooldown": 20, "scaleDownCooldown": 20, "maxWorkers": 3, "scaleMaxStep": 1,
-}
-# What holding brings a worker's reading to: above the up threshold, so that with the new
-# worker's low reading the mean of three (about 65 %) is in the band; under /health/'s memory
-# limit (95 %), so the workers stay in the balancer; and short of the machine's limit (about
-# 240 MB left for the app under load; no OOM kill).
-HOLD_TO_PCT = 88
-HOLD_UNIT = "gemnar-test-hold-memory"
 SCALE_TIMEOUT_S = 420
 # Bounds the load generator whatever happens to the test.
 LOAD_MAX_S = 1200
@@ -126,53 +115,6 @@ def applied_outcomes(stack: LabStack) -> list[str] | None:
     return outcomes if len(outcomes) >= 2 else None
 
 
-def exporter_reading(stack: LabStack, index: int) -> tuple[float, float]:
-    """(memory in use %, MemTotal in kB) of worker ``index`` as its node exporter reports
-    it to the controller: what the scaler reads."""
-    address = stack.net.vpc_host(10 + index)
-    metrics = stack.inside("controller", "curl", "-sS", "--max-time", "5",
-                           f"http://{address}:9100/metrics")
-    assert metrics.returncode == 0, metrics.stderr
-    total = [line for line in metrics.stdout.splitlines()
-             if line.startswith("node_memory_MemTotal_bytes ")]
-    return memory_utilisation(metrics.stdout), float(total[0].split()[1]) / 1024
-
-
-def readings_when(stack: LabStack, wanted: Callable[[float], bool], what: str) -> list[float]:
-    """worker-0's and worker-1's readings once both are ``wanted``."""
-    def both() -> list[float] | None:
-        readings = [exporter_reading(stack, index)[0] for index in (0, 1)]
-        return readings if all(wanted(pct) for pct in readings) else None
-
-    return wait_until(both, timeout_s=90, interval_s=1, what=what,
-                      detail=lambda: str([exporter_reading(stack, i) for i in (0, 1)]))
-
-
-def meminfo_kb(stack: LabStack, name: str) -> dict[str, int]:
-    text = stack.inside(name, "cat", "/proc/meminfo").stdout
-    return {key: int(value.split()[0]) for key, value in
-            (line.split(":", 1) for line in text.splitlines()) if value.strip().endswith("kB")}
-
-
-def hold(stack: LabStack, index: int) -> int:
-    """Hold memory on worker ``index`` (a process its systemd starts, so it is the machine's)
-    until its reading is HOLD_TO_PCT; returns the MB held."""
-    info = meminfo_kb(stack, f"worker-{index}")
-    used_kb = info["MemTotal"] - info["MemAvailable"]
-    mb = int((info["MemTotal"] * HOLD_TO_PCT / 100 - used_kb) / 1024)
-    assert mb > 0, info
-    started = stack.inside(f"worker-{index}", "systemd-run", f"--unit={HOLD_UNIT}", "python3",
-                           "-c", f"import signal; b = bytearray(b'Z') * ({mb} << 20); "
-                           "signal.pause()")
-    assert started.returncode == 0, started.stderr
-    return mb
-
-
-def release(stack: LabStack, index: int) -> None:
-    stopped = stack.inside(f"worker-{index}", "systemctl", "stop", HOLD_UNIT)
-    assert stopped.returncode == 0, stopped.stderr
-
-
 def wait_for_count(stack: LabStack, count: int, what: str) -> float:
     started = time.monotonic()
     wait_until(lambda: stack.worker_count() == count, timeout_s=SCALE_TIMEOUT_S,
@@ -187,9 +129,9 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
     assert up.returncode == 0, f"lab `up` failed:\n{up.stdout[-6000:]}"
     assert stack.worker_count() == 2
     # Each worker's node exporter reports the worker's own memory, its plan's 2 GB.
-    idle = [exporter_reading(stack, index) for index in (0, 1)]
-    assert [total for _, total in idle] == [WORKER_MEMORY_KB] * 2, idle
-    assert all(pct < DOWN_THRESHOLD for pct, _ in idle), idle
+    idle = exporter_readings(stack)
+    assert list(idle.total_kb) == [WORKER_MEMORY_KB] * 2, idle
+    assert all(pct < DOWN_THRESHOLD for pct in idle.memory_pct), idle
     load = LabLoad(stack)
     held: list[int] = []
     try:
@@ -197,8 +139,9 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
         started = time.monotonic()
         held = [hold(stack, index) for index in (0, 1)]
         # The holders take a moment to start and write their memory.
-        holding = readings_when(stack, lambda pct: pct > UP_THRESHOLD,
-                                "both workers' readings above the up threshold")
+        holding = readings_when(
+            stack, lambda r: all(pct > UP_THRESHOLD for pct in r.memory_pct),
+            "both workers' readings above the up threshold")
         stack.timings["scale-out"] = time.monotonic() - started + wait_for_count(
             stack, 3, "the controller's scaler to scale out to 3 workers")
         assert sorted(machine.names(stack.stack_dir)) == [
@@ -211,15 +154,17 @@ def test_the_controllers_scaler_scales_out_and_in_under_load(scaler_stack: LabSt
         started = time.monotonic()
         for index in (0, 1):
             release(stack, index)
-        released = readings_when(stack, lambda pct: pct < DOWN_THRESHOLD,
-                                 "both workers' readings below the down threshold")
+        released = readings_when(
+            stack, lambda r: all(pct < DOWN_THRESHOLD for pct in r.memory_pct),
+            "both workers' readings below the down threshold")
         stack.timings["scale-in"] = time.monotonic() - started + wait_for_count(
             stack, 2, "the controller's scaler to scale back in to 2 workers")
     finally:
         result = load.stop()
-    print(f"worker memory in use (%, node exporter): idle {[round(p, 1) for p, _ in idle]}, "
-          f"holding {held} MB {[round(p, 1) for p in holding]}, "
-          f"released {[round(p, 1) for p in released]}")
+    print(f"worker memory in use (%, node exporter): "
+          f"idle {[round(p, 1) for p in idle.memory_pct]}, "
+          f"holding {held} MB {[round(p, 1) for p in holding.memory_pct]}, "
+          f"released {[round(p, 1) for p in released.memory_pct]}")
     assert sorted(machine.names(stack.stack_dir)) == ["controller", "worker-0", "worker-1"]
     # The scale-in's record follows its `up` (which changed the outputs): wait for it.
     applied = wait_until(lambda: applied_outcomes(stack), timeout_s=60, interval_s=1,
