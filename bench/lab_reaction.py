@@ -164,7 +164,9 @@ def run(scratch: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
         wall["up"] = round(time.perf_counter() - mark, 1)
         up = stack.results["up"]
         if up.returncode != 0 or stack.worker_count() != 2:
-            raise RuntimeError(f"lab `up` failed:\n{up.stdout[-3000:]}")
+            # The engine's log goes with the scratch directory: keep its error lines.
+            errors = [line for line in up.stdout.splitlines() if "error" in line.lower()]
+            raise RuntimeError("lab `up` failed:\n" + "\n".join(errors[-15:])[-1800:])
         log(f"lab stack {stack.name} up with 2 workers in {wall['up']} s")
         idle = memory_load.exporter_readings(stack)
         watch = Watch(stack.net.netns_path, PYTHON, PROJECT_ROOT,

@@ -1,5 +1,5 @@
-"""The lab scale-out's pure readers: cloud-init's status.json, the phase split, and the report
-(tables and properties)."""
+"""The lab scale-out's pure readers: the measured crossing, cloud-init's status.json, the phase
+split, and the report (tables and properties)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from bench.lab_phases import CloudInitRun, cloud_init_run, lab_phases
+from bench.lab_phases import CloudInitRun, Crossing, cloud_init_run, crossing, lab_phases
 from bench.report import lab_reaction, lab_reaction_markdown, targets
 
 WORKER = "gemnar-worker-2"
@@ -24,6 +24,35 @@ def status(**stages: dict[str, Any]) -> str:
     for stage, fields in stages.items():
         v1[stage.replace("_", "-")].update(fields)
     return json.dumps({"v1": v1})
+
+
+@pytest.mark.parametrize(("below", "above", "decided", "expected"), [
+    # The scrape saw it first: from the start of the scrape below to the end of the one above.
+    (10.0, 10.4, 18.0, Crossing(at=10.4, after=10.0)),
+    # The scaler's tick scraped in between and decided first: its instant is the crossing.
+    (10.0, 10.4, 10.3, Crossing(at=10.3, after=10.0)),
+    (10.0, 10.4, 10.4, Crossing(at=10.4, after=10.0)),
+])
+def test_the_crossing_is_the_first_reading_above(below: float, above: float, decided: float,
+                                                   expected: Crossing) -> None:
+    found = crossing(below, above, decided)
+    assert found == expected
+    assert found.window_s == pytest.approx(expected.at - below)
+
+
+def test_a_crossing_out_of_order_is_refused() -> None:
+    with pytest.raises(ValueError, match="must start before"):
+        crossing(10.5, 10.4, 18.0)
+    with pytest.raises(ValueError, match="decided"):  # a decision before the readings crossed
+        crossing(10.0, 10.4, 9.0)
+
+
+@given(st.floats(0, 1e6), st.floats(0.001, 10), st.floats(-10, 100))
+def test_the_crossing_lies_between_the_scrapes(below: float, span: float, lag: float) -> None:
+    above = below + span
+    found = crossing(below, above, below + max(lag, 0.0))
+    assert found.after == below and below <= found.at <= above
+    assert 0 <= found.window_s <= above - below
 
 
 def test_cloud_init_runs_from_its_first_stage_start_to_the_final_stage_end() -> None:
