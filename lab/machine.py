@@ -164,9 +164,10 @@ def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> M
         for filename, content in seed_files(seed, spec.user_data).items():
             (seed_dir / filename).write_text(content)
         memory.start_view(stack_dir)  # the stack's LXCFS, kept when it runs
-        cgroup = memory.create_cgroup(memory.host_layout(), net.namespace, spec.name,
-                                      spec.memory_mb)
-        state.cgroup = str(cgroup)
+        layout = memory.host_layout()
+        cgroups = memory.create_cgroups(layout, memory.host_tracking_dirs(layout),
+                                        net.namespace, spec.name, spec.memory_mb)
+        state.cgroup = str(cgroups[0])
         _save(directory, state)
         argv = [
             "nsenter", f"--net={net.netns_path}", "--",
@@ -193,7 +194,7 @@ def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> M
             argv.append(f"--network-veth-extra={state.host_veth}:{PUBLIC_INTERFACE}")
         console = (directory / "console.log").open("ab")
         process = subprocess.Popen(
-            memory.join_argv(cgroup, argv), stdin=subprocess.DEVNULL, stdout=console,
+            memory.join_argv(cgroups, argv), stdin=subprocess.DEVNULL, stdout=console,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         console.close()
@@ -255,7 +256,7 @@ def delete(net: LabNetwork, stack_dir: Path, name: str) -> None:
         if state.loop_device:
             subprocess.run(["losetup", "-d", state.loop_device], capture_output=True)
         if state.cgroup:
-            memory.remove_cgroup(Path(state.cgroup))
+            memory.remove_machine_cgroups(Path(state.cgroup))
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -11,7 +11,11 @@ reading process's machine, which nspawn binds over the machine's ``/proc/meminfo
 (``nspawn_args``). The kernel here has a ``memory.shown_ram_in_bytes`` file, but setting it
 changes neither ``/proc/meminfo`` nor ``sysinfo()`` (checked): hence LXCFS.
 
-``cgroup_layout`` and ``join_argv`` are pure; the rest does the I/O.
+The machine also gets a cgroup of its own in the hierarchies its systemd tracks units in
+(``tracking_dirs``: v1 ``name=systemd`` and the unified tree on this hybrid host): started in
+their root, all machines shared nspawn's ``/payload`` there and their units' cgroups collided.
+
+``cgroup_layout``, ``tracking_dirs`` and ``join_argv`` are pure; the rest does the I/O.
 """
 
 from __future__ import annotations
@@ -80,15 +84,65 @@ def cgroup_layout(proc_self_cgroup: str, proc_mounts: str) -> CgroupLayout:
                        "memory: mount the cgroup v1 memory hierarchy or cgroup2)")
 
 
+def tracking_dirs(proc_self_cgroup: str, proc_mounts: str, memory: CgroupLayout) -> list[Path]:
+    """This process's own cgroup in each hierarchy a machine's systemd tracks its units in,
+    other than the memory one (pure): v1 ``name=systemd`` and the unified cgroup2 (a hybrid
+    host like this one has both).
+
+    nspawn puts the machine under ``<its own cgroup>/payload``: started in the hierarchy's
+    root, every machine of every stack shared ``/payload``, so machines booting at once
+    created and removed the same unit cgroups (``/payload/system.slice/systemd-sysusers.
+    service``), and a unit failed with "Failed to attach to cgroup ...: No such file or
+    directory" (status 219/CGROUP, seen in CI). Each machine gets its own cgroup in these too.
+    """
+    named: dict[str, str] = {}
+    for line in proc_self_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "name=systemd":
+            named["v1"] = path
+        elif controllers == "" and line.startswith("0::"):
+            named["v2"] = path
+    found = []
+    for line in proc_mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or Path(fields[1]) == memory.mount:
+            continue
+        if fields[2] == "cgroup" and "name=systemd" in fields[3].split(",") and "v1" in named:
+            found.append(Path(fields[1]) / named["v1"].lstrip("/"))
+        elif fields[2] == "cgroup2" and "v2" in named:
+            found.append(Path(fields[1]) / named["v2"].lstrip("/"))
+    return found
+
+
 def host_layout() -> CgroupLayout:
     return cgroup_layout(Path("/proc/self/cgroup").read_text(),
                          Path("/proc/mounts").read_text())
 
 
-def join_argv(cgroup: Path, argv: Sequence[str]) -> list[str]:
-    """``argv`` run as a process that joined ``cgroup`` before it exec'd: nspawn and every
-    process of the machine are then in it from the first instruction (pure)."""
-    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *argv]
+def host_tracking_dirs(layout: CgroupLayout) -> list[Path]:
+    return tracking_dirs(Path("/proc/self/cgroup").read_text(),
+                         Path("/proc/mounts").read_text(), layout)
+
+
+def join_argv(cgroups: Sequence[Path], argv: Sequence[str]) -> list[str]:
+    """``argv`` run as a process that joined every one of ``cgroups`` before it exec'd:
+    nspawn and every process of the machine are then in them from the first instruction
+    (pure). A failed join stops it before ``argv`` runs."""
+    joins = "".join(f'echo $$ > "${index}/cgroup.procs" || exit 1; '
+                    for index in range(1, len(cgroups) + 1))
+    return ["sh", "-c", f'{joins}shift {len(cgroups)}; exec "$@"', "join-cgroups",
+            *map(str, cgroups), *argv]
+
+
+def create_cgroups(layout: CgroupLayout, tracking: Sequence[Path], group: str, name: str,
+                   memory_mb: int) -> list[Path]:
+    """The machine's cgroups ``<own>/<group>/<name>``: the memory one first, with its limit,
+    then one in each of the ``tracking`` hierarchies (``tracking_dirs``)."""
+    memory_cgroup = create_cgroup(layout, group, name, memory_mb)
+    others = [own / group / name for own in tracking]
+    for path in others:
+        path.mkdir(parents=True, exist_ok=True)
+    return [memory_cgroup, *others]
 
 
 def create_cgroup(layout: CgroupLayout, group: str, name: str, memory_mb: int) -> Path:
@@ -114,8 +168,25 @@ def _procs(cgroup: Path) -> list[int]:
 
 
 def remove_cgroup(cgroup: Path) -> None:
-    """Kill whatever is left in the machine's cgroup, remove it and its group when that is
-    empty; idempotent. Only a cgroup without processes can be removed."""
+    """Kill whatever is left in the machine's cgroup and the cgroups its systemd made under
+    it (left after a kill), remove them and the stack's group when that is empty;
+    idempotent. Only a cgroup without processes or children can be removed."""
+    if cgroup.exists():
+        for directory, _, _ in os.walk(cgroup, topdown=False):
+            _remove_one(Path(directory))
+    with contextlib.suppress(OSError):
+        cgroup.parent.rmdir()  # the stack's group, once its last machine is gone
+
+
+def remove_machine_cgroups(memory_cgroup: Path) -> None:
+    """The machine's memory cgroup and its cgroups in this host's tracking hierarchies."""
+    group, name = memory_cgroup.parent.name, memory_cgroup.name
+    for own in host_tracking_dirs(host_layout()):
+        remove_cgroup(own / group / name)
+    remove_cgroup(memory_cgroup)
+
+
+def _remove_one(cgroup: Path) -> None:
     deadline = time.monotonic() + CGROUP_EMPTY_TIMEOUT_S
     while cgroup.exists():
         for pid in _procs(cgroup):
@@ -130,19 +201,18 @@ def remove_cgroup(cgroup: Path) -> None:
                 raise
             # Killed processes leave the cgroup once reaped; nothing to wait on but that.
             time.sleep(0.1)
-    with contextlib.suppress(OSError):
-        cgroup.parent.rmdir()  # the stack's group, once its last machine is gone
 
 
 def stack_cgroups(group: str, layout: CgroupLayout | None = None) -> list[Path]:
-    """Every cgroup directory named ``group`` in the memory hierarchy (what a lab stack
-    would leave behind)."""
-    mount = (layout or host_layout()).mount
+    """Every cgroup directory named ``group`` in the memory hierarchy and under this
+    process's own cgroup in the tracking ones (what a lab stack would leave behind)."""
+    layout = layout or host_layout()
     found = []
-    for directory, subdirs, _ in os.walk(mount):
-        if Path(directory).name == group:
-            found.append(Path(directory))
-            subdirs.clear()
+    for top in (layout.mount, *host_tracking_dirs(layout)):
+        for directory, subdirs, _ in os.walk(top):
+            if Path(directory).name == group:
+                found.append(Path(directory))
+                subdirs.clear()
     return found
 
 

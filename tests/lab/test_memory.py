@@ -52,12 +52,46 @@ def test_no_memory_controller_is_an_error_that_says_so() -> None:
         memory.cgroup_layout("1:cpu:/\n", "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
 
 
-def test_the_machine_joins_its_cgroup_before_it_runs() -> None:
-    argv = memory.join_argv(Path("/cg/m"), ["nsenter", "--net=/run/netns/x", "--", "a b"])
-    done = subprocess.run([*argv[:3], "/nonexistent", "true"], capture_output=True, text=True)
-    # The write fails (no such cgroup): the program must not run outside its cgroup.
-    assert done.returncode != 0
-    assert argv[3:] == ["/cg/m", "nsenter", "--net=/run/netns/x", "--", "a b"]
+def test_the_machine_joins_every_cgroup_before_it_runs(tmp_path: Path) -> None:
+    # Stand-ins for cgroup directories: each join is a write of the shell's pid.
+    groups = [tmp_path / "memory", tmp_path / "systemd"]
+    for group in groups:
+        group.mkdir()
+        (group / "cgroup.procs").write_text("")
+    argv = memory.join_argv(groups, ["sh", "-c", "echo ran as $$", "a b"])
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    pid = done.stdout.split()[-1]
+    # exec keeps the pid: the program that runs is the process that joined.
+    assert [(g / "cgroup.procs").read_text().strip() for g in groups] == [pid, pid]
+    # A join that fails (no such cgroup) stops it: the program must not run outside one.
+    failed = subprocess.run(memory.join_argv([groups[0], tmp_path / "gone"], ["echo", "ran"]),
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "ran" not in failed.stdout
+
+
+HYBRID_CGROUP = ("9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n")
+HYBRID_MOUNTS = ("cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n"
+                 "cgroup /sys/fs/cgroup/unified cgroup2 rw,nosuid 0 0\n"
+                 "cgroup /sys/fs/cgroup/systemd cgroup rw,xattr,name=systemd 0 0\n"
+                 "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
+
+
+@pytest.mark.parametrize(("cgroup", "mounts", "expected"), [
+    # This host: the machine needs its own cgroup in name=systemd and in the unified tree.
+    (HYBRID_CGROUP, HYBRID_MOUNTS,
+     [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]),
+    # A process in no unified cgroup (no "0::" line): name=systemd only, under its own path.
+    ("9:name=systemd:/a/b\n4:memory:/m\n",
+     V1_MOUNTS + "cgroup /sys/fs/cgroup/systemd cgroup rw,name=systemd 0 0\n",
+     [Path("/sys/fs/cgroup/systemd/a/b")]),
+    # cgroup v2 only: the memory cgroup is the one tree, nothing else to join.
+    (V2_CGROUP, V2_MOUNTS, []),
+])
+def test_a_machine_also_gets_its_own_cgroup_where_systemd_tracks_units(
+    cgroup: str, mounts: str, expected: list[Path]
+) -> None:
+    layout = memory.cgroup_layout(cgroup, mounts)
+    assert memory.tracking_dirs(cgroup, mounts, layout) == expected
 
 
 def test_a_machine_outside_the_plans_range_is_refused(tmp_path: Path) -> None:
