@@ -1,5 +1,6 @@
-"""How the suite is split over pytest-xdist's processes (``GEMNAR_TEST_WORKERS=3 bash
-tools/test.sh``: ``-n 3 --dist loadfile``, with the scheduler below).
+"""How the suite is split over pytest-xdist's processes (``bash tools/test.sh``: ``-n 3
+--dist loadfile`` by default, ``GEMNAR_TEST_WORKERS=N`` for another number, with the
+scheduler below).
 
 Much of the suite's time is spent waiting on real events (a scaler's period, a machine's boot,
 ``pulumi up`` of real processes), not on the CPU, so test groups run side by side. What must
