@@ -1,10 +1,16 @@
 """Swapping a restored database in while PgBouncer holds the app's queries.
 
-``PAUSE db`` on PgBouncer's admin console waits for running transactions, closes its server
+``PAUSE`` on PgBouncer's admin console waits for running transactions, closes its server
 connections and queues new queries; the databases are renamed (the live one is kept under a
 ``_pre_restore_`` name, never dropped here); ``RESUME`` lets the queued queries run against the
 restored one. Clients see a delay, not an error, as long as the swap is shorter than their
 ``query_wait_timeout``.
+
+The pause is PgBouncer's global one, not ``PAUSE db``: a database paused on its own still gets
+new server connections to keep its ``min_pool_size`` while a client is connected (PgBouncer's
+janitor checks only the global pause). One such login raced the rename, failed, and PgBouncer
+then refused every client for ``server_login_retry`` after the swap (seen in CI); one that
+succeeded could also make the rename fail ("being accessed by other users").
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def check_admin(bouncer: PgTarget, live: str) -> None:
 def swap_in(pg: PgTarget, bouncer: PgTarget, live: str, restored: str, keep_as: str) -> None:
     """Rename ``live`` to ``keep_as`` and ``restored`` to ``live`` with the app paused."""
     with _admin(bouncer) as admin, pg.connect("postgres") as conn:
-        admin.execute(sql.SQL("PAUSE {}").format(sql.Identifier(live)))
+        admin.execute("PAUSE")
         try:
             # Sessions outside PgBouncer (psql, a worker's direct connection) would block the
             # rename; PgBouncer's own are closed by PAUSE.
@@ -58,4 +64,4 @@ def swap_in(pg: PgTarget, bouncer: PgTarget, live: str, restored: str, keep_as: 
         except psycopg.Error as error:
             raise SwapError(f"renaming failed, {live} unchanged: {error}") from error
         finally:
-            admin.execute(sql.SQL("RESUME {}").format(sql.Identifier(live)))
+            admin.execute("RESUME")
