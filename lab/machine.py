@@ -164,9 +164,9 @@ def create(net: LabNetwork, stack_dir: Path, lower: str, spec: MachineSpec) -> M
         for filename, content in seed_files(seed, spec.user_data).items():
             (seed_dir / filename).write_text(content)
         memory.start_view(stack_dir)  # the stack's LXCFS, kept when it runs
-        layout = memory.host_layout()
-        cgroups = memory.create_cgroups(layout, memory.host_tracking_dirs(layout),
-                                        net.namespace, spec.name, spec.memory_mb)
+        layout, tracking = memory.host_cgroups()
+        cgroups = memory.create_cgroups(layout, tracking, net.namespace, spec.name,
+                                        spec.memory_mb)
         state.cgroup = str(cgroups[0])
         _save(directory, state)
         argv = [

@@ -57,29 +57,38 @@ class CgroupLayout:
         return self.mount / self.own.lstrip("/")
 
 
+def _hierarchies(proc_self_cgroup: str, proc_mounts: str) -> list[tuple[Path, str, frozenset[str]]]:
+    """Each mounted cgroup hierarchy this process is in, in mount order (pure): (its mount,
+    this process's cgroup in it, its controllers and ``name=`` ("memory", "name=systemd");
+    none for the unified cgroup2 one)."""
+    own = {}
+    for line in proc_self_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        own[frozenset(filter(None, controllers.split(",")))] = path
+    found = []
+    for line in proc_mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[2] not in ("cgroup", "cgroup2"):
+            continue
+        options = set(fields[3].split(","))
+        for names, path in own.items():
+            # A v1 mount's options name its controllers; cgroup2's entry has none ("0::").
+            if (fields[2] == "cgroup2") == (not names) and names <= options:
+                found.append((Path(fields[1]), path, names))
+                break
+    return found
+
+
 def cgroup_layout(proc_self_cgroup: str, proc_mounts: str) -> CgroupLayout:
     """The memory controller's layout from ``/proc/self/cgroup`` and ``/proc/mounts`` (pure):
     a v1 ``memory`` hierarchy when there is one, else the unified (v2) hierarchy."""
-    v1_path = v2_path = None
-    for line in proc_self_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            v1_path = path
-        elif controllers == "" and line.startswith("0::"):
-            v2_path = path
-    v1_mount = v2_mount = None
-    for line in proc_mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        if fields[2] == "cgroup" and "memory" in fields[3].split(","):
-            v1_mount = fields[1]
-        elif fields[2] == "cgroup2":
-            v2_mount = fields[1]
-    if v1_path is not None and v1_mount is not None:
-        return CgroupLayout(Path(v1_mount), v1_path, "memory.limit_in_bytes")
-    if v2_path is not None and v2_mount is not None:
-        return CgroupLayout(Path(v2_mount), v2_path, "memory.max")
+    hierarchies = _hierarchies(proc_self_cgroup, proc_mounts)
+    for mount, own, names in hierarchies:
+        if "memory" in names:
+            return CgroupLayout(mount, own, "memory.limit_in_bytes")
+    for mount, own, names in hierarchies:
+        if not names:
+            return CgroupLayout(mount, own, "memory.max")
     raise RuntimeError("no memory cgroup controller mounted (lab machines need one for their "
                        "memory: mount the cgroup v1 memory hierarchy or cgroup2)")
 
@@ -95,33 +104,17 @@ def tracking_dirs(proc_self_cgroup: str, proc_mounts: str, memory: CgroupLayout)
     service``), and a unit failed with "Failed to attach to cgroup ...: No such file or
     directory" (status 219/CGROUP, seen in CI). Each machine gets its own cgroup in these too.
     """
-    named: dict[str, str] = {}
-    for line in proc_self_cgroup.splitlines():
-        _, controllers, path = line.split(":", 2)
-        if controllers == "name=systemd":
-            named["v1"] = path
-        elif controllers == "" and line.startswith("0::"):
-            named["v2"] = path
-    found = []
-    for line in proc_mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 4 or Path(fields[1]) == memory.mount:
-            continue
-        if fields[2] == "cgroup" and "name=systemd" in fields[3].split(",") and "v1" in named:
-            found.append(Path(fields[1]) / named["v1"].lstrip("/"))
-        elif fields[2] == "cgroup2" and "v2" in named:
-            found.append(Path(fields[1]) / named["v2"].lstrip("/"))
-    return found
+    return [mount / own.lstrip("/") for mount, own, names in
+            _hierarchies(proc_self_cgroup, proc_mounts)
+            if (not names or "name=systemd" in names) and mount != memory.mount]
 
 
-def host_layout() -> CgroupLayout:
-    return cgroup_layout(Path("/proc/self/cgroup").read_text(),
-                         Path("/proc/mounts").read_text())
-
-
-def host_tracking_dirs(layout: CgroupLayout) -> list[Path]:
-    return tracking_dirs(Path("/proc/self/cgroup").read_text(),
-                         Path("/proc/mounts").read_text(), layout)
+def host_cgroups() -> tuple[CgroupLayout, list[Path]]:
+    """This host's memory layout and tracking directories, from one read of its tables."""
+    proc_self_cgroup = Path("/proc/self/cgroup").read_text()
+    proc_mounts = Path("/proc/mounts").read_text()
+    layout = cgroup_layout(proc_self_cgroup, proc_mounts)
+    return layout, tracking_dirs(proc_self_cgroup, proc_mounts, layout)
 
 
 def join_argv(cgroups: Sequence[Path], argv: Sequence[str]) -> list[str]:
@@ -181,7 +174,7 @@ def remove_cgroup(cgroup: Path) -> None:
 def remove_machine_cgroups(memory_cgroup: Path) -> None:
     """The machine's memory cgroup and its cgroups in this host's tracking hierarchies."""
     group, name = memory_cgroup.parent.name, memory_cgroup.name
-    for own in host_tracking_dirs(host_layout()):
+    for own in host_cgroups()[1]:
         remove_cgroup(own / group / name)
     remove_cgroup(memory_cgroup)
 
@@ -203,12 +196,12 @@ def _remove_one(cgroup: Path) -> None:
             time.sleep(0.1)
 
 
-def stack_cgroups(group: str, layout: CgroupLayout | None = None) -> list[Path]:
+def stack_cgroups(group: str) -> list[Path]:
     """Every cgroup directory named ``group`` in the memory hierarchy and under this
     process's own cgroup in the tracking ones (what a lab stack would leave behind)."""
-    layout = layout or host_layout()
+    layout, tracking = host_cgroups()
     found = []
-    for top in (layout.mount, *host_tracking_dirs(layout)):
+    for top in (layout.mount, *tracking):
         for directory, subdirs, _ in os.walk(top):
             if Path(directory).name == group:
                 found.append(Path(directory))

@@ -80,7 +80,7 @@ def leftovers(net: LabNetwork, stack_dir: Path) -> list[str]:
     found = []
     if netns.exists(net):
         found.append(f"namespace {net.namespace}")
-    found += [f"memory cgroup {path}" for path in memory.stack_cgroups(net.namespace)]
+    found += [f"cgroup {path}" for path in memory.stack_cgroups(net.namespace)]
     mounts = Path("/proc/mounts").read_text()
     if str(stack_dir) in mounts:
         found.append(f"mounts under {stack_dir}")
