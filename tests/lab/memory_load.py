@@ -88,10 +88,14 @@ def readings_when(stack: LabStack, wanted: Callable[[Readings], bool], what: str
                       detail=lambda: str(exporter_readings(stack)))
 
 
-def meminfo_kb(stack: LabStack, name: str) -> dict[str, int]:
-    text = stack.inside(name, "cat", "/proc/meminfo").stdout
+def parse_meminfo_kb(text: str) -> dict[str, int]:
+    """The kB fields of a ``/proc/meminfo`` text, by name."""
     return {key: int(value.split()[0]) for key, value in
             (line.split(":", 1) for line in text.splitlines()) if value.strip().endswith("kB")}
+
+
+def meminfo_kb(stack: LabStack, name: str) -> dict[str, int]:
+    return parse_meminfo_kb(stack.inside(name, "cat", "/proc/meminfo").stdout)
 
 
 def hold(stack: LabStack, index: int) -> int:

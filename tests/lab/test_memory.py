@@ -8,7 +8,6 @@ mount is left behind.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from lab import machine, memory, service
 from lab.netns import LabNetwork
 from localnode.supervise import alive
+from tests.lab.memory_load import parse_meminfo_kb
 from tests.support.waiting import wait_until
 
 V1_CGROUP = "4:memory:/process_api/abc\n1:cpu:/\n9:name=systemd:/\n0::/\n"
@@ -102,8 +102,7 @@ def test_a_machine_outside_the_plans_range_is_refused(tmp_path: Path) -> None:
 
 
 def _meminfo_kb(stack_dir: Path, name: str) -> dict[str, int]:
-    text = machine.exec_in(stack_dir, name, ["cat", "/proc/meminfo"]).stdout
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+):\s+(\d+) kB$", text, re.M)}
+    return parse_meminfo_kb(machine.exec_in(stack_dir, name, ["cat", "/proc/meminfo"]).stdout)
 
 
 def test_a_machine_sees_its_own_memory_and_what_is_held_on_it(
