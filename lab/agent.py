@@ -83,8 +83,7 @@ def create_spec(net: LabNetwork, body: dict[str, Any], roles: frozenset[str]) ->
                    or public == net.gateway):
         raise ValueError(f"publicAddress: inside {net.public_subnet}, not {net.gateway}")
     memory_mb = field("memoryMb", int)
-    if not memory.MIN_MEMORY_MB <= memory_mb <= memory.MAX_MEMORY_MB:
-        raise ValueError(f"memoryMb: {memory.MIN_MEMORY_MB} to {memory.MAX_MEMORY_MB}")
+    memory.check_memory_mb(memory_mb, "memoryMb")
     disk_mb = field("dataDiskMb", int, 0)
     disk_id = field("dataDiskId", str, "")
     if not 0 <= disk_mb <= MAX_DISK_MB or bool(disk_mb) != bool(disk_id) or (

@@ -138,10 +138,15 @@ def create_cgroups(layout: CgroupLayout, tracking: Sequence[Path], group: str, n
     return [memory_cgroup, *others]
 
 
+def check_memory_mb(memory_mb: int, field: str = "memory") -> None:
+    """Refuse a machine size outside the plans' range, naming ``field``."""
+    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+        raise ValueError(f"{field}: {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MiB, not {memory_mb}")
+
+
 def create_cgroup(layout: CgroupLayout, group: str, name: str, memory_mb: int) -> Path:
     """The machine's cgroup ``<own>/<group>/<name>`` with its memory limit; returns its path."""
-    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
-        raise ValueError(f"memory: {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MiB, not {memory_mb}")
+    check_memory_mb(memory_mb)
     path = layout.own_dir / group / name
     path.mkdir(parents=True, exist_ok=True)
     limit = path / layout.limit_file
