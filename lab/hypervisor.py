@@ -47,6 +47,14 @@ def _network(args: argparse.Namespace) -> LabNetwork:
     return LabNetwork(stack=args.stack, vpc_subnet=subnet)
 
 
+def network_up(net: LabNetwork, directory: Path) -> None:
+    """The stack's namespace, S3 server, LXCFS and, last, its API (what creates machines)."""
+    netns.create(net)
+    s3.start(net, directory)
+    memory.start_view(directory)
+    agent.start(net, directory)
+
+
 def destroy_all(net: LabNetwork, directory: Path) -> None:
     """Every machine of the stack, then its namespace: ``destroy`` leaves nothing behind."""
     agent.stop(directory)  # first: nothing may create a machine while they go
@@ -108,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     net = _network(args)
     directory = stack_dir(args.stack)
     if args.action == "net-up":
-        netns.create(net)
-        s3.start(net, directory)
-        memory.start_view(directory)
-        agent.start(net, directory)
+        network_up(net, directory)
         print(net.namespace)
     elif args.action == "net-down":
         agent.stop(directory)

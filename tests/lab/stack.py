@@ -25,7 +25,7 @@ import yaml
 from engine.local_stack import prepare_work_dir
 from engine.toolchain import PROJECT_ROOT, tool_paths
 from engine.workspace import stack_env
-from lab import agent, hypervisor, machine, memory, netns, s3
+from lab import hypervisor, machine, s3
 from lab.netns import LabNetwork
 from tests.support.waiting import WaitTimeout, wait_until
 from worker_count import next_generation
@@ -178,10 +178,7 @@ def network_up(stack: LabStack) -> None:
         built = subprocess.run([PYTHON, "-m", "appdelivery", "build", *kind], cwd=PROJECT_ROOT,
                                capture_output=True, text=True, timeout=1200)
         assert built.returncode == 0, f"building the deployer's artifacts failed: {built.stderr}"
-    netns.create(stack.net)
-    s3.start(stack.net, stack.stack_dir)
-    memory.start_view(stack.stack_dir)
-    agent.start(stack.net, stack.stack_dir)
+    hypervisor.network_up(stack.net, stack.stack_dir)
 
 
 def remove(stack: LabStack, engine_destroy: bool = True) -> None:
