@@ -233,9 +233,12 @@ class LocalStack:
 
 
 def served_by(stack: LocalStack, requests: int = 12) -> Counter[str]:
-    """Which worker answered each of ``requests`` page loads through the balancer."""
+    """Which worker answered each of ``requests`` page loads through the balancer.
+
+    A GET whose kept-alive connection Nginx closed under it (an old worker's graceful exit
+    after a reload) is resent once, as browsers do for idempotent requests."""
     with stack.client() as client:
-        pages = [client.get("/") for _ in range(requests)]
+        pages = [get_resending(client, "/")[0] for _ in range(requests)]
     assert all(page.status_code == 200 for page in pages), [p.status_code for p in pages]
     return Counter(re.search(r'id="worker">([^<]+)<', p.text).group(1) for p in pages)  # type: ignore[union-attr]
 
