@@ -24,6 +24,7 @@ from components.worker_scope import MEMBERSHIP_NAME, in_scope
 from localnode.supervise import read_pid, stop_pid
 from scaler.apply import event_record
 from tests.e2e.conftest import LocalStack, SteadyLoad, request_count, served_by
+from tests.support.resend import get_resending
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +82,7 @@ def test_login_session_survives_the_other_worker(
         local_stack.sign_in(client, site_user)
         seen = {}
         for _ in range(12):
-            me = client.get("/whoami/").json()
+            me = get_resending(client, "/whoami/")[0].json()
             seen[me["worker"]] = me
         assert set(seen) == {"worker-0", "worker-1"}
         for me in seen.values():

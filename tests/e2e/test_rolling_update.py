@@ -27,6 +27,7 @@ from project import PROJECT_ROOT
 from tests.e2e.conftest import LocalStack
 from tests.e2e.test_failures import Load, logged_in_cookies, member_down
 from tests.support.background import Background
+from tests.support.resend import get_resending
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +139,7 @@ def test_a_rolling_update_costs_no_request_and_a_broken_release_stops_at_the_fir
     assert {worker_health(stack, i).get("release") for i in (0, 1)} == {release}
     # Through the site: every answer comes from the new release.
     with stack.client() as client:
-        seen = {client.get("/whoami/").json()["release"] for _ in range(10)}
+        seen = {get_resending(client, "/whoami/")[0].json()["release"] for _ in range(10)}
     assert seen == {release}
     # One at a time: worker-1 started draining only after worker-0 was healthy again.
     assert sorted(turns) == [0, 1], (watch.drained_at, watch.healthy_at)
