@@ -127,6 +127,7 @@ def test_tls_offers_only_aead_suites_with_forward_secrecy(tmp_path: Path) -> Non
             )
     findings = json.loads(report.read_text())
     suites = [f["finding"] for f in findings if f["id"].startswith("cipher_x")]
+    print(f"\ntestssl.sh: {len(suites)} suites: {suites}")
     assert suites, findings
     for suite in suites:
         assert "ECDH" in suite or "TLS_AES" in suite or "TLS_CHACHA20" in suite, suite

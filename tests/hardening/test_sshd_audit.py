@@ -91,6 +91,8 @@ def audit(daemon: Daemon) -> dict[str, list[str]]:
 
 def test_ssh_audit_no_fails_and_only_documented_warnings(sshd: Daemon) -> None:
     found = audit(sshd)
+    print(f"\nssh-audit: {len(found['fail'])} fails, {len(found['warn'])} warnings: "
+          f"{found['warn']}")
     assert found["fail"] == []
     assert set(found["warn"]) <= set(DOCUMENTED_WARNINGS), found["warn"]
 
