@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 
 from components.lab_nodes import worker_public_address
+from components.offsite_storage import BACKUP_ENV
 from lab import image, machine
 from provisioning import firstboot
+from provisioning.settings import ControllerPaths
 from tests.lab import boot_order
 from tests.lab.stack import PROJECT_ROOT, LabStack, brought_up, new_lab_stack
 from tests.support.waiting import wait_until
@@ -265,6 +267,49 @@ def test_stylesheet_through_the_controller(site: dict[str, Any]) -> None:
     assert static["cache_control"] == "max-age=315360000, public, immutable", static
     first, second = static["cache_status"]
     assert first in {"MISS", "HIT"} and second == "HIT", static
+
+
+# The controller's own backup command, as gemnar-backup.sh runs it (provisioning.files):
+# from the project's directory, whose packages its venv's Python imports.
+PATHS = ControllerPaths()
+BACKUPS = ("env", "-C", PATHS.project_dir, f"{PATHS.project_dir}/.venv/bin/python",
+           "-m", "backups", "--settings", PATHS.settings_file, "--env", BACKUP_ENV)
+
+
+def test_the_nightly_backup_runs_in_its_sandbox_and_restores_from_off_site(
+    lab_stack: LabStack, site: dict[str, Any]
+) -> None:
+    """Issue 18 on the prod node path: the timer's unit under real systemd (its sandbox, the
+    root-only backup.env the program wrote over SSH), off-site to the lab's S3 server as prod
+    to Vultr Object Storage, then a restore from off-site into a fresh database, checked
+    against the manifest. ``site`` first: a user and an uploaded file to back up."""
+    assert site["upload"]["status"] == 201, f"upload: {site['upload']}"
+    started = time.monotonic()
+    ran = lab_stack.inside("controller", "systemctl", "start", "gemnar-backup.service",
+                           timeout=600)
+    took = time.monotonic() - started
+    journal = lab_stack.inside("controller", "journalctl", "--no-pager", "-o", "cat",
+                               "-u", "gemnar-backup.service").stdout
+    assert ran.returncode == 0, f"gemnar-backup.service failed:\n{ran.stderr}\n{journal[-3000:]}"
+    done = [line for line in journal.splitlines() if line.startswith("gemnar-backup: ")]
+    assert done and " ok: " in done[-1], journal[-3000:]
+    status = lab_stack.inside("controller", *BACKUPS, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    sets = json.loads(status.stdout)["sets_now"]
+    assert sets.get("offsite") and sets.get("local"), sets
+    started = time.monotonic()
+    restored = lab_stack.inside("controller", *BACKUPS, "restore", "--from", "latest",
+                                "--source", "offsite", "--into", "gemnar_lab_restore_check",
+                                "--media-into", "/tmp/gemnar-lab-restore-media", timeout=600)
+    restore_took = time.monotonic() - started
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    result = json.loads(restored.stdout)
+    assert result["store"] == "offsite" and result["swapped"] is False, result
+    assert result["tables"] > 0 and result["rows"] > 0, result
+    assert result["media_files"] >= 1, result
+    print(f"\nlab backup: {done[-1]}; unit {took:.1f}s; restore from off-site "
+          f"{restore_took:.1f}s: {result['tables']} tables, {result['rows']} rows checked, "
+          f"{result['media_files']} media files")
 
 
 def test_adding_one_worker(lab_stack: LabStack) -> None:
