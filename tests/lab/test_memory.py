@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -133,22 +134,21 @@ def test_a_machine_sees_its_own_memory_and_what_is_held_on_it(
         "signal.pause()"])
     assert held.returncode == 0, held.stderr
 
-    def holding() -> dict[str, int] | None:
-        now = _meminfo_kb(stack_dir, "worker-0")
-        return now if now["MemAvailable"] <= before["MemAvailable"] - 256 * 1024 else None
+    def meminfo_when(shown: Callable[[int], bool], what: str) -> dict[str, int]:
+        """The machine's meminfo once its MemAvailable (kB) is ``shown``."""
+        def reading() -> dict[str, int] | None:
+            now = _meminfo_kb(stack_dir, "worker-0")
+            return now if shown(now["MemAvailable"]) else None
+        return wait_until(reading, timeout_s=30, interval_s=0.5,
+                          what=f"{what} in the machine's MemAvailable")
 
-    during = wait_until(holding, timeout_s=30, interval_s=0.5,
-                        what="the held memory in the machine's MemAvailable")
+    during = meminfo_when(lambda kb: kb <= before["MemAvailable"] - 256 * 1024,
+                          "the held memory")
     assert during["MemTotal"] == 768 * 1024
     stopped = machine.exec_in(stack_dir, "worker-0", ["systemctl", "stop", "hold-memory"])
     assert stopped.returncode == 0, stopped.stderr
-
-    def released() -> dict[str, int] | None:
-        now = _meminfo_kb(stack_dir, "worker-0")
-        return now if now["MemAvailable"] >= during["MemAvailable"] + 200 * 1024 else None
-
-    after = wait_until(released, timeout_s=30, interval_s=0.5,
-                       what="the released memory back in the machine's MemAvailable")
+    after = meminfo_when(lambda kb: kb >= during["MemAvailable"] + 200 * 1024,
+                         "the released memory back")
     print(f"worker-0 (768 MiB) MemAvailable kB: before {before['MemAvailable']}, "
           f"holding 256 MiB {during['MemAvailable']}, released {after['MemAvailable']}")
 
